@@ -1,0 +1,350 @@
+"""The one module that calls cuda.bindings.driver directly, for what cuda.core lacks.
+
+Every call goes through :func:`call`, which checks the CUresult and raises the kit's
+error naming the API. The driver is loaded lazily: importing this module touches nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+from .errors import CudaKitError, NoDeviceError, NoDriverError, driver_error, translate
+
+_lock = threading.Lock()
+_driver = None  # cuda.bindings.driver, once initialised
+_init_error: BaseException | None = None
+
+
+def driver():
+    """Return ``cuda.bindings.driver`` after a successful ``cuInit``; raise NoDriverError otherwise."""
+    global _driver, _init_error
+    d = _driver
+    if d is not None:
+        return d
+    with _lock:
+        if _driver is not None:
+            return _driver
+        if _init_error is not None:
+            raise _init_error
+        try:
+            from cuda.bindings import driver as d
+        except ImportError as exc:  # cuda-bindings not installed
+            _init_error = NoDriverError(f"cuda-bindings is not importable: {exc}")
+            raise _init_error from exc
+        try:
+            (res,) = d.cuInit(0)
+        except Exception as exc:  # libcuda.so missing: pathfinder raises on first call
+            err = translate(exc, "cuInit")
+            _init_error = err if isinstance(err, CudaKitError) else NoDriverError(str(exc))
+            raise _init_error from exc
+        if res != d.CUresult.CUDA_SUCCESS:
+            name = getattr(res, "name", str(res))
+            if name == "CUDA_ERROR_NO_DEVICE":
+                _init_error = NoDeviceError(
+                    "the NVIDIA driver loaded but reports no CUDA device (CUDA_ERROR_NO_DEVICE); "
+                    "check nvidia-smi and CUDA_VISIBLE_DEVICES"
+                )
+            else:
+                _init_error = NoDriverError(f"cuInit failed with {name}")
+            raise _init_error
+        _driver = d
+        return d
+
+
+def reset_for_tests() -> None:
+    """Forget a cached initialisation failure (tests simulate missing drivers)."""
+    global _driver, _init_error
+    with _lock:
+        _driver = None
+        _init_error = None
+
+
+def available() -> bool:
+    """True when the driver initialises and reports at least one device."""
+    try:
+        return device_count() > 0
+    except CudaKitError:
+        return False
+
+
+def call(fn_name: str, *args, context: str = ""):
+    """Call ``driver.<fn_name>(*args)``, check the result, return the remaining outputs.
+
+    Returns None, a single value, or a tuple, matching what the binding returns after the result.
+    """
+    d = driver()
+    out = getattr(d, fn_name)(*args)
+    res = out[0]
+    if res != 0:  # CUresult is an IntEnum; 0 is CUDA_SUCCESS
+        raise driver_error(res, fn_name, context)
+    if len(out) == 1:
+        return None
+    if len(out) == 2:
+        return out[1]
+    return out[1:]
+
+
+def version() -> int:
+    """Driver's CUDA version as an int, e.g. 13000."""
+    return int(call("cuDriverGetVersion"))
+
+
+def device_count() -> int:
+    return int(call("cuDeviceGetCount"))
+
+
+def attribute_enum():
+    return driver().CUdevice_attribute
+
+
+def device_attribute(attr, ordinal: int) -> int:
+    return int(call("cuDeviceGetAttribute", attr, ordinal))
+
+
+# --- contexts -----------------------------------------------------------------------------
+
+def ctx_get_current() -> int:
+    """Current context handle as an int (0 when none)."""
+    return int(call("cuCtxGetCurrent"))
+
+
+def ctx_set_current(handle: int) -> None:
+    d = driver()
+    call("cuCtxSetCurrent", d.CUcontext(handle))
+
+
+def primary_ctx_retain(ordinal: int) -> int:
+    return int(call("cuDevicePrimaryCtxRetain", ordinal))
+
+
+def mem_get_info() -> tuple[int, int]:
+    """(free, total) bytes of the current context's device."""
+    free, total = call("cuMemGetInfo")
+    return int(free), int(total)
+
+
+# --- streams ------------------------------------------------------------------------------
+
+def stream_query(stream: int) -> bool:
+    """True when all work on the stream is done; False when not ready."""
+    d = driver()
+    (res,) = d.cuStreamQuery(d.CUstream(stream))
+    if res == d.CUresult.CUDA_SUCCESS:
+        return True
+    if res == d.CUresult.CUDA_ERROR_NOT_READY:
+        return False
+    raise driver_error(res, "cuStreamQuery")
+
+
+def stream_priority_range() -> tuple[int, int]:
+    """(least, greatest) priority of the current context. Lower numbers are higher priority."""
+    least, greatest = call("cuCtxGetStreamPriorityRange")
+    return int(least), int(greatest)
+
+
+def stream_device(stream: int) -> int:
+    """Ordinal of the device a stream belongs to."""
+    d = driver()
+    return int(call("cuStreamGetDevice", d.CUstream(stream)))
+
+
+# Host callbacks: a ctypes function pointer the driver calls on its own thread. The
+# Python callable is kept in _callbacks until it ran, so it cannot be collected early.
+_HOSTFN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_callbacks: dict[int, tuple] = {}
+_cb_lock = threading.Lock()
+_cb_next = [1]
+
+
+def _trampoline(user_data):
+    key = int(user_data or 0)
+    with _cb_lock:
+        entry = _callbacks.pop(key, None)
+    if entry is None:
+        return
+    fn, errors = entry[0], entry[1]
+    try:
+        fn()
+    except BaseException as exc:  # never let an exception cross into the driver's thread
+        errors.append(exc)
+
+
+_trampoline_c = _HOSTFN(_trampoline)
+_trampoline_addr = ctypes.cast(_trampoline_c, ctypes.c_void_p).value
+
+
+def launch_host_func(stream: int, fn, errors: list) -> None:
+    """Enqueue ``fn()`` to run on a driver thread after the stream's prior work."""
+    d = driver()
+    with _cb_lock:
+        key = _cb_next[0]
+        _cb_next[0] += 1
+        _callbacks[key] = (fn, errors)
+    try:
+        call("cuLaunchHostFunc", d.CUstream(stream), d.CUhostFn(_trampoline_addr), key)
+    except BaseException:
+        with _cb_lock:
+            _callbacks.pop(key, None)
+        raise
+
+
+# --- events -------------------------------------------------------------------------------
+
+def event_query(event: int) -> bool:
+    d = driver()
+    (res,) = d.cuEventQuery(d.CUevent(event))
+    if res == d.CUresult.CUDA_SUCCESS:
+        return True
+    if res == d.CUresult.CUDA_ERROR_NOT_READY:
+        return False
+    raise driver_error(res, "cuEventQuery")
+
+
+def event_elapsed_ms(start: int, stop: int) -> float:
+    d = driver()
+    return float(call("cuEventElapsedTime", d.CUevent(start), d.CUevent(stop)))
+
+
+# --- memory -------------------------------------------------------------------------------
+
+def memcpy_async(dst: int, src: int, nbytes: int, stream: int) -> None:
+    """Unified-addressing copy (device, pinned or managed on either side)."""
+    d = driver()
+    call("cuMemcpyAsync", d.CUdeviceptr(dst), d.CUdeviceptr(src), nbytes, d.CUstream(stream))
+
+
+def memcpy_htod_async(dst: int, src_host: int, nbytes: int, stream: int) -> None:
+    """Host -> device; the host side may be pageable (the driver stages it and returns once
+    the source has been read, so the caller may reuse it right after)."""
+    d = driver()
+    call("cuMemcpyHtoDAsync", d.CUdeviceptr(dst), src_host, nbytes, d.CUstream(stream))
+
+
+def memcpy_dtoh_async(dst_host: int, src: int, nbytes: int, stream: int) -> None:
+    """Device -> host; with a pageable destination the driver returns only after the copy."""
+    d = driver()
+    call("cuMemcpyDtoHAsync", dst_host, d.CUdeviceptr(src), nbytes, d.CUstream(stream))
+
+
+def memcpy_peer_async(dst: int, dst_ctx: int, src: int, src_ctx: int, nbytes: int, stream: int) -> None:
+    d = driver()
+    call(
+        "cuMemcpyPeerAsync", d.CUdeviceptr(dst), d.CUcontext(dst_ctx), d.CUdeviceptr(src),
+        d.CUcontext(src_ctx), nbytes, d.CUstream(stream),
+    )
+
+
+def memset_d8_async(dst: int, value: int, count: int, stream: int) -> None:
+    d = driver()
+    call("cuMemsetD8Async", d.CUdeviceptr(dst), value, count, d.CUstream(stream))
+
+
+def memset_d16_async(dst: int, value: int, count: int, stream: int) -> None:
+    d = driver()
+    call("cuMemsetD16Async", d.CUdeviceptr(dst), value, count, d.CUstream(stream))
+
+
+def memset_d32_async(dst: int, value: int, count: int, stream: int) -> None:
+    d = driver()
+    call("cuMemsetD32Async", d.CUdeviceptr(dst), value, count, d.CUstream(stream))
+
+
+def mem_alloc_managed(nbytes: int, attach_global: bool = True) -> int:
+    d = driver()
+    flag = d.CUmemAttach_flags.CU_MEM_ATTACH_GLOBAL if attach_global else d.CUmemAttach_flags.CU_MEM_ATTACH_HOST
+    return int(call("cuMemAllocManaged", nbytes, int(flag)))
+
+
+def mem_free(ptr: int) -> None:
+    d = driver()
+    call("cuMemFree", d.CUdeviceptr(ptr))
+
+
+def _location(device: int | None):
+    """CUmemLocation for a device ordinal, or the host when ``device`` is None / -1."""
+    d = driver()
+    loc = d.CUmemLocation()
+    if device is None or device < 0:
+        loc.type = d.CUmemLocationType.CU_MEM_LOCATION_TYPE_HOST
+        loc.id = 0
+    else:
+        loc.type = d.CUmemLocationType.CU_MEM_LOCATION_TYPE_DEVICE
+        loc.id = device
+    return loc
+
+
+def mem_prefetch_async(ptr: int, nbytes: int, device: int | None, stream: int) -> None:
+    d = driver()
+    call("cuMemPrefetchAsync", d.CUdeviceptr(ptr), nbytes, _location(device), 0, d.CUstream(stream))
+
+
+_ADVICE = {
+    "read_mostly": "CU_MEM_ADVISE_SET_READ_MOSTLY",
+    "unset_read_mostly": "CU_MEM_ADVISE_UNSET_READ_MOSTLY",
+    "preferred_location": "CU_MEM_ADVISE_SET_PREFERRED_LOCATION",
+    "unset_preferred_location": "CU_MEM_ADVISE_UNSET_PREFERRED_LOCATION",
+    "accessed_by": "CU_MEM_ADVISE_SET_ACCESSED_BY",
+    "unset_accessed_by": "CU_MEM_ADVISE_UNSET_ACCESSED_BY",
+}
+
+
+def mem_advise(ptr: int, nbytes: int, advice: str, device: int | None) -> None:
+    d = driver()
+    try:
+        enum = getattr(d.CUmem_advise, _ADVICE[advice])
+    except KeyError:
+        raise ValueError(f"unknown advice {advice!r}; choose one of {sorted(_ADVICE)}") from None
+    call("cuMemAdvise", d.CUdeviceptr(ptr), nbytes, enum, _location(device))
+
+
+def pointer_attributes(ptr: int) -> dict:
+    """Memory type and device ordinal of a pointer (for foreign allocations)."""
+    d = driver()
+    attrs = [
+        d.CUpointer_attribute.CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+        d.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+        d.CUpointer_attribute.CU_POINTER_ATTRIBUTE_IS_MANAGED,
+    ]
+    res, values = d.cuPointerGetAttributes(len(attrs), attrs, d.CUdeviceptr(ptr))
+    if res != 0:
+        raise driver_error(res, "cuPointerGetAttributes")
+    mtype, ordinal, managed = values
+    return {"memory_type": int(mtype) if mtype is not None else 0, "device": int(ordinal), "managed": bool(managed)}
+
+
+def mempool_set_release_threshold(ordinal: int, nbytes: int) -> None:
+    d = driver()
+    pool = call("cuDeviceGetMemPool", ordinal)
+    value = d.cuuint64_t(nbytes)
+    call(
+        "cuMemPoolSetAttribute", pool,
+        d.CUmemPool_attribute.CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, value,
+    )
+
+
+def mempool_get_attribute(ordinal: int, name: str) -> int:
+    d = driver()
+    pool = call("cuDeviceGetMemPool", ordinal)
+    attr = getattr(d.CUmemPool_attribute, f"CU_MEMPOOL_ATTR_{name.upper()}")
+    return int(call("cuMemPoolGetAttribute", pool, attr))
+
+
+def mempool_trim(ordinal: int, keep_bytes: int = 0) -> None:
+    pool = call("cuDeviceGetMemPool", ordinal)
+    call("cuMemPoolTrimTo", pool, keep_bytes)
+
+
+# --- modules ------------------------------------------------------------------------------
+
+def library_kernel_names(library_handle: int) -> list[str]:
+    """Names of every kernel in a loaded CUlibrary."""
+    d = driver()
+    lib = d.CUlibrary(library_handle)
+    count = int(call("cuLibraryGetKernelCount", lib))
+    kernels = call("cuLibraryEnumerateKernels", count, lib)
+    names = []
+    for k in kernels:
+        name = call("cuKernelGetName", k)
+        names.append(name.decode() if isinstance(name, bytes) else str(name))
+    return names

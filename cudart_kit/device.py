@@ -1,0 +1,307 @@
+"""Devices: enumeration, attribute snapshots, memory info and scoped "make this device current".
+
+Every kit call that creates or allocates on a device runs inside ``device.activate()``, because
+cuda.core <= 1.2 creates streams and allocations in the *current* context whatever Device they
+are called on (NVIDIA/cuda-python#2311).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+from . import _driver as drv
+from .errors import CudaKitError, NoDeviceError, translate
+
+__all__ = ["Device", "devices", "device_count", "get_device", "POOL_RELEASE_THRESHOLD_ENV"]
+
+POOL_RELEASE_THRESHOLD_ENV = "CUDART_KIT_POOL_RELEASE_THRESHOLD"
+_UINT64_MAX = (1 << 64) - 1
+
+_tls = threading.local()  # .inited: set of ordinals whose cuda.core Device was set current on this thread
+_lock = threading.Lock()
+_devices: dict[int, "Device"] = {}
+_primary: dict[int, int] = {}  # ordinal -> primary context handle (same for every thread)
+
+
+def device_count() -> int:
+    """Number of visible devices (honours CUDA_VISIBLE_DEVICES). Raises NoDriverError without a driver."""
+    return drv.device_count()
+
+
+def get_device(index: "int | Device | None" = None) -> "Device":
+    """The kit Device for an ordinal (default 0)."""
+    if isinstance(index, Device):
+        return index
+    index = 0 if index is None else int(index)
+    dev = _devices.get(index)
+    if dev is not None:
+        return dev
+    n = device_count()
+    if not 0 <= index < n:
+        raise NoDeviceError(
+            f"device index {index} out of range: {n} device(s) visible"
+            + (f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r})" if "CUDA_VISIBLE_DEVICES" in os.environ else "")
+        )
+    with _lock:
+        dev = _devices.get(index)
+        if dev is None:
+            dev = _devices[index] = Device._create(index)
+    return dev
+
+
+def devices() -> list["Device"]:
+    """Every visible device, in ordinal order."""
+    return [get_device(i) for i in range(device_count())]
+
+
+def _parse_threshold(text: str | None, total: int) -> int:
+    """Release threshold from the env var: bytes, a size with K/M/G suffix, a % of total, or 'max'."""
+    if text is None or text.strip() == "" or text.strip().lower() == "max":
+        return _UINT64_MAX
+    t = text.strip().lower()
+    if t.endswith("%"):
+        return int(total * float(t[:-1]) / 100)
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(t[-1:], 1)
+    if mult != 1:
+        t = t[:-1]
+    try:
+        return int(float(t) * mult)
+    except ValueError:
+        raise ValueError(
+            f"{POOL_RELEASE_THRESHOLD_ENV}={text!r}: expected bytes (e.g. 2G, 512M), a percentage (25%) or 'max'"
+        ) from None
+
+
+class _Activation:
+    """Context manager behind Device.activate(): cheap when the device is already current."""
+
+    __slots__ = ("_dev", "_prev")
+
+    def __init__(self, dev: "Device"):
+        self._dev = dev
+        self._prev = None
+
+    def __enter__(self):
+        dev = self._dev
+        prev = drv.ctx_get_current()
+        inited = getattr(_tls, "inited", None)
+        if prev == dev._primary_ctx and inited is not None and dev.ordinal in inited:
+            self._prev = None
+            return dev
+        dev._make_current()
+        # Restore only a context the caller really had; with none current we leave the primary
+        # context bound, as the CUDA runtime does on first use.
+        self._prev = prev if prev not in (0, dev._primary_ctx) else None
+        return dev
+
+    def __exit__(self, *exc):
+        if self._prev is not None:
+            drv.ctx_set_current(self._prev)
+            self._prev = None
+        return False
+
+
+@dataclass(frozen=True)
+class MemoryInfo:
+    free_bytes: int
+    total_bytes: int
+
+    @property
+    def used_bytes(self) -> int:
+        return self.total_bytes - self.free_bytes
+
+
+class Device:
+    """One GPU. Obtain with :func:`get_device` / :func:`devices`; one instance per ordinal."""
+
+    def __init__(self, *_a, **_k):
+        raise TypeError("use cudart_kit.get_device(index) or cudart_kit.devices()")
+
+    @classmethod
+    def _create(cls, ordinal: int) -> "Device":
+        self = object.__new__(cls)
+        self.ordinal = ordinal
+        self._primary_ctx = drv.primary_ctx_retain(ordinal)  # held for the life of the process
+        self._pool_configured = False
+        self._attr_cache: dict | None = None
+        return self
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def core(self):
+        """The cuda.core Device (thread-local singleton)."""
+        from cuda.core import Device as CoreDevice
+
+        return CoreDevice(self.ordinal)
+
+    @property
+    def name(self) -> str:
+        return self.core.name
+
+    @property
+    def uuid(self) -> str:
+        return self.core.uuid
+
+    @property
+    def pci_bus_id(self) -> str:
+        return self.core.pci_bus_id
+
+    @property
+    def compute_capability(self) -> tuple[int, int]:
+        cc = self.core.compute_capability
+        return (int(cc.major), int(cc.minor))
+
+    @property
+    def arch(self) -> str:
+        """e.g. '90' for compute capability 9.0."""
+        major, minor = self.compute_capability
+        return f"{major}{minor}"
+
+    @property
+    def multiprocessor_count(self) -> int:
+        return self.attribute("multiprocessor_count")
+
+    @property
+    def primary_context(self) -> int:
+        return self._primary_ctx
+
+    def __repr__(self) -> str:
+        try:
+            return f"<cudart_kit.Device {self.ordinal}: {self.name} sm_{self.arch}>"
+        except Exception:
+            return f"<cudart_kit.Device {self.ordinal}>"
+
+    def __int__(self) -> int:
+        return self.ordinal
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Device) and other.ordinal == self.ordinal
+
+    def __hash__(self) -> int:
+        return hash(("cudart_kit.Device", self.ordinal))
+
+    # -- attributes -------------------------------------------------------------------------
+    def attribute(self, name: str) -> int:
+        """One driver attribute by name, e.g. ``"multiprocessor_count"`` (CU_DEVICE_ATTRIBUTE_ prefix optional)."""
+        key = name.lower().removeprefix("cu_device_attribute_")
+        cache = self._attr_cache
+        if cache is not None and key in cache:
+            return cache[key]
+        enum = drv.attribute_enum()
+        member = getattr(enum, "CU_DEVICE_ATTRIBUTE_" + key.upper(), None)
+        if member is None:
+            raise KeyError(f"no device attribute named {name!r}")
+        return drv.device_attribute(member, self.ordinal)
+
+    def attributes(self) -> dict[str, int]:
+        """Snapshot of every CUdevice_attribute the driver reports, keyed by lower-case name.
+
+        Attributes the driver rejects (deprecated or unknown to this driver) are left out.
+        """
+        if self._attr_cache is None:
+            enum = drv.attribute_enum()
+            out: dict[str, int] = {}
+            for member in enum:
+                name = member.name
+                if name.endswith("_MAX") and name == "CU_DEVICE_ATTRIBUTE_MAX":
+                    continue
+                key = name.removeprefix("CU_DEVICE_ATTRIBUTE_").lower()
+                if key in out:  # aliases share a value
+                    continue
+                try:
+                    out[key] = drv.device_attribute(member, self.ordinal)
+                except CudaKitError:
+                    continue
+            self._attr_cache = out
+        return dict(self._attr_cache)
+
+    def memory_info(self) -> MemoryInfo:
+        """Free and total device memory in bytes (cuMemGetInfo in this device's primary context)."""
+        with self.activate():
+            free, total = drv.mem_get_info()
+        return MemoryInfo(free, total)
+
+    def can_access_peer(self, other: "Device | int") -> bool:
+        other = get_device(other)
+        if other.ordinal == self.ordinal:
+            return True
+        return bool(drv.call("cuDeviceCanAccessPeer", self.ordinal, other.ordinal))
+
+    @property
+    def stream_priority_range(self) -> tuple[int, int]:
+        """(lowest, highest) priority as numbers; numerically lower means higher priority."""
+        with self.activate():
+            return drv.stream_priority_range()
+
+    # -- context ----------------------------------------------------------------------------
+    def activate(self) -> _Activation:
+        """Make this device's primary context current for a ``with`` block, then restore.
+
+        The context that was current before is restored on exit. When no context was current,
+        the primary context stays bound afterwards (as the CUDA runtime does).
+        """
+        return _Activation(self)
+
+    def _make_current(self) -> None:
+        inited = getattr(_tls, "inited", None)
+        if inited is None:
+            inited = _tls.inited = set()
+        if self.ordinal not in inited:
+            try:
+                self.core.set_current()  # lets cuda.core objects of this thread use the device
+            except Exception as exc:
+                raise translate(exc, "Device.set_current") from exc
+            inited.add(self.ordinal)
+            if not self._pool_configured:
+                self._configure_pool()
+        else:
+            drv.ctx_set_current(self._primary_ctx)
+
+    def _configure_pool(self) -> None:
+        """Set the stream-ordered pool's release threshold once per process.
+
+        The driver default (0) hands freed memory back to the OS at every synchronization,
+        making the next allocation a slow cuMemAlloc (NVIDIA/cuda-python#771). The kit keeps
+        freed memory in the pool instead (threshold 'max'); CUDART_KIT_POOL_RELEASE_THRESHOLD
+        overrides it (bytes, 512M, 4G, 25% of total, or max). Allocation failures trim the pool
+        and retry once, so cached memory never causes an out-of-memory by itself.
+        """
+        with _lock:
+            if self._pool_configured:
+                return
+            try:
+                total = int(drv.call("cuDeviceTotalMem", self.ordinal))
+                threshold = _parse_threshold(os.environ.get(POOL_RELEASE_THRESHOLD_ENV), total)
+                drv.mempool_set_release_threshold(self.ordinal, threshold)
+            finally:
+                self._pool_configured = True
+
+    def pool_stats(self) -> dict[str, int]:
+        """Bytes reserved/used by the device's default pool, now and at their high-water marks."""
+        out = {}
+        for key in ("reserved_mem_current", "reserved_mem_high", "used_mem_current", "used_mem_high", "release_threshold"):
+            out[key] = drv.mempool_get_attribute(self.ordinal, key)
+        return out
+
+    def trim_pool(self, keep_bytes: int = 0) -> None:
+        """Return cached pool memory above ``keep_bytes`` to the driver."""
+        with self.activate():
+            drv.mempool_trim(self.ordinal, keep_bytes)
+
+    def sync(self) -> None:
+        """Block until all work on this device is done."""
+        with self.activate():
+            drv.call("cuCtxSynchronize")
+
+    # -- factories (defined in higher modules, imported lazily to keep imports pointing down)
+    def create_stream(self, *, priority: int | None = None, nonblocking: bool = True):
+        from .stream import Stream
+
+        return Stream.create(self, priority=priority, nonblocking=nonblocking)
+
+    def create_event(self, *, timing: bool = True, blocking_sync: bool = False):
+        from .event import Event
+
+        return Event.create(self, timing=timing, blocking_sync=blocking_sync)

@@ -1,0 +1,229 @@
+"""The exception hierarchy of cudart_kit and the translation of driver results.
+
+Pure Python: importing this module touches no driver (setup.py and the build
+pipeline import it on machines without a GPU).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CudaKitError",
+    "NoDriverError",
+    "NoDeviceError",
+    "CudaDriverError",
+    "CudaOutOfMemoryError",
+    "ShapeError",
+    "DTypeError",
+    "DeviceMismatchError",
+    "StreamError",
+    "LaunchConfigError",
+    "ArgumentError",
+    "KernelNotFoundError",
+    "ArtifactError",
+    "StaleArtifactError",
+    "MissingArtifactError",
+    "BuildError",
+    "NotReadyError",
+    "UntimedError",
+    "ClosedError",
+    "DEFAULT_ADVICE",
+]
+
+
+class CudaKitError(Exception):
+    """Root of every error cudart_kit raises on purpose."""
+
+
+class NoDriverError(CudaKitError):
+    """No usable NVIDIA driver (libcuda) on this machine."""
+
+    def __init__(self, detail: str = ""):
+        msg = (
+            "no NVIDIA driver found: libcuda.so could not be loaded or initialised. "
+            "cudart_kit needs an NVIDIA GPU and its driver for anything that runs on "
+            "the GPU; install the NVIDIA driver (nvidia-smi should work) and try again. "
+            "Building kernels with nvcc and everything else that needs no GPU still works."
+        )
+        if detail:
+            msg += f" [{detail}]"
+        super().__init__(msg)
+
+
+class NoDeviceError(CudaKitError):
+    """The driver loaded but reports no usable GPU (or the index is out of range)."""
+
+
+# Sentences a person can act on, for the results people actually meet.
+DEFAULT_ADVICE = {
+    "CUDA_ERROR_OUT_OF_MEMORY": "free device arrays you no longer need, or ask for less memory",
+    "CUDA_ERROR_INVALID_VALUE": "an argument passed to the driver is out of range; check sizes, pointers and launch dimensions",
+    "CUDA_ERROR_NOT_FOUND": "the named symbol is not in the module",
+    "CUDA_ERROR_NO_BINARY_FOR_GPU": "the module has no code for this GPU's architecture; rebuild the kernels (`cudart-kit build`) with this architecture",
+    "CUDA_ERROR_INVALID_PTX": "the PTX could not be compiled by this driver; the driver may be older than the nvcc that produced it",
+    "CUDA_ERROR_UNSUPPORTED_PTX_VERSION": "the driver is older than the nvcc that produced this PTX; update the driver or rebuild with an older nvcc",
+    "CUDA_ERROR_ILLEGAL_ADDRESS": "a kernel accessed memory it does not own; the context is now unusable and the process must restart. Run under compute-sanitizer to find the access",
+    "CUDA_ERROR_LAUNCH_FAILED": "a kernel faulted; the context is now unusable and the process must restart",
+    "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES": "the launch asks for more registers or shared memory than a multiprocessor has; use fewer threads per block",
+    "CUDA_ERROR_INVALID_HANDLE": "a stream, event or module handle was invalid or already destroyed",
+    "CUDA_ERROR_NOT_READY": "the work has not completed yet; synchronize first",
+    "CUDA_ERROR_NO_DEVICE": "no CUDA-capable GPU is visible; check CUDA_VISIBLE_DEVICES and nvidia-smi",
+    "CUDA_ERROR_INVALID_DEVICE": "the device index does not exist; check CUDA_VISIBLE_DEVICES",
+    "CUDA_ERROR_NOT_INITIALIZED": "the driver was not initialised",
+    "CUDA_ERROR_DEINITIALIZED": "the driver is shutting down",
+    "CUDA_ERROR_INVALID_CONTEXT": "no CUDA context is current on this thread",
+    "CUDA_ERROR_NOT_SUPPORTED": "this device or driver does not support the operation",
+    "CUDA_ERROR_PEER_ACCESS_UNSUPPORTED": "these two GPUs cannot access each other's memory directly",
+    "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED": "the operation is not allowed while the stream is being captured into a graph",
+    "CUDA_ERROR_INSUFFICIENT_DRIVER": "the driver is older than the CUDA version this software needs; update the NVIDIA driver",
+}
+
+
+class CudaDriverError(CudaKitError):
+    """A CUDA driver API call failed.
+
+    Attributes: ``result`` (the CUresult name, e.g. ``CUDA_ERROR_INVALID_VALUE``),
+    ``code`` (its integer value), ``api`` (the driver function that failed).
+    """
+
+    def __init__(self, result: str, code: int, api: str, advice: str | None = None, context: str = ""):
+        self.result = result
+        self.code = code
+        self.api = api
+        advice = advice if advice is not None else DEFAULT_ADVICE.get(result, "")
+        msg = f"{api} failed with {result} ({code})"
+        if context:
+            msg += f" while {context}"
+        if advice:
+            msg += f": {advice}"
+        self.advice = advice
+        super().__init__(msg)
+
+    def __reduce__(self):
+        return (type(self), (self.result, self.code, self.api, self.advice))
+
+
+class CudaOutOfMemoryError(CudaDriverError, MemoryError):
+    """CUDA_ERROR_OUT_OF_MEMORY: also a MemoryError."""
+
+
+class ShapeError(CudaKitError, ValueError):
+    """Array shapes (or sizes) do not fit the operation."""
+
+
+class DTypeError(CudaKitError, TypeError):
+    """Array dtypes do not fit the operation."""
+
+
+class DeviceMismatchError(CudaKitError, ValueError):
+    """Arrays or streams of different devices were mixed, or host memory given to a kernel."""
+
+
+class StreamError(CudaKitError, TypeError):
+    """An object could not be used as a stream."""
+
+
+class LaunchConfigError(CudaKitError, ValueError):
+    """Grid, block or shared memory outside what the device or kernel allows."""
+
+
+class ArgumentError(CudaKitError, TypeError):
+    """A kernel argument does not match the kernel's parameter."""
+
+
+class KernelNotFoundError(CudaKitError, KeyError):
+    """A kernel name is not in the module. ``available`` lists the names it has."""
+
+    def __init__(self, name: str, module: str, available: list[str]):
+        self.name = name
+        self.available = sorted(available)
+        shown = ", ".join(self.available[:40])
+        more = f" (+{len(self.available) - 40} more)" if len(self.available) > 40 else ""
+        self.message = f"no kernel named {name!r} in module {module}; it has: {shown or '(no kernels)'}{more}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class ArtifactError(CudaKitError):
+    """A compiled kernel artifact cannot be used."""
+
+
+class MissingArtifactError(ArtifactError, FileNotFoundError):
+    """The artifact was never built."""
+
+
+class StaleArtifactError(ArtifactError):
+    """The artifact does not match its source, flags or manifest."""
+
+
+class BuildError(ArtifactError):
+    """nvcc is missing or failed."""
+
+
+class NotReadyError(CudaKitError):
+    """Timing or a result was asked for before the GPU finished the work."""
+
+
+class UntimedError(CudaKitError):
+    """Elapsed time was asked of a launch that was not timed."""
+
+
+class ClosedError(CudaKitError, ValueError):
+    """An object was used after close()."""
+
+
+def result_name(result) -> str:
+    """Name of a CUresult enum member or integer."""
+    name = getattr(result, "name", None)
+    if name:
+        return name
+    try:
+        from cuda.bindings import driver
+
+        return driver.CUresult(int(result)).name
+    except Exception:  # unknown code or no bindings
+        return f"CUresult({int(result)})"
+
+
+def driver_error(result, api: str, context: str = "") -> CudaDriverError:
+    """Build the right exception class for a failed CUresult."""
+    name = result_name(result)
+    code = int(result)
+    if name == "CUDA_ERROR_OUT_OF_MEMORY":
+        return CudaOutOfMemoryError(name, code, api, context=context)
+    return CudaDriverError(name, code, api, context=context)
+
+
+_CUDA_ERROR_TOKEN = "CUDA_ERROR_"
+
+
+def translate(exc: BaseException, api: str, context: str = "") -> BaseException:
+    """Turn an exception raised inside cuda.core into a kit error where we can name the result.
+
+    cuda.core raises ``CUDAError("CUDA_ERROR_X: explanation")``; no-driver situations surface
+    as a pathfinder ``DynamicLibNotFoundError``. Anything we cannot classify is returned as is.
+    """
+    if isinstance(exc, CudaKitError):
+        return exc
+    text = str(exc)
+    if type(exc).__name__ == "DynamicLibNotFoundError" or "libcuda" in text and "not found" in text.lower():
+        return NoDriverError(text)
+    idx = text.find(_CUDA_ERROR_TOKEN)
+    if idx >= 0:
+        end = idx
+        while end < len(text) and (text[end].isupper() or text[end].isdigit() or text[end] == "_"):
+            end += 1
+        name = text[idx:end]
+        code = -1
+        try:
+            from cuda.bindings import driver
+
+            code = int(getattr(driver.CUresult, name))
+        except Exception:
+            pass
+        cls = CudaOutOfMemoryError if name == "CUDA_ERROR_OUT_OF_MEMORY" else CudaDriverError
+        err = cls(name, code, api, context=context)
+        err.__cause__ = exc
+        return err
+    return exc

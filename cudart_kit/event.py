@@ -1,0 +1,159 @@
+"""Events and timing records: start/stop events on one stream, read without hidden syncs."""
+
+from __future__ import annotations
+
+from . import _driver as drv
+from .device import Device, get_device
+from .errors import ClosedError, NotReadyError, UntimedError, translate
+
+__all__ = ["Event", "TimingRecord"]
+
+
+class Event:
+    """A CUDA event. Create with :meth:`Event.create` or :meth:`Stream.record`."""
+
+    __slots__ = ("_core", "device", "timing", "_recorded", "__weakref__")
+
+    def __init__(self, *_a, **_k):
+        raise TypeError("use Event.create(device) or stream.record()")
+
+    @classmethod
+    def create(cls, device: "Device | int | None" = None, *, timing: bool = True, blocking_sync: bool = False) -> "Event":
+        from cuda.core import EventOptions
+
+        dev = get_device(device)
+        with dev.activate():
+            try:
+                core = dev.core.create_event(EventOptions(timing_enabled=timing, blocking_sync=blocking_sync))
+            except Exception as exc:
+                raise translate(exc, "cuEventCreate") from exc
+        self = object.__new__(cls)
+        self._core = core
+        self.device = dev
+        self.timing = timing
+        self._recorded = False
+        return self
+
+    @property
+    def core(self):
+        if self._core is None:
+            raise ClosedError("event is closed")
+        return self._core
+
+    @property
+    def handle(self) -> int:
+        return int(self.core.handle)
+
+    def record(self, stream) -> "Event":
+        """Record on ``stream`` (captures all work queued there so far). Returns self."""
+        from .stream import as_stream
+
+        s = as_stream(stream)
+        if s.device != self.device:
+            from .errors import DeviceMismatchError
+
+            raise DeviceMismatchError(f"event of device {self.device.ordinal} recorded on a stream of device {s.device.ordinal}")
+        with self.device.activate():
+            try:
+                s.core.record(self.core)
+            except Exception as exc:
+                raise translate(exc, "cuEventRecord") from exc
+        self._recorded = True
+        return self
+
+    def sync(self) -> None:
+        """Block the host until the recorded work completes."""
+        try:
+            self.core.sync()
+        except Exception as exc:
+            raise translate(exc, "cuEventSynchronize") from exc
+
+    def done(self) -> bool:
+        """Non-blocking: True when the recorded work has completed (or nothing was recorded)."""
+        return drv.event_query(self.handle)
+
+    def elapsed_ms(self, end: "Event") -> float:
+        """Milliseconds from this event to ``end``. Both must be timing events and complete:
+        raises NotReadyError (no hidden sync) when ``end`` has not completed yet."""
+        if not (self.timing and end.timing):
+            raise UntimedError("elapsed time needs two events created with timing=True")
+        if not (self._recorded and end._recorded):
+            raise NotReadyError("both events must be recorded before asking for elapsed time")
+        if not end.done() or not self.done():
+            raise NotReadyError("the stop event has not completed yet; call .sync() first (the kit never syncs for you)")
+        return drv.event_elapsed_ms(self.handle, end.handle)
+
+    def close(self) -> None:
+        core, self._core = self._core, None
+        if core is not None:
+            core.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<cudart_kit.Event device={self.device.ordinal} timing={self.timing} {'closed' if self._core is None else ''}>"
+
+
+class TimingRecord:
+    """What a launch or copy returns: what ran, on which stream, and (when timed) its events.
+
+    ``elapsed_ms()`` never synchronizes: it raises NotReadyError while the work is in flight
+    and UntimedError when the operation was not timed. ``sync()`` waits for it.
+    """
+
+    __slots__ = ("name", "stream", "start", "stop", "meta")
+
+    def __init__(self, name: str, stream, start: Event | None = None, stop: Event | None = None, meta: dict | None = None):
+        self.name = name
+        self.stream = stream
+        self.start = start
+        self.stop = stop
+        self.meta = meta or {}
+
+    @property
+    def timed(self) -> bool:
+        return self.start is not None
+
+    def done(self) -> bool:
+        if self.stop is not None:
+            return self.stop.done()
+        return self.stream.done()
+
+    def sync(self) -> "TimingRecord":
+        if self.stop is not None:
+            self.stop.sync()
+        else:
+            self.stream.sync()
+        return self
+
+    def elapsed_ms(self) -> float:
+        if self.start is None:
+            raise UntimedError(f"{self.name} was not timed: pass timed=True to get elapsed time")
+        return self.start.elapsed_ms(self.stop)
+
+    def __repr__(self) -> str:
+        if self.start is not None and self.stop is not None and self.stop._core is not None:
+            try:
+                if self.stop.done():
+                    return f"<TimingRecord {self.name} {self.elapsed_ms():.4f} ms>"
+            except Exception:
+                pass
+            return f"<TimingRecord {self.name} (in flight)>"
+        return f"<TimingRecord {self.name} untimed>"
+
+
+def begin_timing(stream, timed: bool) -> "Event | None":
+    """Record a start event on ``stream`` when ``timed``; pair with :func:`end_timing`."""
+    if not timed:
+        return None
+    return Event.create(stream.device, timing=True).record(stream)
+
+
+def end_timing(name: str, stream, start: "Event | None", meta: dict | None = None) -> TimingRecord:
+    """Record the stop event (when timed) on the same stream and return the record."""
+    stop = Event.create(stream.device, timing=True).record(stream) if start is not None else None
+    return TimingRecord(name, stream, start, stop, meta)

@@ -1,0 +1,342 @@
+"""Explicit kernel launches: geometry checks, argument packing against the kernel's parameter
+sizes, optional event timing, prepared (pre-checked) launches and a correct-by-default benchmark.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .device import Device
+from .errors import ArgumentError, DeviceMismatchError, LaunchConfigError, translate
+from .event import Event, TimingRecord, begin_timing, end_timing
+from .module import Kernel
+from .stream import Stream, as_stream
+
+__all__ = ["launch", "prepare", "PreparedLaunch", "pack_args", "blocks_for", "check_geometry",
+           "benchmark", "BenchResult"]
+
+_INT_TYPES = {1: (np.int8, np.uint8), 2: (np.int16, np.uint16), 4: (np.int32, np.uint32), 8: (np.int64, np.uint64)}
+_FLOAT_TYPES = {2: np.float16, 4: np.float32, 8: np.float64}
+
+
+def blocks_for(n: int, per_block: int) -> int:
+    """ceil(n / per_block), at least 1 (a grid is never empty)."""
+    if per_block <= 0:
+        raise LaunchConfigError(f"per_block must be positive, got {per_block}")
+    return max(1, -(-int(n) // int(per_block)))
+
+
+def _dim3(v, what: str) -> tuple[int, int, int]:
+    if isinstance(v, (int, np.integer)):
+        t = (int(v), 1, 1)
+    else:
+        t = tuple(int(x) for x in v)
+        if not 1 <= len(t) <= 3:
+            raise LaunchConfigError(f"{what} must have 1 to 3 dimensions, got {v!r}")
+        t = t + (1,) * (3 - len(t))
+    if any(x < 1 for x in t):
+        raise LaunchConfigError(f"{what} dimensions must be >= 1, got {t}")
+    return t
+
+
+@dataclass(frozen=True)
+class _Limits:
+    max_block: tuple
+    max_grid: tuple
+    max_threads: int
+    max_shared_optin: int
+
+
+_limits_cache: dict[int, _Limits] = {}
+
+
+def _limits(device: Device) -> _Limits:
+    lim = _limits_cache.get(device.ordinal)
+    if lim is None:
+        a = device.attribute
+        lim = _limits_cache[device.ordinal] = _Limits(
+            (a("max_block_dim_x"), a("max_block_dim_y"), a("max_block_dim_z")),
+            (a("max_grid_dim_x"), a("max_grid_dim_y"), a("max_grid_dim_z")),
+            a("max_threads_per_block"),
+            a("max_shared_memory_per_block_optin"),
+        )
+    return lim
+
+
+def check_geometry(kernel: Kernel, device: Device, grid, block, shared_mem_bytes: int = 0):
+    """Validate grid / block / dynamic shared memory against the device and the kernel.
+
+    Returns normalized (grid3, block3). Nothing is clamped: out-of-range values raise
+    LaunchConfigError naming the limit."""
+    g = _dim3(grid, "grid")
+    b = _dim3(block, "block")
+    lim = _limits(device)
+    threads = b[0] * b[1] * b[2]
+    for i, axis in enumerate("xyz"):
+        if b[i] > lim.max_block[i]:
+            raise LaunchConfigError(f"block.{axis}={b[i]} exceeds the device limit {lim.max_block[i]}")
+        if g[i] > lim.max_grid[i]:
+            raise LaunchConfigError(f"grid.{axis}={g[i]} exceeds the device limit {lim.max_grid[i]}")
+    if threads > lim.max_threads:
+        raise LaunchConfigError(f"block of {threads} threads exceeds the device limit of {lim.max_threads} threads per block")
+    kmax = kernel.max_threads_per_block(device)
+    if threads > kmax:
+        raise LaunchConfigError(
+            f"block of {threads} threads exceeds {kernel.name}'s limit of {kmax} threads per block "
+            "(set by its register use)"
+        )
+    if shared_mem_bytes < 0 or shared_mem_bytes > lim.max_shared_optin:
+        raise LaunchConfigError(
+            f"{shared_mem_bytes} bytes of dynamic shared memory outside 0..{lim.max_shared_optin} (device per-block opt-in limit)"
+        )
+    return g, b
+
+
+def _pointer_of(arg, stream: Stream):
+    """Device pointer for an array-like argument, checked for device; None if not array-like."""
+    from .memory import Array, asarray
+
+    if isinstance(arg, np.ndarray):
+        raise DeviceMismatchError("a numpy array (host memory) cannot be a kernel argument: copy it with to_device first")
+    if isinstance(arg, Array) or hasattr(arg, "__cuda_array_interface__"):
+        arr = asarray(arg)
+        if arr.kind in ("device", "foreign") and arr.device is not None and arr.ptr and arr.device != stream.device:
+            raise DeviceMismatchError(
+                f"array on device {arr.device.ordinal} passed to a launch on a stream of device {stream.device.ordinal}"
+            )
+        if isinstance(stream, Stream):
+            arr.record_stream(stream)
+        return arr.ptr
+    mod = type(arg).__module__
+    if mod.startswith("cuda.core") and hasattr(arg, "handle") and hasattr(arg, "size"):  # cuda.core Buffer
+        return int(arg.handle)
+    return None
+
+
+def _convert(value, size: int, index: int, kernel_name: str, stream: Stream):
+    where = f"argument {index} of {kernel_name} (a {size}-byte parameter)"
+    ptr = _pointer_of(value, stream)
+    if ptr is not None:
+        if size != 8:
+            raise ArgumentError(f"{where}: got an array (an 8-byte pointer)")
+        return np.uint64(ptr)
+    if isinstance(value, np.generic):
+        if value.dtype.itemsize != size:
+            raise ArgumentError(f"{where}: got {value.dtype} ({value.dtype.itemsize} bytes)")
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        if size != 1:
+            raise ArgumentError(f"{where}: got a bool; pass np.int32(...) etc. for wider integers")
+        return np.bool_(value)
+    if isinstance(value, int):
+        if size not in _INT_TYPES:
+            raise ArgumentError(f"{where}: got a Python int, which fits no {size}-byte integer")
+        signed, unsigned = _INT_TYPES[size]
+        if np.iinfo(signed).min <= value <= np.iinfo(signed).max:
+            return signed(value)
+        if 0 <= value <= np.iinfo(unsigned).max:
+            return unsigned(value)
+        raise ArgumentError(f"{where}: {value} does not fit in {size} bytes")
+    if isinstance(value, float):
+        if size not in _FLOAT_TYPES:
+            raise ArgumentError(f"{where}: got a Python float; no {size}-byte float exists")
+        with np.errstate(over="ignore"):
+            conv = _FLOAT_TYPES[size](value)
+        if math.isfinite(value) and not np.isfinite(conv):
+            raise ArgumentError(f"{where}: {value} overflows {np.dtype(_FLOAT_TYPES[size]).name}")
+        return conv
+    raise ArgumentError(
+        f"{where}: cannot pass {type(value).__name__}; use a kit Array, a device array with "
+        "__cuda_array_interface__, a numpy scalar of the right width, a Python int or float"
+    )
+
+
+def pack_args(kernel: Kernel, args: tuple, stream: Stream) -> tuple:
+    """Convert ``args`` to fixed-width values matching ``kernel``'s parameter sizes.
+
+    A Python int becomes the signed (or, above its range, unsigned) integer of the parameter's
+    width; a Python float becomes float32 / float64 / float16 by width; arrays become 8-byte
+    device pointers (and are recorded as used on ``stream``). Anything else is refused."""
+    sizes = kernel.param_sizes
+    if len(args) != len(sizes):
+        raise ArgumentError(f"{kernel.name} takes {len(sizes)} arguments (sizes {list(sizes)}), got {len(args)}")
+    return tuple(_convert(v, sz, i, kernel.name, stream) for i, (v, sz) in enumerate(zip(args, sizes)))
+
+
+_config_cache: dict = {}
+
+
+def _config(grid3, block3, shared_mem_bytes: int):
+    key = (grid3, block3, shared_mem_bytes)
+    cfg = _config_cache.get(key)
+    if cfg is None:
+        from cuda.core import LaunchConfig
+
+        cfg = LaunchConfig(grid=grid3, block=block3, shmem_size=shared_mem_bytes)
+        if len(_config_cache) > 4096:
+            _config_cache.clear()
+        _config_cache[key] = cfg
+    return cfg
+
+
+def _do_launch(stream: Stream, cfg, kernel: Kernel, packed: tuple) -> None:
+    from cuda.core import launch as core_launch
+
+    try:
+        core_launch(stream.core, cfg, kernel.core, *packed)
+    except Exception as exc:
+        raise translate(exc, "cuLaunchKernel", f"launching {kernel.name}") from exc
+
+
+def launch(kernel: Kernel, grid, block, *args, stream, shared_mem_bytes: int = 0, timed: bool = False) -> TimingRecord:
+    """Launch ``kernel<<<grid, block, shared_mem_bytes, stream>>>(*args)``.
+
+    Asynchronous on ``stream`` (required); faults inside the kernel surface at the next sync.
+    With ``timed=True``, start/stop events are recorded on the same stream (no sync) and the
+    returned TimingRecord gives ``elapsed_ms()`` once the work is done.
+    Raises LaunchConfigError / ArgumentError / DeviceMismatchError before anything is queued."""
+    s = as_stream(stream)
+    dev = s.device
+    g, b = check_geometry(kernel, dev, grid, block, shared_mem_bytes)
+    packed = pack_args(kernel, args, s)
+    kernel.ensure_dynamic_shared(dev, shared_mem_bytes)
+    cfg = _config(g, b, shared_mem_bytes)
+    with dev.activate():
+        start = begin_timing(s, timed)
+        _do_launch(s, cfg, kernel, packed)
+        return end_timing(kernel.name, s, start, {"grid": g, "block": b, "shared_mem_bytes": shared_mem_bytes})
+
+
+class PreparedLaunch:
+    """A launch whose geometry and arguments were checked once; ``launch(stream)`` re-issues it
+    at the cost of a bare cuda.core launch. Arrays in the arguments are kept alive by it and
+    recorded as used on each stream it is launched on."""
+
+    __slots__ = ("kernel", "device", "_cfg", "_packed", "_arrays")
+
+    def __init__(self, kernel: Kernel, grid, block, *args, device: Device, shared_mem_bytes: int = 0):
+        from .memory import Array
+
+        g, b = check_geometry(kernel, device, grid, block, shared_mem_bytes)
+        if len(args) != len(kernel.param_sizes):
+            raise ArgumentError(f"{kernel.name} takes {len(kernel.param_sizes)} arguments, got {len(args)}")
+        probe = _ProbeStream(device)
+        self._packed = tuple(_convert(v, sz, i, kernel.name, probe)
+                             for i, (v, sz) in enumerate(zip(args, kernel.param_sizes)))
+        self._arrays = tuple(a for a in args if isinstance(a, Array) or hasattr(a, "__cuda_array_interface__"))
+        kernel.ensure_dynamic_shared(device, shared_mem_bytes)
+        self.kernel = kernel
+        self.device = device
+        self._cfg = _config(g, b, shared_mem_bytes)
+
+    def launch(self, stream, *, timed: bool = False) -> "TimingRecord | None":
+        s = stream if type(stream) is Stream else as_stream(stream)
+        if s.device is not self.device:
+            raise DeviceMismatchError(f"prepared for device {self.device.ordinal}, launched on device {s.device.ordinal}")
+        for a in self._arrays:
+            rs = getattr(a, "record_stream", None)
+            if rs is not None:
+                rs(s)
+        if not timed:
+            _do_launch(s, self._cfg, self.kernel, self._packed)
+            return None
+        start = begin_timing(s, True)
+        _do_launch(s, self._cfg, self.kernel, self._packed)
+        return end_timing(self.kernel.name, s, start)
+
+
+class _ProbeStream:
+    """Stands in for a stream while packing a prepared launch (device check, no recording)."""
+
+    def __init__(self, device: Device):
+        self.device = device
+
+
+def prepare(kernel: Kernel, grid, block, *args, device: Device, shared_mem_bytes: int = 0) -> PreparedLaunch:
+    """Check once, launch many times: see :class:`PreparedLaunch`."""
+    return PreparedLaunch(kernel, grid, block, *args, device=device, shared_mem_bytes=shared_mem_bytes)
+
+
+# --- benchmarking ---------------------------------------------------------------------------
+
+@dataclass
+class BenchResult:
+    """Event-timed samples in milliseconds and their summary."""
+
+    name: str
+    samples_ms: list = field(default_factory=list)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def min_ms(self) -> float:
+        return min(self.samples_ms)
+
+    @property
+    def max_ms(self) -> float:
+        return max(self.samples_ms)
+
+    def quantile_ms(self, q: float) -> float:
+        xs = sorted(self.samples_ms)
+        pos = q * (len(xs) - 1)
+        lo, hi = int(math.floor(pos)), int(math.ceil(pos))
+        return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+    @property
+    def spread(self) -> float:
+        """(p90 - p10) / median: relative spread of the samples."""
+        return (self.quantile_ms(0.9) - self.quantile_ms(0.1)) / self.median_ms if self.median_ms else 0.0
+
+    def gbps(self, nbytes: int) -> float:
+        return nbytes / (self.median_ms * 1e-3) / 1e9
+
+    def tflops(self, flops: float) -> float:
+        return flops / (self.median_ms * 1e-3) / 1e12
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "median_ms": self.median_ms, "min_ms": self.min_ms, "max_ms": self.max_ms,
+                "p10_ms": self.quantile_ms(0.1), "p90_ms": self.quantile_ms(0.9), "n": len(self.samples_ms)}
+
+
+def benchmark(fn, *, stream, warmup: int = 3, repeat: int = 20, flush_l2: bool = False, name: str = "") -> BenchResult:
+    """Time ``fn(stream)`` with events on ``stream``.
+
+    Warm-up calls first (lazy module loading, pool growth, JIT), then ``repeat`` timed calls,
+    each bracketed by its own events on the working stream; one sync at the end. With
+    ``flush_l2``, a buffer twice the L2 size is overwritten before each timed call (outside the
+    events) so inputs do not come from cache. ``fn`` must enqueue its work on the given stream.
+    """
+    from .memory import empty, memset
+
+    s = as_stream(stream)
+    if repeat < 1:
+        raise ValueError("repeat must be >= 1")
+    for _ in range(max(0, warmup)):
+        fn(s)
+    flush = None
+    if flush_l2:
+        l2 = s.device.attribute("l2_cache_size")
+        flush = empty(max(2 * l2, 1 << 20), np.uint8, stream=s)
+    events = [(Event.create(s.device, timing=True), Event.create(s.device, timing=True)) for _ in range(repeat)]
+    s.sync()
+    for start, stop in events:
+        if flush is not None:
+            memset(flush, 0x5A, stream=s)
+        start.record(s)
+        fn(s)
+        stop.record(s)
+    s.sync()
+    samples = [a.elapsed_ms(b) for a, b in events]
+    for a, b in events:
+        a.close()
+        b.close()
+    if flush is not None:
+        flush.close()
+    return BenchResult(name or getattr(fn, "__name__", "fn"), samples)
+

@@ -1,0 +1,570 @@
+"""Typed arrays over device (stream-ordered pool), pinned host and managed memory; copies.
+
+Every allocation, copy and free is ordered on an explicit stream. An array used on a stream
+other than its allocation stream is freed only after that stream's work queued so far.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import threading
+import weakref
+
+import numpy as np
+
+from . import _driver as drv
+from .device import Device, get_device
+from .errors import (
+    ClosedError,
+    CudaKitError,
+    CudaOutOfMemoryError,
+    DeviceMismatchError,
+    DTypeError,
+    ShapeError,
+    translate,
+)
+from .event import TimingRecord, begin_timing, end_timing
+from .stream import Stream, as_stream
+
+__all__ = [
+    "Array", "empty", "empty_like", "zeros", "to_device", "asarray", "copy", "memset",
+    "KINDS", "census", "bfloat16",
+]
+
+KINDS = ("device", "pinned", "managed")
+
+try:  # bfloat16 has no numpy dtype of its own; ml_dtypes provides one (optional extra)
+    import ml_dtypes as _ml_dtypes
+
+    bfloat16 = np.dtype(_ml_dtypes.bfloat16)
+except Exception:  # pragma: no cover - depends on the optional package
+    bfloat16 = None
+
+
+# --- live-resource census (framework authors assert on it to prove they do not leak) -------
+_census_lock = threading.Lock()
+_live = {k: [0, 0] for k in KINDS}  # kind -> [arrays, bytes]
+_high = {k: 0 for k in KINDS}
+
+
+def _count(kind: str, nbytes: int, sign: int) -> None:
+    with _census_lock:
+        entry = _live[kind]
+        entry[0] += sign
+        entry[1] += sign * nbytes
+        if entry[1] > _high[kind]:
+            _high[kind] = entry[1]
+
+
+def census() -> dict:
+    """Live kit-owned arrays and bytes per memory kind, with high-water marks of bytes."""
+    with _census_lock:
+        return {k: {"arrays": v[0], "bytes": v[1], "high_bytes": _high[k]} for k, v in _live.items()}
+
+
+def _c_strides(shape: tuple, itemsize: int) -> tuple:
+    strides = []
+    acc = itemsize
+    for dim in reversed(shape):
+        strides.append(acc)
+        acc *= max(dim, 1)
+    return tuple(reversed(strides))
+
+
+def _normalize_shape(shape) -> tuple:
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError:
+        raise ShapeError(f"shape must be an int or a sequence of ints, got {shape!r}") from None
+    if any(s < 0 for s in shape):
+        raise ShapeError(f"negative dimension in shape {shape}")
+    return shape
+
+
+def _normalize_dtype(dtype) -> np.dtype:
+    if isinstance(dtype, str) and dtype.lower() in ("bfloat16", "bf16"):
+        if bfloat16 is None:
+            raise DTypeError("bfloat16 needs the ml_dtypes package (pip install 'cudart-kit[bf16]')")
+        return bfloat16
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise DTypeError(f"not a dtype: {dtype!r}") from None
+
+
+# --- freeing --------------------------------------------------------------------------------
+
+def _order_after(alloc_stream: Stream, used: set) -> Stream | None:
+    """Make the free stream wait for every other stream the array was used on.
+
+    Returns the stream to free on, or None when no open stream is left (then the caller
+    synchronizes the device)."""
+    free_on = alloc_stream if not alloc_stream.is_closed else None
+    others = [s for s in used if not s.is_closed]
+    if free_on is None and others:
+        free_on = others.pop()
+    if free_on is None:
+        return None
+    for s in others:
+        if s is free_on:
+            continue
+        ev = s.record()
+        free_on.wait(ev)
+        ev.close()
+    return free_on
+
+
+def _release_pool(buf, device: Device, alloc_stream: Stream, used: set, kind: str, nbytes: int) -> None:
+    """Finalizer for device-pool and pinned arrays: never raises, never holds the Array."""
+    try:
+        with device.activate():
+            free_on = _order_after(alloc_stream, used)
+            if free_on is None:
+                drv.call("cuCtxSynchronize")
+                buf.close()
+            elif kind == "pinned":
+                # cuMemFreeHost is not stream-ordered: wait for the work that may read it
+                free_on.sync()
+                buf.close(free_on.core)
+            else:
+                buf.close(free_on.core)
+    except Exception:
+        pass
+    finally:
+        _count(kind, nbytes, -1)
+
+
+def _release_managed(ptr: int, device: Device, alloc_stream: Stream, used: set, nbytes: int) -> None:
+    try:
+        with device.activate():
+            for s in [alloc_stream, *used]:
+                if not s.is_closed:
+                    s.sync()
+            drv.mem_free(ptr)
+    except Exception:
+        pass
+    finally:
+        _count("managed", nbytes, -1)
+
+
+class _HostView:
+    """Exposes raw host-accessible memory to numpy while keeping the owning Array alive."""
+
+    __slots__ = ("__array_interface__", "_owner")
+
+    def __init__(self, ptr: int, nbytes: int, readonly: bool, owner):
+        self.__array_interface__ = {"data": (ptr, readonly), "shape": (nbytes,), "typestr": "|u1", "version": 3}
+        self._owner = owner
+
+
+class Array:
+    """A typed n-dimensional array in device, pinned host or managed memory.
+
+    Attributes: ``ptr`` (int address), ``shape``, ``dtype`` (numpy dtype), ``strides`` (bytes),
+    ``kind`` ("device", "pinned", "managed" or "foreign"), ``device`` (kit Device),
+    ``stream`` (allocation stream; frees are ordered on it).
+    """
+
+    __slots__ = (
+        "ptr", "shape", "dtype", "strides", "kind", "device", "stream", "nbytes",
+        "_buf", "_used", "_finalizer", "_base", "_owner", "__weakref__",
+    )
+
+    def __init__(self, *_a, **_k):
+        raise TypeError("use cudart_kit.empty(...), to_device(...) or asarray(...)")
+
+    @classmethod
+    def _make(cls, ptr, shape, dtype, strides, kind, device, stream, base=None, owner=None, buf=None, used=None):
+        self = object.__new__(cls)
+        self.ptr = int(ptr)
+        self.shape = shape
+        self.dtype = dtype
+        self.strides = strides
+        self.kind = kind
+        self.device = device
+        self.stream = stream
+        self.nbytes = math.prod(shape) * dtype.itemsize
+        self._buf = buf
+        self._used = used if used is not None else set()
+        self._finalizer = None
+        self._base = base
+        self._owner = owner
+        return self
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def is_c_contiguous(self) -> bool:
+        return self.strides == _c_strides(self.shape, self.dtype.itemsize) or self.size <= 1
+
+    @property
+    def is_host_accessible(self) -> bool:
+        return self.kind in ("pinned", "managed")
+
+    @property
+    def is_closed(self) -> bool:
+        root = self._base if self._base is not None else self
+        return root.ptr == 0 and root.nbytes > 0
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d array")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return (f"<cudart_kit.Array {self.kind} shape={self.shape} dtype={self.dtype} "
+                f"device={self.device.ordinal if self.device else None} ptr={hex(self.ptr)}>")
+
+    # -- stream bookkeeping -------------------------------------------------------------------
+    def record_stream(self, stream) -> None:
+        """Declare that queued work on ``stream`` uses this array, so its free waits for it.
+
+        Kit operations do this themselves; call it when a foreign library uses the memory."""
+        root = self._base if self._base is not None else self
+        s = stream if isinstance(stream, Stream) else as_stream(stream)
+        if root.stream is not None and s is not root.stream and s != root.stream:
+            root._used.add(s)
+
+    def _check_open(self) -> None:
+        if self.is_closed:
+            raise ClosedError("array was closed")
+
+    # -- views ----------------------------------------------------------------------------------
+    def reshape(self, *shape) -> "Array":
+        """A view with a new shape (C-contiguous arrays only)."""
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+            shape = shape[0]
+        shape = _normalize_shape(shape)
+        if -1 in shape:
+            known = math.prod(s for s in shape if s != -1)
+            shape = tuple(self.size // known if s == -1 else s for s in shape)
+        if math.prod(shape) != self.size:
+            raise ShapeError(f"cannot reshape array of size {self.size} into shape {shape}")
+        if not self.is_c_contiguous:
+            raise ShapeError("reshape needs a C-contiguous array")
+        root = self._base if self._base is not None else self
+        return Array._make(self.ptr, shape, self.dtype, _c_strides(shape, self.itemsize), self.kind,
+                           self.device, self.stream, base=root, used=root._used)
+
+    def ravel(self) -> "Array":
+        return self.reshape(self.size)
+
+    # -- host access ---------------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """A zero-copy numpy view of pinned or managed memory. No synchronization: sync the
+        stream that writes it first. Device memory has no host view: use :meth:`to_numpy`."""
+        self._check_open()
+        if not self.is_host_accessible:
+            raise DeviceMismatchError(
+                f"{self.kind} memory is not host-accessible; use to_numpy(stream=...) to copy it"
+            )
+        if self.nbytes == 0:
+            return np.empty(self.shape, self.dtype)
+        span = (self.size - 1) * 0 + self.nbytes
+        raw = np.asarray(_HostView(self.ptr, span, False, self))
+        return np.lib.stride_tricks.as_strided(raw.view(self.dtype), self.shape, self.strides)
+
+    def to_numpy(self, *, stream) -> np.ndarray:
+        """Copy into a new numpy array on ``stream`` and wait for it (this call synchronizes)."""
+        out = np.empty(self.shape, self.dtype)
+        copy(out, self, stream=stream)
+        as_stream(stream).sync()
+        return out
+
+    def copy_from(self, src, *, stream, timed: bool = False) -> TimingRecord:
+        """Asynchronous copy ``src`` -> self on ``stream`` (see :func:`copy`)."""
+        return copy(self, src, stream=stream, timed=timed)
+
+    def copy_to(self, dst, *, stream, timed: bool = False) -> TimingRecord:
+        """Asynchronous copy self -> ``dst`` on ``stream`` (see :func:`copy`)."""
+        return copy(dst, self, stream=stream, timed=timed)
+
+    def fill(self, value, *, stream, timed: bool = False) -> TimingRecord:
+        """Set every element to ``value`` with the kit's fill kernel on ``stream``."""
+        from .ops.vector import fill
+
+        return fill(self, value, stream=stream, timed=timed)
+
+    def prefetch(self, location: "Device | int | str", *, stream) -> None:
+        """Migrate managed memory to a device (Device or ordinal) or to ``"host"``, on ``stream``."""
+        self._require_managed("prefetch")
+        s = as_stream(stream)
+        dev = None if location == "host" else get_device(location).ordinal
+        with s.device.activate():
+            drv.mem_prefetch_async(self.ptr, self.nbytes, dev, s.handle)
+        self.record_stream(s)
+
+    def advise(self, advice: str, location: "Device | int | str | None" = None) -> None:
+        """cuMemAdvise on managed memory. ``advice``: read_mostly, preferred_location, accessed_by
+        (and unset_*); ``location``: a device, its ordinal, or "host"."""
+        self._require_managed("advise")
+        dev = None if location in (None, "host") else get_device(location).ordinal
+        with self.device.activate():
+            drv.mem_advise(self.ptr, self.nbytes, advice, dev)
+
+    def _require_managed(self, what: str) -> None:
+        self._check_open()
+        if self.kind != "managed":
+            raise DeviceMismatchError(f"{what} needs managed memory; this array is {self.kind}")
+
+    # -- interop ---------------------------------------------------------------------------------
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        self._check_open()
+        if self.kind == "pinned":
+            raise AttributeError("pinned host memory does not export __cuda_array_interface__; use .numpy()")
+        typestr = self.dtype.str
+        if self.dtype.kind == "V":
+            raise AttributeError(f"{self.dtype} has no CUDA Array Interface typestr; use DLPack")
+        return {
+            "shape": self.shape,
+            "typestr": typestr,
+            "data": (self.ptr, False),
+            "strides": None if self.is_c_contiguous else self.strides,
+            "version": 3,
+            # The kit orders work explicitly: consumers must order their stream after the
+            # producer's (see docs/embedding.md), so no implicit sync stream is given.
+            "stream": None,
+        }
+
+    # -- lifetime -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Free the memory now (ordered after every stream that used it). Idempotent; views
+        stay valid objects but refuse use afterwards."""
+        root = self._base if self._base is not None else self
+        fin = root._finalizer
+        if fin is not None and fin.alive:
+            fin()
+        root.ptr = 0 if root.nbytes else root.ptr
+
+    def __enter__(self) -> "Array":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def empty(shape, dtype=np.float32, *, stream, kind: str = "device", device=None) -> Array:
+    """Allocate an uninitialised array.
+
+    ``kind``: "device" (stream-ordered pool allocation on ``stream``), "pinned" (page-locked
+    host memory, usable by every device), or "managed" (unified memory). ``device`` defaults to
+    the stream's device. The array is freed in ``stream``'s order (and after every other stream
+    that used it) when closed or collected. Raises CudaOutOfMemoryError (a MemoryError).
+    """
+    shape = _normalize_shape(shape)
+    dtype = _normalize_dtype(dtype)
+    s = as_stream(stream)
+    dev = s.device if device is None else get_device(device)
+    if dev != s.device:
+        raise DeviceMismatchError(f"allocation on device {dev.ordinal} with a stream of device {s.device.ordinal}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    strides = _c_strides(shape, dtype.itemsize)
+    used: set = set()
+    if nbytes == 0:
+        return Array._make(0, shape, dtype, strides, kind, dev, s, used=used)
+    with dev.activate():
+        if kind == "managed":
+            try:
+                ptr = drv.mem_alloc_managed(nbytes)
+            except CudaOutOfMemoryError as exc:
+                raise _oom(exc, dev, nbytes, kind) from None
+            arr = Array._make(ptr, shape, dtype, strides, kind, dev, s, used=used)
+            arr._finalizer = weakref.finalize(arr, _release_managed, ptr, dev, s, used, nbytes)
+        else:
+            buf = _allocate(dev, s, nbytes, kind)
+            arr = Array._make(int(buf.handle), shape, dtype, strides, kind, dev, s, buf=buf, used=used)
+            arr._finalizer = weakref.finalize(arr, _release_pool, buf, dev, s, used, kind, nbytes)
+    _count(kind, nbytes, +1)
+    return arr
+
+
+_pinned_mr = None
+
+
+def _allocate(dev: Device, s: Stream, nbytes: int, kind: str):
+    global _pinned_mr
+    for attempt in (0, 1):
+        try:
+            if kind == "pinned":
+                if _pinned_mr is None:
+                    from cuda.core import LegacyPinnedMemoryResource
+
+                    _pinned_mr = LegacyPinnedMemoryResource()
+                return _pinned_mr.allocate(nbytes, stream=s.core)
+            return dev.core.allocate(nbytes, stream=s.core)
+        except Exception as exc:
+            err = translate(exc, "cuMemAllocAsync" if kind == "device" else "cuMemAllocHost",
+                            f"allocating {nbytes} bytes of {kind} memory")
+            if isinstance(err, CudaOutOfMemoryError):
+                if attempt == 0 and kind == "device":
+                    # cached pool memory is the usual culprit: hand it back and retry once
+                    s.sync()
+                    drv.mempool_trim(dev.ordinal, 0)
+                    continue
+                raise _oom(err, dev, nbytes, kind) from None
+            raise err from exc
+    raise AssertionError("unreachable")
+
+
+def _oom(err: CudaOutOfMemoryError, dev: Device, nbytes: int, kind: str) -> CudaOutOfMemoryError:
+    try:
+        free, total = drv.mem_get_info()
+        have = f"; device {dev.ordinal} has {free / 2**30:.2f} GiB free of {total / 2**30:.2f} GiB"
+    except CudaKitError:
+        have = ""
+    return CudaOutOfMemoryError(
+        err.result, err.code, err.api,
+        advice=f"could not allocate {nbytes} bytes ({nbytes / 2**30:.2f} GiB) of {kind} memory{have}",
+    )
+
+
+def empty_like(a: Array, *, stream, kind: str | None = None) -> Array:
+    return empty(a.shape, a.dtype, stream=stream, kind=kind or (a.kind if a.kind in KINDS else "device"),
+                 device=as_stream(stream).device)
+
+
+def zeros(shape, dtype=np.float32, *, stream, kind: str = "device") -> Array:
+    """Allocate and zero on ``stream`` (a byte memset; asynchronous)."""
+    arr = empty(shape, dtype, stream=stream, kind=kind)
+    memset(arr, 0, stream=stream)
+    return arr
+
+
+def to_device(host, *, stream, kind: str = "device", dtype=None) -> Array:
+    """Allocate an array like the numpy array ``host`` and copy it in on ``stream``.
+
+    A pageable ``host`` may be reused as soon as this returns (the driver has staged it)."""
+    host = np.asarray(host, dtype=dtype)
+    arr = empty(host.shape, host.dtype, stream=stream, kind=kind)
+    copy(arr, host, stream=stream)
+    return arr
+
+
+def memset(arr: Array, byte_value: int, *, stream) -> None:
+    """Set every byte of ``arr`` to ``byte_value`` (0..255) on ``stream``."""
+    if not 0 <= int(byte_value) <= 255:
+        raise ValueError(f"byte value {byte_value} outside 0..255")
+    arr = asarray(arr)
+    if not arr.is_c_contiguous:
+        raise ShapeError("memset needs a C-contiguous array")
+    if arr.nbytes == 0:
+        return
+    s = as_stream(stream)
+    with s.device.activate():
+        if arr.nbytes % 4 == 0:
+            v = int(byte_value) * 0x01010101
+            drv.memset_d32_async(arr.ptr, v, arr.nbytes // 4, s.handle)
+        else:
+            drv.memset_d8_async(arr.ptr, int(byte_value), arr.nbytes, s.handle)
+    arr.record_stream(s)
+
+
+# --- foreign arrays -------------------------------------------------------------------------
+
+def _typestr_dtype(typestr: str) -> np.dtype:
+    try:
+        return np.dtype(typestr)
+    except TypeError:
+        raise DTypeError(f"unsupported typestr {typestr!r}") from None
+
+
+def asarray(obj) -> Array:
+    """A zero-copy kit Array over ``obj``: a kit Array (returned as is) or any object exporting
+    the CUDA Array Interface (CuPy, PyTorch, Numba...). The object is kept alive; the kit never
+    frees foreign memory. Numpy arrays are refused (host memory): copy them with to_device."""
+    if isinstance(obj, Array):
+        obj._check_open()
+        return obj
+    if isinstance(obj, np.ndarray):
+        raise DeviceMismatchError("a numpy array is host memory; copy it with cudart_kit.to_device(arr, stream=...)")
+    cai = getattr(obj, "__cuda_array_interface__", None)
+    if cai is None:
+        raise TypeError(
+            f"{type(obj).__name__} is not a device array: expected a cudart_kit.Array or an object "
+            "with __cuda_array_interface__"
+        )
+    ptr = int(cai["data"][0])
+    shape = tuple(int(s) for s in cai["shape"])
+    dtype = _typestr_dtype(cai["typestr"])
+    strides = cai.get("strides")
+    strides = _c_strides(shape, dtype.itemsize) if strides is None else tuple(int(s) for s in strides)
+    if ptr:
+        attrs = drv.pointer_attributes(ptr)
+        dev = get_device(max(attrs["device"], 0))
+        kind = "foreign"
+    else:
+        dev, kind = get_device(0), "foreign"
+    return Array._make(ptr, shape, dtype, strides, kind, dev, None, owner=obj)
+
+
+def _host_pointer(a: np.ndarray, writable: bool) -> int:
+    if writable and not a.flags.writeable:
+        raise ValueError("destination numpy array is read-only")
+    return a.ctypes.data
+
+
+def copy(dst, src, *, stream, timed: bool = False) -> TimingRecord:
+    """Asynchronous copy of ``src`` into ``dst`` on ``stream``.
+
+    Either side may be a kit Array (device, pinned, managed), a foreign device array, or a
+    numpy array (pageable host memory). Same dtype and element count, both C-contiguous
+    (a non-contiguous numpy *source* is first made contiguous on the host). With pageable
+    numpy memory the driver stages the data: host->device returns once the source was read,
+    device->host returns once the data arrived. Copies between devices go peer-to-peer when
+    possible. Returns a TimingRecord (with events when ``timed``).
+    """
+    s = as_stream(stream)
+    dst_host = isinstance(dst, np.ndarray)
+    src_host = isinstance(src, np.ndarray)
+    if dst_host and src_host:
+        raise TypeError("both sides are numpy arrays: use numpy to copy host memory")
+    if src_host:
+        src = np.ascontiguousarray(src)
+    d = dst if dst_host else asarray(dst)
+    sa = src if src_host else asarray(src)
+    if d.dtype != sa.dtype:
+        raise DTypeError(f"copy between different dtypes: destination {d.dtype}, source {sa.dtype}")
+    if d.size != sa.size:
+        raise ShapeError(f"copy between different sizes: destination {tuple(d.shape)} ({d.size} elements), "
+                         f"source {tuple(sa.shape)} ({sa.size} elements)")
+    if dst_host:
+        if not d.flags.c_contiguous:
+            raise ShapeError("destination numpy array must be C-contiguous")
+    elif not d.is_c_contiguous:
+        raise ShapeError("destination array must be C-contiguous")
+    if not src_host and not sa.is_c_contiguous:
+        raise ShapeError("source array must be C-contiguous")
+    nbytes = d.nbytes
+    start = begin_timing(s, timed)
+    if nbytes:
+        with s.device.activate():
+            if src_host:
+                drv.memcpy_htod_async(d.ptr, _host_pointer(sa, False), nbytes, s.handle)
+            elif dst_host:
+                drv.memcpy_dtoh_async(_host_pointer(d, True), sa.ptr, nbytes, s.handle)
+            else:
+                drv.memcpy_async(d.ptr, sa.ptr, nbytes, s.handle)
+    if not dst_host:
+        d.record_stream(s)
+    if not src_host:
+        sa.record_stream(s)
+    kind = ("H2D" if src_host else "D2H" if dst_host else
+            "H2D" if sa.kind == "pinned" else "D2H" if d.kind == "pinned" else "D2D")
+    return end_timing("copy", s, start, {"bytes": nbytes, "direction": kind})

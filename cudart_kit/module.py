@@ -1,0 +1,218 @@
+"""Modules (cubin / PTX / fatbin from a path or bytes) and kernel lookup by name.
+
+The kit's own kernels and a user's modules go through the same path: :func:`load_kit_module`
+only adds the artifact freshness check of :mod:`cudart_kit.build`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from . import _driver as drv
+from .device import Device, get_device
+from .errors import CudaKitError, KernelNotFoundError, translate
+
+__all__ = ["Module", "Kernel", "load_kit_module", "detect_kind"]
+
+_FATBIN_MAGIC = (0xBA55ED50).to_bytes(4, "little")
+_KINDS = ("cubin", "ptx", "fatbin")
+
+
+def detect_kind(data: bytes | None = None, path: str | os.PathLike | None = None) -> str:
+    """'cubin', 'ptx' or 'fatbin' from a file suffix or the leading bytes."""
+    if path is not None:
+        suffix = Path(path).suffix.lower().lstrip(".")
+        if suffix in _KINDS:
+            return suffix
+        if suffix in ("fatbinary", "fat"):
+            return "fatbin"
+        with open(path, "rb") as f:
+            data = f.read(64)
+    if data is None:
+        raise ValueError("nothing to detect the module kind from")
+    head = bytes(data[:64])
+    if head.startswith(b"\x7fELF"):
+        return "cubin"
+    if head.startswith(_FATBIN_MAGIC):
+        return "fatbin"
+    text = head.lstrip()
+    if text.startswith((b"//", b".version", b".target", b"\n")) or b".version" in head:
+        return "ptx"
+    raise ValueError("could not tell whether this is a cubin, PTX or fatbin: pass kind=")
+
+
+class Module:
+    """A loaded code object. Kernels are looked up by name with :meth:`kernel`."""
+
+    def __init__(self, *_a, **_k):
+        raise TypeError("use Module.load(path_or_bytes)")
+
+    @classmethod
+    def load(cls, source: "str | os.PathLike | bytes | bytearray", *, kind: str | None = None, name: str | None = None) -> "Module":
+        """Load a cubin, PTX or fatbin from a file path or bytes. ``kind`` is detected when omitted.
+
+        Loading is context-independent (cuLibraryLoad*); PTX is JIT-compiled by the driver for
+        the device it is first used on."""
+        from cuda.core import ObjectCode
+
+        is_bytes = isinstance(source, (bytes, bytearray, memoryview))
+        if not is_bytes:
+            path = Path(source)
+            if not path.exists():
+                raise FileNotFoundError(f"module file not found: {path}")
+            kind = kind or detect_kind(path=path)
+            label = name or path.name
+            payload = str(path)
+        else:
+            payload = bytes(source)
+            kind = kind or detect_kind(data=payload)
+            label = name or f"<{kind} bytes>"
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+        drv.driver()  # a clear NoDriverError before cuda.core tries to load
+        loader = {"cubin": ObjectCode.from_cubin, "ptx": ObjectCode.from_ptx, "fatbin": ObjectCode.from_fatbin}[kind]
+        try:
+            code = loader(payload, name=label)
+        except Exception as exc:
+            raise translate(exc, "cuLibraryLoadData", f"loading {label}") from exc
+        self = object.__new__(cls)
+        self.core = code
+        self.kind = kind
+        self.name = label
+        self._kernels: dict[str, Kernel] = {}
+        self._lock = threading.Lock()
+        return self
+
+    def kernel_names(self) -> list[str]:
+        """Every kernel entry point in the module."""
+        try:
+            handle = int(self.core.handle)
+        except Exception as exc:
+            raise translate(exc, "cuLibraryLoadData", f"loading {self.name}") from exc
+        return drv.library_kernel_names(handle)
+
+    def kernel(self, name: str) -> "Kernel":
+        """The kernel called ``name``; KernelNotFoundError lists the names the module has."""
+        k = self._kernels.get(name)
+        if k is not None:
+            return k
+        with self._lock:
+            k = self._kernels.get(name)
+            if k is None:
+                try:
+                    core = self.core.get_kernel(name)
+                except Exception as exc:
+                    err = translate(exc, "cuLibraryGetKernel", f"looking up {name!r}")
+                    if getattr(err, "result", "") in ("CUDA_ERROR_NOT_FOUND", "CUDA_ERROR_INVALID_VALUE") or not isinstance(err, CudaKitError):
+                        try:
+                            names = self.kernel_names()
+                        except CudaKitError:
+                            names = []
+                        if name not in names:
+                            raise KernelNotFoundError(name, self.name, names) from None
+                    raise err from exc
+                k = self._kernels[name] = Kernel(self, name, core)
+        return k
+
+    def __getitem__(self, name: str) -> "Kernel":
+        return self.kernel(name)
+
+    def __repr__(self) -> str:
+        return f"<cudart_kit.Module {self.name} ({self.kind})>"
+
+
+class Kernel:
+    """One kernel entry point. Holds its Module, so the module outlives every kernel in use."""
+
+    __slots__ = ("module", "name", "core", "_param_sizes", "_max_threads", "_shared_set")
+
+    def __init__(self, module: Module, name: str, core):
+        self.module = module
+        self.name = name
+        self.core = core
+        self._param_sizes: tuple | None = None
+        self._max_threads: dict[int, int] = {}
+        self._shared_set: dict[int, int] = {}
+
+    @property
+    def param_sizes(self) -> tuple[int, ...]:
+        """Byte size of each parameter, from the driver (cuKernelGetParamInfo)."""
+        sizes = self._param_sizes
+        if sizes is None:
+            try:
+                info = self.core.arguments_info
+            except Exception as exc:
+                raise translate(exc, "cuKernelGetParamInfo", f"reading the parameters of {self.name}") from exc
+            sizes = self._param_sizes = tuple(int(p.size if hasattr(p, "size") else p[1]) for p in info)
+        return sizes
+
+    def max_threads_per_block(self, device: Device) -> int:
+        """The most threads per block this kernel can launch with on ``device`` (registers decide)."""
+        v = self._max_threads.get(device.ordinal)
+        if v is None:
+            with device.activate():
+                try:
+                    v = int(self.core.attributes[device.ordinal].max_threads_per_block)
+                except Exception as exc:
+                    raise translate(exc, "cuKernelGetAttribute") from exc
+            self._max_threads[device.ordinal] = v
+        return v
+
+    def attributes(self, device: "Device | int | None" = None) -> dict:
+        """Registers, static shared / local / constant memory, max threads, PTX and binary versions."""
+        dev = get_device(device)
+        with dev.activate():
+            a = self.core.attributes[dev.ordinal]
+            names = ("num_regs", "shared_size_bytes", "local_size_bytes", "const_size_bytes",
+                     "max_threads_per_block", "max_dynamic_shared_size_bytes", "ptx_version", "binary_version")
+            try:
+                return {n: int(getattr(a, n)) for n in names}
+            except Exception as exc:
+                raise translate(exc, "cuKernelGetAttribute") from exc
+
+    def ensure_dynamic_shared(self, device: Device, nbytes: int) -> None:
+        """Raise the kernel's dynamic shared-memory limit when a launch needs more than 48 KiB."""
+        if nbytes <= 48 * 1024 or self._shared_set.get(device.ordinal, 0) >= nbytes:
+            return
+        d = drv.driver()
+        with device.activate():
+            drv.call(
+                "cuKernelSetAttribute",
+                d.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                nbytes, d.CUkernel(int(self.core.handle)), device.ordinal,
+            )
+        self._shared_set[device.ordinal] = nbytes
+
+    def launch(self, grid, block, *args, stream, shared_mem_bytes: int = 0, timed: bool = False):
+        """Shorthand for :func:`cudart_kit.launch.launch` on this kernel."""
+        from .launch import launch
+
+        return launch(self, grid, block, *args, stream=stream, shared_mem_bytes=shared_mem_bytes, timed=timed)
+
+    def __repr__(self) -> str:
+        return f"<cudart_kit.Kernel {self.name} from {self.module.name}>"
+
+
+_kit_modules: dict[str, Module] = {}
+_kit_lock = threading.Lock()
+
+
+def load_kit_module(name: str) -> Module:
+    """Load one of the kit's own artifacts (e.g. "vector"), after checking it is fresh.
+
+    A missing or stale artifact is rebuilt when nvcc and the sources are present, otherwise
+    refused with the command to run (never loaded silently)."""
+    mod = _kit_modules.get(name)
+    if mod is not None:
+        return mod
+    with _kit_lock:
+        mod = _kit_modules.get(name)
+        if mod is None:
+            from . import build
+
+            path = build.ensure(name)
+            mod = _kit_modules[name] = Module.load(path, kind="fatbin", name=f"cudart_kit:{name}")
+    return mod
+

@@ -1,0 +1,245 @@
+"""Vector ops over kernels/vector.cu: add, sub, mul, axpy, scale, fill, copy, dot.
+
+Each is one explicit launch on ``stream`` (required). Inputs are kit Arrays or device arrays
+with ``__cuda_array_interface__``; shapes, dtypes, device and contiguity are checked before
+anything is queued. ``out=`` is honoured (it may be one of the inputs). With ``timed=True`` an
+op returns ``(out, TimingRecord)`` instead of ``out``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DeviceMismatchError, DTypeError, ShapeError
+from ..event import TimingRecord
+from ..launch import blocks_for, launch
+from ..memory import Array, asarray, bfloat16, empty, memset
+from ..module import Kernel, load_kit_module
+from ..stream import Stream, as_stream
+
+__all__ = ["add", "sub", "mul", "axpy", "scale", "fill", "copy", "dot", "SUPPORTED_DTYPES", "BLOCK"]
+
+BLOCK = 256
+_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64", np.dtype(np.float16): "f16"}
+if bfloat16 is not None:
+    _SUFFIX[bfloat16] = "bf16"
+SUPPORTED_DTYPES = tuple(_SUFFIX)
+_WIDTH = {1: "b8", 2: "b16", 4: "b32", 8: "b64"}
+_BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_kernels: dict[str, Kernel] = {}
+
+
+def _kernel(name: str) -> Kernel:
+    k = _kernels.get(name)
+    if k is None:
+        k = _kernels[name] = load_kit_module("vector").kernel(name)
+    return k
+
+
+def _suffix(dtype: np.dtype, op: str) -> str:
+    try:
+        return _SUFFIX[dtype]
+    except KeyError:
+        names = ", ".join(str(d) for d in SUPPORTED_DTYPES)
+        raise DTypeError(f"{op} supports {names}; got {dtype}") from None
+
+
+def _operand(a, s: Stream, what: str, op: str) -> Array:
+    arr = asarray(a)
+    if arr.kind in ("device", "foreign") and arr.ptr and arr.device != s.device:
+        raise DeviceMismatchError(
+            f"{op}: {what} is on device {arr.device.ordinal} but the stream is on device {s.device.ordinal}"
+        )
+    if not arr.is_c_contiguous:
+        raise ShapeError(f"{op}: {what} is not contiguous (strides {arr.strides}); make a contiguous copy first")
+    return arr
+
+
+def _same(arrs: list[Array], names: list[str], op: str) -> None:
+    first = arrs[0]
+    for a, n in zip(arrs[1:], names[1:]):
+        if a.dtype != first.dtype:
+            raise DTypeError(f"{op}: {names[0]} is {first.dtype} but {n} is {a.dtype}")
+        if a.shape != first.shape:
+            raise ShapeError(f"{op}: {names[0]} has shape {first.shape} but {n} has shape {a.shape}")
+
+
+def _check_aliasing(out: Array, inputs: list[Array], op: str) -> None:
+    """``out`` may be an input exactly, never a partial overlap (threads would race)."""
+    lo, hi = out.ptr, out.ptr + out.nbytes
+    for a in inputs:
+        if a.ptr == out.ptr or not a.nbytes or not out.nbytes:
+            continue
+        if a.ptr < hi and out.ptr < a.ptr + a.nbytes:
+            raise ValueError(f"{op}: out partially overlaps an input; use a separate output or exactly the same array")
+
+
+def _out(out, like: Array, s: Stream, op: str) -> Array:
+    if out is None:
+        return empty(like.shape, like.dtype, stream=s)
+    o = _operand(out, s, "out", op)
+    _same([like, o], ["the inputs", "out"], op)
+    return o
+
+
+def _aligned(*arrays: Array) -> bool:
+    return all(a.ptr % 16 == 0 for a in arrays)
+
+
+def _run(name: str, itemsize: int, n: int, args: tuple, arrays: list[Array], s: Stream, timed: bool):
+    """Launch ``name`` (16-byte vectorized, one thread per vector) when every pointer is 16-byte
+    aligned, else its scalar twin ``name_u``."""
+    vec = _aligned(*arrays)
+    per = 16 // itemsize if vec else 1
+    kernel = _kernel(name if vec else name + "_u")
+    return launch(kernel, blocks_for(-(-n // per), BLOCK), BLOCK, *args, stream=s, timed=timed)
+
+
+def _result(out: Array, rec: TimingRecord | None, timed: bool, s: Stream, name: str):
+    if not timed:
+        return out
+    if rec is None:  # nothing to launch (empty arrays): an honest zero-length record
+        from ..event import begin_timing, end_timing
+
+        rec = end_timing(name, s, begin_timing(s, True))
+    return out, rec
+
+
+def _binary(base: str, x, y, out, stream, timed: bool):
+    s = as_stream(stream)
+    xa, ya = _operand(x, s, "x", base), _operand(y, s, "y", base)
+    _same([xa, ya], ["x", "y"], base)
+    suffix = _suffix(xa.dtype, base)
+    o = _out(out, xa, s, base)
+    _check_aliasing(o, [xa, ya], base)
+    rec = None
+    if xa.size:
+        rec = _run(f"{base}_{suffix}", xa.itemsize, xa.size, (xa, ya, o, xa.size), [xa, ya, o], s, timed)
+    return _result(o, rec, timed, s, base)
+
+
+def add(x, y, out=None, *, stream, timed: bool = False):
+    """out = x + y, element-wise, on ``stream``."""
+    return _binary("add", x, y, out, stream, timed)
+
+
+def sub(x, y, out=None, *, stream, timed: bool = False):
+    """out = x - y, element-wise, on ``stream``."""
+    return _binary("sub", x, y, out, stream, timed)
+
+
+def mul(x, y, out=None, *, stream, timed: bool = False):
+    """out = x * y, element-wise, on ``stream``."""
+    return _binary("mul", x, y, out, stream, timed)
+
+
+def _scalar(a, dtype: np.dtype):
+    """The alpha parameter as the kernel takes it: double for float64, float otherwise."""
+    if isinstance(a, (complex, np.complexfloating)):
+        raise DTypeError("alpha must be real")
+    return np.float64(a) if dtype == np.float64 else np.float32(a)
+
+
+def axpy(a, x, y, out=None, *, stream, timed: bool = False):
+    """out = a * x + y (BLAS axpy). ``out`` defaults to ``y`` (updated in place)."""
+    s = as_stream(stream)
+    xa, ya = _operand(x, s, "x", "axpy"), _operand(y, s, "y", "axpy")
+    _same([xa, ya], ["x", "y"], "axpy")
+    suffix = _suffix(xa.dtype, "axpy")
+    o = ya if out is None else _out(out, xa, s, "axpy")
+    _check_aliasing(o, [xa, ya], "axpy")
+    rec = None
+    if xa.size:
+        rec = _run(f"axpy_{suffix}", xa.itemsize, xa.size, (_scalar(a, xa.dtype), xa, ya, o, xa.size), [xa, ya, o], s, timed)
+    return _result(o, rec, timed, s, "axpy")
+
+
+def scale(a, x, out=None, *, stream, timed: bool = False):
+    """out = a * x. ``out`` defaults to a new array."""
+    s = as_stream(stream)
+    xa = _operand(x, s, "x", "scale")
+    suffix = _suffix(xa.dtype, "scale")
+    o = _out(out, xa, s, "scale")
+    _check_aliasing(o, [xa], "scale")
+    rec = None
+    if xa.size:
+        rec = _run(f"scale_{suffix}", xa.itemsize, xa.size, (_scalar(a, xa.dtype), xa, o, xa.size), [xa, o], s, timed)
+    return _result(o, rec, timed, s, "scale")
+
+
+def _bits(value, dtype: np.dtype):
+    """``value`` converted to ``dtype`` and reinterpreted as an unsigned integer of its width."""
+    try:
+        typed = np.array(value, dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DTypeError(f"fill value {value!r} cannot be represented as {dtype}: {exc}") from None
+    if dtype.kind in "iu" and typed.item() != value:
+        raise DTypeError(f"fill value {value!r} does not fit in {dtype}")
+    return typed.view(_BITS[dtype.itemsize])[()]
+
+
+def fill(out, value, *, stream, timed: bool = False):
+    """Set every element of ``out`` to ``value`` (converted to its dtype) on ``stream``.
+    Works for every dtype of width 1, 2, 4 or 8 bytes. Returns ``out``."""
+    s = as_stream(stream)
+    o = _operand(out, s, "out", "fill")
+    width = _WIDTH.get(o.itemsize)
+    if width is None:
+        raise DTypeError(f"fill supports element widths 1, 2, 4, 8 bytes; {o.dtype} has {o.itemsize}")
+    rec = None
+    if o.size:
+        rec = _run(f"fill_{width}", o.itemsize, o.size, (_bits(value, o.dtype), o, o.size), [o], s, timed)
+    return _result(o, rec, timed, s, "fill")
+
+
+def copy(x, out=None, *, stream, timed: bool = False):
+    """out = x (a kernel copy, any dtype of width 1/2/4/8). ``out`` defaults to a new array.
+    For raw byte copies between any memory kinds, see :func:`cudart_kit.copy` (driver memcpy)."""
+    s = as_stream(stream)
+    xa = _operand(x, s, "x", "copy")
+    o = _out(out, xa, s, "copy")
+    _check_aliasing(o, [xa], "copy")
+    width = _WIDTH.get(xa.itemsize)
+    if width is None:
+        raise DTypeError(f"copy supports element widths 1, 2, 4, 8 bytes; {xa.dtype} has {xa.itemsize}")
+    rec = None
+    if xa.size and o.ptr != xa.ptr:
+        rec = _run(f"copy_{width}", xa.itemsize, xa.size, (xa, o, xa.size), [xa, o], s, timed)
+    return _result(o, rec, timed, s, "copy")
+
+
+def dot_grid(n: int, vec_width: int, sm_count: int) -> int:
+    """Blocks for dot: enough to fill the GPU (8 blocks of 256 per SM), no more than the work."""
+    return max(1, min(blocks_for(-(-n // vec_width), BLOCK), sm_count * 8))
+
+
+def dot(x, y, out=None, *, stream, timed: bool = False):
+    """Inner product of two 1-D (or same-shape) arrays, accumulated in float64 on the GPU.
+
+    ``out``: a 0-d or 1-element array of the inputs' dtype (a new 0-d array by default). One
+    launch, deterministic for a given device; a small workspace is allocated and freed on
+    ``stream``."""
+    s = as_stream(stream)
+    xa, ya = _operand(x, s, "x", "dot"), _operand(y, s, "y", "dot")
+    _same([xa, ya], ["x", "y"], "dot")
+    suffix = _suffix(xa.dtype, "dot")
+    if out is None:
+        o = empty((), xa.dtype, stream=s)
+    else:
+        o = _operand(out, s, "out", "dot")
+        if o.size != 1 or o.dtype != xa.dtype:
+            raise ShapeError(f"dot: out must hold one {xa.dtype} element, got shape {o.shape} dtype {o.dtype}")
+    n = xa.size
+    if n == 0:
+        fill(o, 0, stream=s)
+        return _result(o, None, timed, s, "dot")
+    vec = _aligned(xa, ya)
+    per = 16 // xa.itemsize if vec else 1
+    grid = dot_grid(n, per, s.device.multiprocessor_count)
+    work = empty(grid + 1, np.float64, stream=s)  # partials, then the ticket in the last slot
+    memset(work, 0, stream=s)
+    ticket_ptr = work.ptr + grid * 8
+    kernel = _kernel(f"dot_{suffix}" if vec else f"dot_{suffix}_u")
+    rec = launch(kernel, grid, BLOCK, xa, ya, work, np.uint64(ticket_ptr), o, np.uint64(n), stream=s, timed=timed)
+    work.close()
+    return _result(o, rec, timed, s, "dot")

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: install offline, build the kernels, run the GPU tests with
+# CUDART_KIT_REQUIRE_GPU=1, run the benchmarks, print a short summary last.
+# Logs go to $OUT (the device tool brings them back). Stages: STAGES="install build test bench"
+# (default all); extra pytest args in PYTEST_ARGS; extra benchmarks in BENCH ("vector matmul ...").
+set -uo pipefail
+OUT=${OUT:-/tmp/cudart_kit_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+STAGES=${STAGES:-"install build test bench"}
+BENCH=${BENCH:-"vector"}
+PY=${PY:-python3}
+summary=()
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true; } | tee "$OUT/gpu.txt"
+$PY -c "import cuda.core, cuda.bindings, numpy; print('cuda.core', cuda.core.__version__, 'cuda.bindings', cuda.bindings.__version__, 'numpy', numpy.__version__)" | tee -a "$OUT/gpu.txt"
+
+if has install; then
+  if $PY -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1; then
+    summary+=("install: pip -e ok")
+  else
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+    summary+=("install: pip -e FAILED (see install.log), using PYTHONPATH")
+  fi
+fi
+
+if has build; then
+  t0=$(date +%s)
+  if $PY -m cudart_kit.build --force 2>&1 | tee "$OUT/build.log"; then
+    summary+=("build: ok in $(( $(date +%s) - t0 )) s")
+  else
+    summary+=("build: FAILED (see build.log)")
+  fi
+fi
+
+if has test; then
+  CUDART_KIT_REQUIRE_GPU=1 $PY -m pytest tests/gpu -q -rfEs -p no:cacheprovider ${PYTEST_ARGS:-} \
+    --junitxml="$OUT/gpu-tests.xml" 2>&1 | tee "$OUT/gpu-tests.log"
+  summary+=("gpu tests: $(grep -E '^(=+ )?[0-9]+ (passed|failed)|(passed|failed|error).* in [0-9.]+s' "$OUT/gpu-tests.log" | tail -1)")
+fi
+
+if has bench; then
+  for b in $BENCH; do
+    if [ -f "tools/bench_$b.py" ]; then
+      $PY "tools/bench_$b.py" --json "$OUT/bench_$b.json" 2>&1 | tee "$OUT/bench_$b.txt"
+    fi
+  done
+fi
+
+echo
+echo "================ summary ================"
+cat "$OUT/gpu.txt"
+printf '%s\n' "${summary[@]}"
+for b in $BENCH; do
+  [ -f "$OUT/bench_$b.txt" ] && sed -n '/^vector ops\|^matmul\|^launch\|^overlap/,$p' "$OUT/bench_$b.txt"
+done
