@@ -31,12 +31,14 @@ _EXPORTS = {
     "BenchResult": "launch", "blocks_for": "launch",
 }
 
-__all__ = sorted(_EXPORTS) + ["ops", "__version__"]
+_SUBMODULES = ("ops", "graph", "build", "trace", "experiments")
+
+__all__ = sorted(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 
 
 def __getattr__(name: str):
-    if name == "ops":
-        return importlib.import_module(".ops", __name__)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'cudart_kit' has no attribute {name!r}")

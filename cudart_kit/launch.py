@@ -102,8 +102,8 @@ def _pointer_of(arg, stream: Stream):
 
     if isinstance(arg, np.ndarray):
         raise DeviceMismatchError("a numpy array (host memory) cannot be a kernel argument: copy it with to_device first")
-    if isinstance(arg, Array) or hasattr(arg, "__cuda_array_interface__"):
-        arr = asarray(arg)
+    if isinstance(arg, Array) or hasattr(arg, "__cuda_array_interface__") or hasattr(arg, "__dlpack__"):
+        arr = asarray(arg, stream=stream if isinstance(stream, Stream) else None)
         if arr.kind in ("device", "foreign") and arr.device is not None and arr.ptr and arr.device != stream.device:
             raise DeviceMismatchError(
                 f"array on device {arr.device.ordinal} passed to a launch on a stream of device {stream.device.ordinal}"

@@ -22,6 +22,7 @@ from .errors import (
     DeviceMismatchError,
     DTypeError,
     ShapeError,
+    StreamError,
     translate,
 )
 from .event import TimingRecord, begin_timing, end_timing
@@ -236,7 +237,10 @@ class Array:
         Kit operations do this themselves; call it when a foreign library uses the memory."""
         root = self._base if self._base is not None else self
         s = stream if isinstance(stream, Stream) else as_stream(stream)
-        if root.stream is not None and s is not root.stream and s != root.stream:
+        sink = s._capture
+        if sink is not None:  # captured into a graph: the graph keeps the array alive instead
+            sink.append(root)
+        elif root.stream is not None and s is not root.stream and s != root.stream:
             root._used.add(s)
 
     def _check_open(self) -> None:
@@ -274,8 +278,7 @@ class Array:
             )
         if self.nbytes == 0:
             return np.empty(self.shape, self.dtype)
-        span = (self.size - 1) * 0 + self.nbytes
-        raw = np.asarray(_HostView(self.ptr, span, False, self))
+        raw = np.asarray(_HostView(self.ptr, self.nbytes, False, self))
         return np.lib.stride_tricks.as_strided(raw.view(self.dtype), self.shape, self.strides)
 
     def to_numpy(self, *, stream) -> np.ndarray:
@@ -341,6 +344,35 @@ class Array:
             "stream": None,
         }
 
+    def __dlpack_device__(self) -> tuple[int, int]:
+        from ._dlpack import kDLCUDA, kDLCUDAHost
+
+        if self.kind == "pinned":
+            return (kDLCUDAHost, 0)
+        return (kDLCUDA, self.device.ordinal)  # managed memory is device memory to consumers
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """DLPack export (zero-copy). ``stream``: the consumer's stream handle; it is made to
+        wait for work queued on this array's streams (None means the legacy default stream,
+        -1 means no ordering), as the DLPack protocol asks of a producer."""
+        from ._dlpack import make_capsule
+
+        self._check_open()
+        if copy:
+            raise BufferError("cudart_kit exports without copying; copy=True is not supported")
+        my_device = self.__dlpack_device__()
+        if dl_device is not None and tuple(dl_device) != my_device:
+            raise BufferError(f"array lives on DLPack device {my_device}, {tuple(dl_device)} was asked for")
+        if self.kind != "pinned" and stream != -1:
+            consumer = Stream.adopt(1 if stream is None else int(stream), device=self.device)
+            root = self._base if self._base is not None else self
+            for producer in [root.stream, *root._used]:
+                if producer is not None and not producer.is_closed and producer != consumer:
+                    consumer.wait(producer)
+        versioned = max_version is not None and tuple(max_version) >= (1, 0)
+        return make_capsule(self.ptr, self.shape, self.strides, self.dtype, my_device[0], my_device[1],
+                            self, versioned)
+
     # -- lifetime -------------------------------------------------------------------------------
     def close(self) -> None:
         """Free the memory now (ordered after every stream that used it). Idempotent; views
@@ -358,7 +390,7 @@ class Array:
         self.close()
 
 
-def empty(shape, dtype=np.float32, *, stream, kind: str = "device", device=None) -> Array:
+def empty(shape, dtype=np.float32, *, stream, kind: str = "device", device=None, _in_graph: bool = False) -> Array:
     """Allocate an uninitialised array.
 
     ``kind``: "device" (stream-ordered pool allocation on ``stream``), "pinned" (page-locked
@@ -374,6 +406,11 @@ def empty(shape, dtype=np.float32, *, stream, kind: str = "device", device=None)
         raise DeviceMismatchError(f"allocation on device {dev.ordinal} with a stream of device {s.device.ordinal}")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if s._capture is not None and not _in_graph:
+        raise StreamError(
+            "cannot allocate on a stream that is being captured into a graph: allocate before "
+            "the capture and pass out= arrays to the ops inside it"
+        )
     nbytes = math.prod(shape) * dtype.itemsize
     strides = _c_strides(shape, dtype.itemsize)
     used: set = set()
@@ -461,12 +498,12 @@ def memset(arr: Array, byte_value: int, *, stream) -> None:
     """Set every byte of ``arr`` to ``byte_value`` (0..255) on ``stream``."""
     if not 0 <= int(byte_value) <= 255:
         raise ValueError(f"byte value {byte_value} outside 0..255")
-    arr = asarray(arr)
+    s = as_stream(stream)
+    arr = asarray(arr, stream=s)
     if not arr.is_c_contiguous:
         raise ShapeError("memset needs a C-contiguous array")
     if arr.nbytes == 0:
         return
-    s = as_stream(stream)
     with s.device.activate():
         if arr.nbytes % 4 == 0:
             v = int(byte_value) * 0x01010101
@@ -485,33 +522,62 @@ def _typestr_dtype(typestr: str) -> np.dtype:
         raise DTypeError(f"unsupported typestr {typestr!r}") from None
 
 
-def asarray(obj) -> Array:
-    """A zero-copy kit Array over ``obj``: a kit Array (returned as is) or any object exporting
-    the CUDA Array Interface (CuPy, PyTorch, Numba...). The object is kept alive; the kit never
-    frees foreign memory. Numpy arrays are refused (host memory): copy them with to_device."""
+def _wait_producer(producer_handle, s: Stream) -> None:
+    """Order ``s`` after a producer's stream named by a CUDA Array Interface v3 "stream" entry."""
+    if producer_handle is None or s is None:
+        return
+    producer_handle = int(producer_handle)
+    if producer_handle == s.handle:
+        return
+    producer = Stream.adopt(producer_handle, device=s.device)
+    s.wait(producer)
+
+
+def asarray(obj, *, stream=None) -> Array:
+    """A zero-copy kit Array over ``obj``: a kit Array (returned as is), any object exporting the
+    CUDA Array Interface (CuPy, PyTorch, Numba...) or DLPack (JAX, PyTorch, cuda.core...).
+
+    With ``stream`` (the stream the caller will use the data on), the producer's pending work is
+    ordered before it: the CAI v3 "stream" entry is waited on, and DLPack exporters are handed
+    the stream as the protocol says. The object is kept alive; the kit never frees foreign
+    memory. Numpy arrays are refused (host memory): copy them with to_device.
+    """
     if isinstance(obj, Array):
-        obj._check_open()
+        if obj.is_closed:
+            raise ClosedError("array was closed")
         return obj
     if isinstance(obj, np.ndarray):
         raise DeviceMismatchError("a numpy array is host memory; copy it with cudart_kit.to_device(arr, stream=...)")
+    s = None if stream is None else as_stream(stream)
     cai = getattr(obj, "__cuda_array_interface__", None)
-    if cai is None:
-        raise TypeError(
-            f"{type(obj).__name__} is not a device array: expected a cudart_kit.Array or an object "
-            "with __cuda_array_interface__"
-        )
-    ptr = int(cai["data"][0])
-    shape = tuple(int(s) for s in cai["shape"])
-    dtype = _typestr_dtype(cai["typestr"])
-    strides = cai.get("strides")
-    strides = _c_strides(shape, dtype.itemsize) if strides is None else tuple(int(s) for s in strides)
-    if ptr:
-        attrs = drv.pointer_attributes(ptr)
-        dev = get_device(max(attrs["device"], 0))
-        kind = "foreign"
-    else:
-        dev, kind = get_device(0), "foreign"
-    return Array._make(ptr, shape, dtype, strides, kind, dev, None, owner=obj)
+    if cai is not None:
+        ptr = int(cai["data"][0])
+        shape = tuple(int(x) for x in cai["shape"])
+        dtype = _typestr_dtype(cai["typestr"])
+        strides = cai.get("strides")
+        strides = _c_strides(shape, dtype.itemsize) if strides is None else tuple(int(x) for x in strides)
+        _wait_producer(cai.get("stream"), s)
+        dev = get_device(max(drv.pointer_attributes(ptr)["device"], 0)) if ptr else (s.device if s else get_device(0))
+        return Array._make(ptr, shape, dtype, strides, "foreign", dev, None, owner=obj)
+    if hasattr(obj, "__dlpack__"):
+        from cuda.core.utils import StridedMemoryView
+
+        try:
+            view = StridedMemoryView.from_dlpack(obj, stream_ptr=s.handle if s is not None else -1)
+        except Exception as exc:
+            raise translate(exc, "__dlpack__", f"importing a {type(obj).__name__}") from exc
+        if not view.is_device_accessible:
+            raise DeviceMismatchError(f"{type(obj).__name__} holds host memory; copy it to the device first")
+        dtype = np.dtype(view.dtype)
+        shape = tuple(view.shape)
+        strides = view.strides
+        strides = _c_strides(shape, dtype.itemsize) if strides is None else tuple(int(x) * dtype.itemsize for x in strides)
+        dev = get_device(max(int(view.device_id), 0))
+        return Array._make(int(view.ptr), shape, dtype, strides, "foreign", dev, None, owner=(view, obj))
+    raise TypeError(
+        f"{type(obj).__name__} is not a device array: expected a cudart_kit.Array or an object "
+        "with __cuda_array_interface__ or __dlpack__"
+    )
 
 
 def _host_pointer(a: np.ndarray, writable: bool) -> int:
@@ -537,8 +603,8 @@ def copy(dst, src, *, stream, timed: bool = False) -> TimingRecord:
         raise TypeError("both sides are numpy arrays: use numpy to copy host memory")
     if src_host:
         src = np.ascontiguousarray(src)
-    d = dst if dst_host else asarray(dst)
-    sa = src if src_host else asarray(src)
+    d = dst if dst_host else asarray(dst, stream=s)
+    sa = src if src_host else asarray(src, stream=s)
     if d.dtype != sa.dtype:
         raise DTypeError(f"copy between different dtypes: destination {d.dtype}, source {sa.dtype}")
     if d.size != sa.size:

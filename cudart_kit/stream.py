@@ -55,7 +55,7 @@ class Stream:
     collected; borrowed streams are never destroyed by the kit and keep their owner alive.
     """
 
-    __slots__ = ("_core", "_handle", "device", "owned", "_owner", "_finalizer", "__weakref__")
+    __slots__ = ("_core", "_handle", "device", "owned", "_owner", "_finalizer", "_capture", "__weakref__")
 
     def __init__(self, *_a, **_k):
         raise TypeError("use Stream.create(device) or Stream.adopt(obj)")
@@ -69,6 +69,7 @@ class Stream:
         self.owned = owned
         self._owner = owner
         self._finalizer = weakref.finalize(self, _destroy, core) if owned else None
+        self._capture = None  # a list collecting arrays while this stream is captured into a graph
         return self
 
     @classmethod
@@ -139,6 +140,11 @@ class Stream:
     @property
     def is_closed(self) -> bool:
         return self._core is None
+
+    @property
+    def is_capturing(self) -> bool:
+        """True while the kit is capturing this stream into a graph (see cudart_kit.graph)."""
+        return self._capture is not None
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Stream) and other._handle == self._handle and other.device == self.device

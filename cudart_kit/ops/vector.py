@@ -45,7 +45,7 @@ def _suffix(dtype: np.dtype, op: str) -> str:
 
 
 def _operand(a, s: Stream, what: str, op: str) -> Array:
-    arr = asarray(a)
+    arr = asarray(a, stream=s)
     if arr.kind in ("device", "foreign") and arr.ptr and arr.device != s.device:
         raise DeviceMismatchError(
             f"{op}: {what} is on device {arr.device.ordinal} but the stream is on device {s.device.ordinal}"
@@ -236,7 +236,9 @@ def dot(x, y, out=None, *, stream, timed: bool = False):
     vec = _aligned(xa, ya)
     per = 16 // xa.itemsize if vec else 1
     grid = dot_grid(n, per, s.device.multiprocessor_count)
-    work = empty(grid + 1, np.float64, stream=s)  # partials, then the ticket in the last slot
+    # partials, then the ticket in the last slot; allocated and freed in stream order (inside a
+    # graph capture this becomes an alloc node and a free node of the graph)
+    work = empty(grid + 1, np.float64, stream=s, _in_graph=True)
     memset(work, 0, stream=s)
     ticket_ptr = work.ptr + grid * 8
     kernel = _kernel(f"dot_{suffix}" if vec else f"dot_{suffix}_u")

@@ -1,0 +1,127 @@
+"""CUDA graphs by stream capture: record a sequence of kit launches and copies once, replay it
+many times at a fraction of the per-launch host cost.
+
+    with ck.graph.capture(stream) as cap:
+        ops.add(x, y, out, stream=cap.stream)
+        ops.scale(2.0, out, out, stream=cap.stream)
+    g = cap.graph
+    for _ in range(1000):
+        g.replay(stream)
+"""
+
+from __future__ import annotations
+
+from .errors import ClosedError, StreamError, translate
+from .stream import Stream, as_stream
+
+__all__ = ["capture", "Capture", "Graph"]
+
+
+class Graph:
+    """An executable graph. Keeps every array its captured work touched alive."""
+
+    __slots__ = ("core", "device", "_arrays", "kernel_nodes_hint")
+
+    def __init__(self, core, device, arrays: list, kernel_nodes_hint: int):
+        self.core = core
+        self.device = device
+        self._arrays = arrays
+        self.kernel_nodes_hint = kernel_nodes_hint
+
+    def upload(self, stream) -> None:
+        """Upload the graph's work ahead of the first replay (optional; replay does it lazily)."""
+        s = as_stream(stream)
+        with s.device.activate():
+            self.core.upload(s.core)
+
+    def replay(self, stream) -> None:
+        """Launch the whole graph on ``stream`` (asynchronous)."""
+        core = self.core
+        if core is None:
+            raise ClosedError("graph is closed")
+        s = stream if type(stream) is Stream else as_stream(stream)
+        try:
+            core.launch(s.core)
+        except Exception as exc:
+            raise translate(exc, "cuGraphLaunch") from exc
+        for a in self._arrays:
+            a.record_stream(s)
+
+    launch = replay
+
+    def close(self) -> None:
+        core, self.core = self.core, None
+        if core is not None:
+            core.close()
+        self._arrays = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Capture:
+    """The ``with`` target of :func:`capture`: ``.stream`` is the stream to issue work on
+    while capturing; ``.graph`` is the result once the block has exited."""
+
+    def __init__(self, stream: Stream, mode: str):
+        self._parent = stream
+        self._mode = mode
+        self._builder = None
+        self.stream: Stream | None = None
+        self.graph: Graph | None = None
+        self._arrays: list = []
+
+    def __enter__(self) -> "Capture":
+        parent = self._parent
+        if parent.is_capturing:
+            raise StreamError("this stream is already being captured")
+        with parent.device.activate():
+            try:
+                gb = parent.core.create_graph_builder()
+                gb.begin_building(self._mode)
+            except Exception as exc:
+                raise translate(exc, "cuStreamBeginCapture") from exc
+        self._builder = gb
+        cap = Stream._wrap(gb.stream, parent.device, owned=False, owner=gb)
+        cap._capture = self._arrays
+        self.stream = cap
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        gb = self._builder
+        cap = self.stream
+        cap._capture = None
+        with self._parent.device.activate():
+            try:
+                gb.end_building()
+                if exc_type is not None:
+                    return False
+                core = gb.complete()
+            except Exception as err:
+                if exc_type is not None:
+                    return False
+                raise translate(err, "cuGraphInstantiate") from err
+            finally:
+                if exc_type is not None:
+                    gb.close()
+        # de-duplicate while keeping order: arrays are unhashable by value, use identity
+        seen, arrays = set(), []
+        for a in self._arrays:
+            if id(a) not in seen and not a.is_closed:
+                seen.add(id(a))
+                arrays.append(a)
+        self.graph = Graph(core, self._parent.device, arrays, len(self._arrays))
+        return False
+
+
+def capture(stream, *, mode: str = "thread_local") -> Capture:
+    """Capture the work issued on ``capture.stream`` inside the ``with`` block into a graph.
+
+    ``mode``: "global", "thread_local" (default: other threads may keep launching) or
+    "relaxed". Inside the block allocate nothing: pass ``out=`` arrays made beforehand (the
+    kit refuses allocations on a capturing stream, except the ops' own workspaces, which become
+    graph allocation nodes). The graph keeps the arrays it uses alive."""
+    return Capture(as_stream(stream), mode)

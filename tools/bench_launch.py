@@ -1,0 +1,141 @@
+"""Launch-overhead and graph-replay benchmark: host microseconds per launch for a bare cuda.core
+launch, the kit's launch paths, CuPy RawKernel and PyTorch, all in the same run.
+
+Host cost = wall time of N back-to-back launches on one stream / N (the GPU work is empty or
+tiny, so the host is the bottleneck); "wall" adds the final sync.
+
+    python tools/bench_launch.py [--n 20000] [--graph-kernels 1000] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import cudart_kit as ck
+from cudart_kit import ops
+
+
+def per_launch_us(fn, n: int, sync, rounds: int = 3) -> tuple[float, float]:
+    """(host µs per call, wall µs per call incl. the final sync): best-of-rounds medians."""
+    fn()
+    sync()
+    hosts, walls = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        t1 = time.perf_counter()
+        sync()
+        t2 = time.perf_counter()
+        hosts.append((t1 - t0) / n * 1e6)
+        walls.append((t2 - t0) / n * 1e6)
+    return statistics.median(hosts), statistics.median(walls)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=20000)
+    p.add_argument("--graph-kernels", type=int, default=1000)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    from cuda.core import LaunchConfig
+    from cuda.core import launch as core_launch
+
+    dev = ck.get_device(0)
+    s = ck.Stream.create(dev)
+    mod = ck.load_kit_module("bench")
+    noop, noop4 = mod.kernel("kit_noop"), mod.kernel("kit_noop4")
+    n_el = 1024
+    x = ck.to_device(np.ones(n_el, np.float32), stream=s)
+    y = ck.to_device(np.ones(n_el, np.float32), stream=s)
+    o = ck.empty(n_el, np.float32, stream=s)
+    cfg = LaunchConfig(grid=1, block=128)
+    sc = s.core
+    N = args.n
+    rows = {}
+
+    def row(key, label, fn, sync=s.sync):
+        host, wall = per_launch_us(fn, N, sync)
+        rows[key] = {"label": label, "host_us": host, "wall_us": wall}
+
+    row("core_empty", "cuda.core launch, empty kernel", lambda: core_launch(sc, cfg, noop.core))
+    xp, yp, op_ = x.ptr, y.ptr, o.ptr
+    row("core_4arg", "cuda.core launch, 4 args", lambda: core_launch(sc, cfg, noop4.core, np.uint64(xp), np.uint64(yp), np.uint64(op_), np.uint64(n_el)))
+    row("kit_launch", "kit launch (checked), 4 args", lambda: ck.launch(noop4, 1, 128, x, y, o, n_el, stream=s))
+    prep = ck.prepare(noop4, 1, 128, x, y, o, n_el, device=dev)
+    row("kit_prepared", "kit prepared launch, 4 args", lambda: prep.launch(s))
+    row("kit_op_add", "kit ops.add (checks + launch), 1024 el", lambda: ops.add(x, y, o, stream=s))
+
+    try:
+        import cupy as cp
+
+        raw = cp.RawKernel(r'''extern "C" __global__ void k(const float* x, const float* y, float* o, unsigned long long n) {
+            if (n == 0xFFFFFFFFFFFFFFFFull) o[0] = x[0] + y[0]; }''', "k")
+        cx, cy, co = cp.asarray(x), cp.asarray(y), cp.asarray(o)
+        ext = cp.cuda.ExternalStream(s.handle)
+        with ext:
+            row("cupy_raw", "CuPy RawKernel, 4 args", lambda: raw((1,), (128,), (cx, cy, co, np.uint64(n_el))))
+            row("cupy_add", "CuPy add(out=), 1024 el", lambda: cp.add(cx, cy, out=co))
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        tx, ty = torch.from_dlpack(x), torch.from_dlpack(y)
+        to = torch.from_dlpack(o)
+        tstream = torch.cuda.ExternalStream(s.handle)
+        with torch.cuda.stream(tstream):
+            row("torch_add", "PyTorch add(out=), 1024 el", lambda: torch.add(tx, ty, out=to))
+    except ImportError:
+        pass
+
+    # graphs: the same small op captured G times, replayed
+    G = args.graph_kernels
+    with ck.graph.capture(s) as cap:
+        for _ in range(G):
+            ops.add(x, y, o, stream=cap.stream)
+    kit_graph = cap.graph
+    kit_graph.upload(s)
+    # the bare graph runs the very kernel ops.add launches, with the same geometry
+    add_k = ck.load_kit_module("vector").kernel("add_f32")
+    add_cfg = LaunchConfig(grid=ck.blocks_for(n_el // 4, 256), block=256)
+    gb = sc.create_graph_builder()
+    gb.begin_building("thread_local")
+    for _ in range(G):
+        core_launch(gb, add_cfg, add_k.core, np.uint64(xp), np.uint64(yp), np.uint64(op_), np.uint64(n_el))
+    gb.end_building()
+    bare_graph = gb.complete()
+    bare_graph.upload(sc)
+    reps = max(20, N // G)
+    host, wall = per_launch_us(lambda: kit_graph.replay(s), reps, s.sync)
+    rows["kit_graph"] = {"label": f"kit graph replay ({G} ops.add)", "host_us": host / G, "wall_us": wall / G}
+    host, wall = per_launch_us(lambda: bare_graph.launch(sc), reps, s.sync)
+    rows["core_graph"] = {"label": f"bare cuda.core graph ({G} add_f32)", "host_us": host / G, "wall_us": wall / G}
+    # kernels per second through each path (wall)
+    for r in rows.values():
+        r["kernels_per_s"] = 1e6 / r["wall_us"]
+
+    base = rows["core_4arg"]["host_us"]
+    print(f"\nlaunch overhead on {dev.name}: host µs per launch ({N} back-to-back launches), ratio to a "
+          "bare 4-arg cuda.core launch")
+    print(f"{'path':44} {'host µs':>8} {'wall µs':>8} {'x core':>7} {'kernels/s':>10}")
+    for r in rows.values():
+        print(f"{r['label']:44} {r['host_us']:8.2f} {r['wall_us']:8.2f} {r['host_us'] / base:7.2f} {r['kernels_per_s']:10.0f}")
+    kg, cg = rows["kit_graph"], rows["core_graph"]
+    print(f"graph replay: kit / bare cuda.core host per kernel = {kg['host_us'] / cg['host_us']:.2f}x, "
+          f"wall = {kg['wall_us'] / cg['wall_us']:.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": dev.name, "n": N, "graph_kernels": G, "rows": rows}, f, indent=2)
+    s.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
