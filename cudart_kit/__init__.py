@@ -27,8 +27,8 @@ _EXPORTS = {
     "to_device": "memory", "asarray": "memory", "copy": "memory", "memset": "memory",
     "census": "memory",
     "Module": "module", "Kernel": "module", "load_kit_module": "module",
-    "launch": "launch", "prepare": "launch", "PreparedLaunch": "launch", "benchmark": "launch",
-    "BenchResult": "launch", "blocks_for": "launch",
+    "launch": "launcher", "prepare": "launcher", "PreparedLaunch": "launcher", "benchmark": "launcher",
+    "BenchResult": "launcher", "blocks_for": "launcher",
 }
 
 _SUBMODULES = ("ops", "graph", "build", "trace", "experiments")

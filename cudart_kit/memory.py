@@ -424,6 +424,11 @@ def empty(shape, dtype=np.float32, *, stream, kind: str = "device", device=None,
                 raise _oom(exc, dev, nbytes, kind) from None
             arr = Array._make(ptr, shape, dtype, strides, kind, dev, s, used=used)
             arr._finalizer = weakref.finalize(arr, _release_managed, ptr, dev, s, used, nbytes)
+        elif s._capture is not None:
+            # cuda.core's pools refuse capturing streams: a graph allocation node instead
+            buf = _graph_allocate(dev, s, nbytes)
+            arr = Array._make(int(buf.handle), shape, dtype, strides, kind, dev, s, buf=buf, used=used)
+            arr._finalizer = weakref.finalize(arr, _release_pool, buf, dev, s, used, kind, nbytes)
         else:
             buf = _allocate(dev, s, nbytes, kind)
             arr = Array._make(int(buf.handle), shape, dtype, strides, kind, dev, s, buf=buf, used=used)
@@ -433,6 +438,19 @@ def empty(shape, dtype=np.float32, *, stream, kind: str = "device", device=None,
 
 
 _pinned_mr = None
+_graph_mrs: dict = {}
+
+
+def _graph_allocate(dev: Device, s: Stream, nbytes: int):
+    mr = _graph_mrs.get(dev.ordinal)
+    if mr is None:
+        from cuda.core import GraphMemoryResource
+
+        mr = _graph_mrs[dev.ordinal] = GraphMemoryResource(dev.ordinal)
+    try:
+        return mr.allocate(nbytes, stream=s.core)
+    except Exception as exc:
+        raise translate(exc, "cuMemAllocAsync (graph)", f"allocating {nbytes} bytes inside a graph capture") from exc
 
 
 def _allocate(dev: Device, s: Stream, nbytes: int, kind: str):
@@ -569,6 +587,9 @@ def asarray(obj, *, stream=None) -> Array:
         if not view.is_device_accessible:
             raise DeviceMismatchError(f"{type(obj).__name__} holds host memory; copy it to the device first")
         dtype = np.dtype(view.dtype)
+        if dtype.kind == "V" and dtype.itemsize == 2 and bfloat16 is not None:
+            # cuda.core reports DLPack's bfloat16 code as an opaque 2-byte type
+            dtype = bfloat16
         shape = tuple(view.shape)
         strides = view.strides
         strides = _c_strides(shape, dtype.itemsize) if strides is None else tuple(int(x) * dtype.itemsize for x in strides)

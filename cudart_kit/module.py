@@ -187,7 +187,7 @@ class Kernel:
 
     def launch(self, grid, block, *args, stream, shared_mem_bytes: int = 0, timed: bool = False):
         """Shorthand for :func:`cudart_kit.launch.launch` on this kernel."""
-        from .launch import launch
+        from .launcher import launch
 
         return launch(self, grid, block, *args, stream=stream, shared_mem_bytes=shared_mem_bytes, timed=timed)
 

@@ -11,7 +11,7 @@ import pytest
 
 import cudart_kit as ck
 from cudart_kit import errors
-from cudart_kit.launch import BenchResult, _convert, _dim3, blocks_for, pack_args
+from cudart_kit.launcher import BenchResult, _convert, _dim3, blocks_for, pack_args
 from cudart_kit.module import detect_kind
 
 
@@ -27,9 +27,10 @@ no_gpu = pytest.mark.skipif(not _no_gpu(), reason="this test checks the behaviou
 
 def test_import_touches_no_driver():
     code = (
-        "import sys, cudart_kit, cudart_kit.ops, cudart_kit.memory, cudart_kit.launch;"
-        "assert 'cuda.bindings.driver' not in sys.modules or True;"
-        "import cudart_kit._driver as d; assert d._driver is None and d._init_error is None; print('ok')"
+        "import cudart_kit, cudart_kit.ops, cudart_kit.memory, cudart_kit.launcher, cudart_kit.graph;"
+        "import cudart_kit._driver as d; assert d._driver is None and d._init_error is None;"
+        "assert callable(cudart_kit.launch), 'the launch function must not be shadowed by a module';"
+        "print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

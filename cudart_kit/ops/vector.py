@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import DeviceMismatchError, DTypeError, ShapeError
 from ..event import TimingRecord
-from ..launch import blocks_for, launch
+from ..launcher import blocks_for, launch
 from ..memory import Array, asarray, bfloat16, empty, memset
 from ..module import Kernel, load_kit_module
 from ..stream import Stream, as_stream
@@ -171,7 +171,9 @@ def _bits(value, dtype: np.dtype):
     """``value`` converted to ``dtype`` and reinterpreted as an unsigned integer of its width."""
     try:
         typed = np.array(value, dtype=dtype)
-    except (TypeError, ValueError, OverflowError) as exc:
+    except OverflowError:
+        raise DTypeError(f"fill value {value!r} does not fit in {dtype}") from None
+    except (TypeError, ValueError) as exc:
         raise DTypeError(f"fill value {value!r} cannot be represented as {dtype}: {exc}") from None
     if dtype.kind in "iu" and typed.item() != value:
         raise DTypeError(f"fill value {value!r} does not fit in {dtype}")
