@@ -126,6 +126,7 @@ class Device:
         self._primary_ctx = drv.primary_ctx_retain(ordinal)  # held for the life of the process
         self._pool_configured = False
         self._attr_cache: dict | None = None
+        self._one_attr: dict[str, int] = {}
         return self
 
     # -- identity ---------------------------------------------------------------------------
@@ -185,15 +186,18 @@ class Device:
     # -- attributes -------------------------------------------------------------------------
     def attribute(self, name: str) -> int:
         """One driver attribute by name, e.g. ``"multiprocessor_count"`` (CU_DEVICE_ATTRIBUTE_ prefix optional)."""
+        value = self._one_attr.get(name)
+        if value is not None:
+            return value
         key = name.lower().removeprefix("cu_device_attribute_")
-        cache = self._attr_cache
-        if cache is not None and key in cache:
-            return cache[key]
         enum = drv.attribute_enum()
         member = getattr(enum, "CU_DEVICE_ATTRIBUTE_" + key.upper(), None)
         if member is None:
             raise KeyError(f"no device attribute named {name!r}")
-        return drv.device_attribute(member, self.ordinal)
+        # attributes are fixed for the life of the process (clock rates aside, which we read
+        # once like the CUDA runtime's cudaGetDeviceProperties does)
+        value = self._one_attr[name] = drv.device_attribute(member, self.ordinal)
+        return value
 
     def attributes(self) -> dict[str, int]:
         """Snapshot of every CUdevice_attribute the driver reports, keyed by lower-case name.

@@ -183,13 +183,53 @@ def _config(grid3, block3, shared_mem_bytes: int):
     return cfg
 
 
-def _do_launch(stream: Stream, cfg, kernel: Kernel, packed: tuple) -> None:
-    from cuda.core import launch as core_launch
+_core_launch = None
+_DEFAULT_STREAMS = (0, 1, 2)  # NULL, legacy and per-thread: these take the *current* context
 
+
+def _do_launch(stream: Stream, cfg, kernel: Kernel, packed: tuple) -> None:
+    """One cuLaunchKernel through cuda.core. A CUkernel launched on a real stream runs in that
+    stream's context, so no context switch is needed; the default-stream handles use the
+    current context, which is then made the stream device's primary one."""
+    global _core_launch
+    launch_fn = _core_launch
+    if launch_fn is None:
+        from cuda.core import launch as launch_fn
+
+        _core_launch = launch_fn
     try:
-        core_launch(stream.core, cfg, kernel.core, *packed)
+        if stream._handle in _DEFAULT_STREAMS:
+            with stream.device.activate():
+                launch_fn(stream._core, cfg, kernel.core, *packed)
+        else:
+            launch_fn(stream._core, cfg, kernel.core, *packed)
     except Exception as exc:
         raise translate(exc, "cuLaunchKernel", f"launching {kernel.name}") from exc
+
+
+def fast_launch(kernel: Kernel, grid: int, block: int, args: tuple, stream: Stream, timed: bool = False):
+    """Launch path of the kit's own ops, whose geometry (1-D, at most ``block`` <= 256 threads,
+    grid from blocks_for) and argument types the wrapper already guarantees. ``args`` must be
+    already packed (ints for pointers and 8-byte integers, numpy scalars otherwise).
+    Returns a TimingRecord when ``timed``, else None."""
+    if grid > 2147483647:
+        raise LaunchConfigError(f"grid.x={grid} exceeds 2^31-1 blocks: the array is too large for one launch")
+    key = (grid, block)
+    cfg = _fast_configs.get(key)
+    if cfg is None:
+        cfg = _config((grid, 1, 1), (block, 1, 1), 0)
+        if len(_fast_configs) > 4096:
+            _fast_configs.clear()
+        _fast_configs[key] = cfg
+    if not timed:
+        _do_launch(stream, cfg, kernel, args)
+        return None
+    start = begin_timing(stream, True)
+    _do_launch(stream, cfg, kernel, args)
+    return end_timing(kernel.name, stream, start, {"grid": (grid, 1, 1), "block": (block, 1, 1), "shared_mem_bytes": 0})
+
+
+_fast_configs: dict = {}
 
 
 def launch(kernel: Kernel, grid, block, *args, stream, shared_mem_bytes: int = 0, timed: bool = False) -> TimingRecord:
@@ -205,10 +245,9 @@ def launch(kernel: Kernel, grid, block, *args, stream, shared_mem_bytes: int = 0
     packed = pack_args(kernel, args, s)
     kernel.ensure_dynamic_shared(dev, shared_mem_bytes)
     cfg = _config(g, b, shared_mem_bytes)
-    with dev.activate():
-        start = begin_timing(s, timed)
-        _do_launch(s, cfg, kernel, packed)
-        return end_timing(kernel.name, s, start, {"grid": g, "block": b, "shared_mem_bytes": shared_mem_bytes})
+    start = begin_timing(s, timed)
+    _do_launch(s, cfg, kernel, packed)
+    return end_timing(kernel.name, s, start, {"grid": g, "block": b, "shared_mem_bytes": shared_mem_bytes})
 
 
 class PreparedLaunch:
@@ -216,7 +255,7 @@ class PreparedLaunch:
     at the cost of a bare cuda.core launch. Arrays in the arguments are kept alive by it and
     recorded as used on each stream it is launched on."""
 
-    __slots__ = ("kernel", "device", "_cfg", "_packed", "_arrays")
+    __slots__ = ("kernel", "device", "_cfg", "_packed", "_arrays", "_last_stream")
 
     def __init__(self, kernel: Kernel, grid, block, *args, device: Device, shared_mem_bytes: int = 0):
         from .memory import Array
@@ -232,15 +271,19 @@ class PreparedLaunch:
         self.kernel = kernel
         self.device = device
         self._cfg = _config(g, b, shared_mem_bytes)
+        self._last_stream = None
 
     def launch(self, stream, *, timed: bool = False) -> "TimingRecord | None":
         s = stream if type(stream) is Stream else as_stream(stream)
-        if s.device is not self.device:
-            raise DeviceMismatchError(f"prepared for device {self.device.ordinal}, launched on device {s.device.ordinal}")
-        for a in self._arrays:
-            rs = getattr(a, "record_stream", None)
-            if rs is not None:
-                rs(s)
+        if s is not self._last_stream:  # record the arrays' use once per stream, not per launch
+            if s.device is not self.device:
+                raise DeviceMismatchError(f"prepared for device {self.device.ordinal}, launched on device {s.device.ordinal}")
+            for a in self._arrays:
+                rs = getattr(a, "record_stream", None)
+                if rs is not None:
+                    rs(s)
+            if s._capture is None:
+                self._last_stream = s
         if not timed:
             _do_launch(s, self._cfg, self.kernel, self._packed)
             return None

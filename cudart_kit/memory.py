@@ -170,7 +170,7 @@ class Array:
     """
 
     __slots__ = (
-        "ptr", "shape", "dtype", "strides", "kind", "device", "stream", "nbytes",
+        "ptr", "shape", "dtype", "strides", "kind", "device", "stream", "nbytes", "c_contiguous",
         "_buf", "_used", "_finalizer", "_base", "_owner", "__weakref__",
     )
 
@@ -188,6 +188,8 @@ class Array:
         self.device = device
         self.stream = stream
         self.nbytes = math.prod(shape) * dtype.itemsize
+        # computed once: ops check it on every call
+        self.c_contiguous = strides == _c_strides(shape, dtype.itemsize) or self.nbytes <= dtype.itemsize
         self._buf = buf
         self._used = used if used is not None else set()
         self._finalizer = None
@@ -210,7 +212,7 @@ class Array:
 
     @property
     def is_c_contiguous(self) -> bool:
-        return self.strides == _c_strides(self.shape, self.dtype.itemsize) or self.size <= 1
+        return self.c_contiguous
 
     @property
     def is_host_accessible(self) -> bool:
@@ -236,11 +238,13 @@ class Array:
 
         Kit operations do this themselves; call it when a foreign library uses the memory."""
         root = self._base if self._base is not None else self
-        s = stream if isinstance(stream, Stream) else as_stream(stream)
+        s = stream if type(stream) is Stream else as_stream(stream)
+        if s is root.stream:
+            return
         sink = s._capture
         if sink is not None:  # captured into a graph: the graph keeps the array alive instead
             sink.append(root)
-        elif root.stream is not None and s is not root.stream and s != root.stream:
+        elif root.stream is not None and s != root.stream:
             root._used.add(s)
 
     def _check_open(self) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import DeviceMismatchError, DTypeError, ShapeError
 from ..event import TimingRecord
-from ..launcher import blocks_for, launch
+from ..launcher import blocks_for, check_geometry, fast_launch
 from ..memory import Array, asarray, bfloat16, empty, memset
 from ..module import Kernel, load_kit_module
 from ..stream import Stream, as_stream
@@ -45,12 +45,17 @@ def _suffix(dtype: np.dtype, op: str) -> str:
 
 
 def _operand(a, s: Stream, what: str, op: str) -> Array:
-    arr = asarray(a, stream=s)
-    if arr.kind in ("device", "foreign") and arr.ptr and arr.device != s.device:
+    if type(a) is Array:  # the common case, kept cheap: ops are launch-overhead bound on small data
+        if a.ptr == 0 and a.nbytes:
+            a._check_open()
+        arr = a
+    else:
+        arr = asarray(a, stream=s)
+    if arr.device is not s.device and arr.kind in ("device", "foreign") and arr.ptr:
         raise DeviceMismatchError(
             f"{op}: {what} is on device {arr.device.ordinal} but the stream is on device {s.device.ordinal}"
         )
-    if not arr.is_c_contiguous:
+    if not arr.c_contiguous:
         raise ShapeError(f"{op}: {what} is not contiguous (strides {arr.strides}); make a contiguous copy first")
     return arr
 
@@ -82,17 +87,29 @@ def _out(out, like: Array, s: Stream, op: str) -> Array:
     return o
 
 
-def _aligned(*arrays: Array) -> bool:
-    return all(a.ptr % 16 == 0 for a in arrays)
+_checked: set = set()  # (kernel name, device) pairs whose thread limit was verified
 
 
 def _run(name: str, itemsize: int, n: int, args: tuple, arrays: list[Array], s: Stream, timed: bool):
     """Launch ``name`` (16-byte vectorized, one thread per vector) when every pointer is 16-byte
-    aligned, else its scalar twin ``name_u``."""
-    vec = _aligned(*arrays)
+    aligned, else its scalar twin ``name_u``. ``args`` holds Arrays where pointers go."""
+    vec = True
+    for a in arrays:
+        if a.ptr & 15:
+            vec = False
+            break
+    if not vec:
+        name += "_u"
+    kernel = _kernel(name)
+    dev = s.device
+    if (name, dev.ordinal) not in _checked:
+        check_geometry(kernel, dev, 1, BLOCK)
+        _checked.add((name, dev.ordinal))
     per = 16 // itemsize if vec else 1
-    kernel = _kernel(name if vec else name + "_u")
-    return launch(kernel, blocks_for(-(-n // per), BLOCK), BLOCK, *args, stream=s, timed=timed)
+    for a in arrays:
+        a.record_stream(s)
+    packed = tuple(a.ptr if type(a) is Array else a for a in args)
+    return fast_launch(kernel, blocks_for(-(-n // per), BLOCK), BLOCK, packed, s, timed)
 
 
 def _result(out: Array, rec: TimingRecord | None, timed: bool, s: Stream, name: str):
@@ -235,15 +252,20 @@ def dot(x, y, out=None, *, stream, timed: bool = False):
     if n == 0:
         fill(o, 0, stream=s)
         return _result(o, None, timed, s, "dot")
-    vec = _aligned(xa, ya)
+    vec = not (xa.ptr & 15 or ya.ptr & 15)
     per = 16 // xa.itemsize if vec else 1
     grid = dot_grid(n, per, s.device.multiprocessor_count)
     # partials, then the ticket in the last slot; allocated and freed in stream order (inside a
     # graph capture this becomes an alloc node and a free node of the graph)
     work = empty(grid + 1, np.float64, stream=s, _in_graph=True)
     memset(work, 0, stream=s)
-    ticket_ptr = work.ptr + grid * 8
-    kernel = _kernel(f"dot_{suffix}" if vec else f"dot_{suffix}_u")
-    rec = launch(kernel, grid, BLOCK, xa, ya, work, np.uint64(ticket_ptr), o, np.uint64(n), stream=s, timed=timed)
+    name = f"dot_{suffix}" if vec else f"dot_{suffix}_u"
+    kernel = _kernel(name)
+    if (name, s.device.ordinal) not in _checked:
+        check_geometry(kernel, s.device, grid, BLOCK)
+        _checked.add((name, s.device.ordinal))
+    for a in (xa, ya, o):
+        a.record_stream(s)
+    rec = fast_launch(kernel, grid, BLOCK, (xa.ptr, ya.ptr, work.ptr, work.ptr + grid * 8, o.ptr, n), s, timed)
     work.close()
     return _result(o, rec, timed, s, "dot")
