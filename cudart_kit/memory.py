@@ -64,6 +64,15 @@ def census() -> dict:
         return {k: {"arrays": v[0], "bytes": v[1], "high_bytes": _high[k]} for k, v in _live.items()}
 
 
+_SIGS: dict = {}
+
+
+def _intern_sig(key: tuple) -> tuple:
+    if len(_SIGS) > 65536:  # many distinct shapes: start over rather than grow without bound
+        _SIGS.clear()
+    return _SIGS.setdefault(key, key)
+
+
 def _c_strides(shape: tuple, itemsize: int) -> tuple:
     strides = []
     acc = itemsize
@@ -170,7 +179,7 @@ class Array:
     """
 
     __slots__ = (
-        "ptr", "shape", "dtype", "strides", "kind", "device", "stream", "nbytes", "c_contiguous",
+        "ptr", "shape", "dtype", "strides", "kind", "device", "stream", "nbytes", "size", "c_contiguous", "sig",
         "_buf", "_used", "_finalizer", "_base", "_owner", "__weakref__",
     )
 
@@ -187,9 +196,14 @@ class Array:
         self.kind = kind
         self.device = device
         self.stream = stream
-        self.nbytes = math.prod(shape) * dtype.itemsize
+        self.size = math.prod(shape)
+        self.nbytes = self.size * dtype.itemsize
         # computed once: ops check it on every call
         self.c_contiguous = strides == _c_strides(shape, dtype.itemsize) or self.nbytes <= dtype.itemsize
+        # Interned (dtype, shape, device, contiguous, kit-owned) tuple: arrays that agree on all
+        # of these share the *same* tuple object, so an op checks them with one `is`.
+        key = (dtype, shape, device, self.c_contiguous, kind in KINDS and base is None)
+        self.sig = _SIGS.get(key) or _intern_sig(key)
         self._buf = buf
         self._used = used if used is not None else set()
         self._finalizer = None
@@ -198,10 +212,6 @@ class Array:
         return self
 
     # -- properties ---------------------------------------------------------------------------
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
     @property
     def ndim(self) -> int:
         return len(self.shape)
