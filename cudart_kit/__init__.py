@@ -25,13 +25,13 @@ _EXPORTS = {
     "Event": "event", "TimingRecord": "event",
     "Array": "memory", "empty": "memory", "empty_like": "memory", "zeros": "memory",
     "to_device": "memory", "asarray": "memory", "copy": "memory", "memset": "memory",
-    "census": "memory",
+    "census": "accounting",
     "Module": "module", "Kernel": "module", "load_kit_module": "module",
     "launch": "launcher", "prepare": "launcher", "PreparedLaunch": "launcher", "benchmark": "launcher",
     "BenchResult": "launcher", "blocks_for": "launcher",
 }
 
-_SUBMODULES = ("ops", "graph", "build", "trace", "experiments")
+_SUBMODULES = ("ops", "graph", "build", "accounting")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import weakref
+
+from . import _census
 from . import _driver as drv
 from .device import Device, get_device
 from .errors import ClosedError, NotReadyError, UntimedError, translate
@@ -9,10 +12,19 @@ from .errors import ClosedError, NotReadyError, UntimedError, translate
 __all__ = ["Event", "TimingRecord"]
 
 
+def _release_event(core) -> None:
+    try:
+        core.close()
+    except Exception:  # finalizers never raise
+        pass
+    finally:
+        _census.add("events", -1)
+
+
 class Event:
     """A CUDA event. Create with :meth:`Event.create` or :meth:`Stream.record`."""
 
-    __slots__ = ("_core", "device", "timing", "_recorded", "__weakref__")
+    __slots__ = ("_core", "device", "timing", "_recorded", "_finalizer", "__weakref__")
 
     def __init__(self, *_a, **_k):
         raise TypeError("use Event.create(device) or stream.record()")
@@ -32,6 +44,8 @@ class Event:
         self.device = dev
         self.timing = timing
         self._recorded = False
+        _census.add("events", 1)
+        self._finalizer = weakref.finalize(self, _release_event, core)
         return self
 
     @property
@@ -84,9 +98,9 @@ class Event:
         return drv.event_elapsed_ms(self.handle, end.handle)
 
     def close(self) -> None:
-        core, self._core = self._core, None
-        if core is not None:
-            core.close()
+        """Destroy the event. Idempotent."""
+        self._core = None
+        self._finalizer()
 
     def __enter__(self):
         return self

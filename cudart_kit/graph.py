@@ -11,22 +11,36 @@ many times at a fraction of the per-launch host cost.
 
 from __future__ import annotations
 
+import weakref
+
+from . import _census
 from .errors import ClosedError, StreamError, translate
 from .stream import Stream, as_stream
 
 __all__ = ["capture", "Capture", "Graph"]
 
 
+def _release_graph(core) -> None:
+    try:
+        core.close()
+    except Exception:  # finalizers never raise
+        pass
+    finally:
+        _census.add("graphs", -1)
+
+
 class Graph:
     """An executable graph. Keeps every array its captured work touched alive."""
 
-    __slots__ = ("core", "device", "_arrays", "kernel_nodes_hint")
+    __slots__ = ("core", "device", "_arrays", "kernel_nodes_hint", "_finalizer", "__weakref__")
 
     def __init__(self, core, device, arrays: list, kernel_nodes_hint: int):
         self.core = core
         self.device = device
         self._arrays = arrays
         self.kernel_nodes_hint = kernel_nodes_hint
+        _census.add("graphs", 1)
+        self._finalizer = weakref.finalize(self, _release_graph, core)
 
     def upload(self, stream) -> None:
         """Upload the graph's work ahead of the first replay (optional; replay does it lazily)."""
@@ -50,10 +64,10 @@ class Graph:
     launch = replay
 
     def close(self) -> None:
-        core, self.core = self.core, None
-        if core is not None:
-            core.close()
+        """Destroy the executable graph and release its arrays. Idempotent."""
+        self.core = None
         self._arrays = []
+        self._finalizer()
 
     def __enter__(self):
         return self

@@ -10,6 +10,9 @@ import os
 import threading
 from pathlib import Path
 
+import weakref
+
+from . import _census
 from . import _driver as drv
 from .device import Device, get_device
 from .errors import CudaKitError, KernelNotFoundError, translate
@@ -83,6 +86,8 @@ class Module:
         self.name = label
         self._kernels: dict[str, Kernel] = {}
         self._lock = threading.Lock()
+        _census.add("modules", 1)
+        weakref.finalize(self, _census.add, "modules", -1)
         return self
 
     def kernel_names(self) -> list[str]:

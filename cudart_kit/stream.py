@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import weakref
 
+from . import _census
 from . import _driver as drv
 from .device import Device, get_device
 from .errors import ClosedError, StreamError, translate
@@ -46,6 +47,8 @@ def _destroy(core_stream) -> None:
         core_stream.close()
     except Exception:  # finalizers never raise; the process may be shutting down
         pass
+    finally:
+        _census.add("streams", -1)
 
 
 class Stream:
@@ -68,7 +71,10 @@ class Stream:
         self.device = device
         self.owned = owned
         self._owner = owner
-        self._finalizer = weakref.finalize(self, _destroy, core) if owned else None
+        self._finalizer = None
+        if owned:
+            self._finalizer = weakref.finalize(self, _destroy, core)
+            _census.add("streams", 1)
         self._capture = None  # a list collecting arrays while this stream is captured into a graph
         return self
 

@@ -109,15 +109,41 @@ def test_threads_share_one_graph_free_context(device):
 
 def test_census_returns_to_baseline(stream):
     gc.collect()
-    before = ck.census()
+    before = ck.census()["memory"]
     arrays = [ck.empty(1 << 16, np.float32, stream=stream, kind=k) for k in ("device", "pinned", "managed")]
-    mid = ck.census()
+    mid = ck.census()["memory"]
     for k in ("device", "pinned", "managed"):
         assert mid[k]["arrays"] == before[k]["arrays"] + 1
         assert mid[k]["bytes"] == before[k]["bytes"] + (1 << 18)
     del arrays
     gc.collect()
     stream.sync()
-    after = ck.census()
+    after = ck.census()["memory"]
     for k in ("device", "pinned", "managed"):
         assert after[k]["arrays"] == before[k]["arrays"]
+
+
+def test_leak_guard_catches_and_passes(device):
+    from cudart_kit.accounting import LeakError, assert_no_leaks
+
+    kept = []
+    with pytest.raises(LeakError, match="streams: .* -> .*events"):
+        with assert_no_leaks():
+            s = ck.Stream.create(device)
+            kept.append((s, s.record(timing=True)))
+    for s, e in kept:
+        e.close()
+        s.close()
+    with assert_no_leaks():  # clean use: everything closed or collected
+        s = ck.Stream.create(device)
+        x = ck.to_device(np.arange(10, dtype=np.float32), stream=s)
+        with ck.graph.capture(s) as cap:
+            ops.scale(2.0, x, x, stream=cap.stream)
+        cap.graph.replay(s)
+        s.sync()
+        cap.graph.close()
+        del x, cap
+        s.close()
+    snap = ck.census(pools=True)
+    assert snap["streams"]["high"] >= 1 and device.ordinal in snap["pools"]
+    assert snap["pools"][device.ordinal]["reserved_mem_high"] > 0

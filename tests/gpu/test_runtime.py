@@ -252,12 +252,12 @@ def test_out_of_memory_then_usable(device, stream):
 
 
 def test_census_counts(stream):
-    before = ck.census()["device"]["arrays"]
+    before = ck.census()["memory"]["device"]["arrays"]
     a = ck.empty(1000, np.float32, stream=stream)
-    assert ck.census()["device"]["arrays"] == before + 1
+    assert ck.census()["memory"]["device"]["arrays"] == before + 1
     a.close()
     a.close()
-    assert ck.census()["device"]["arrays"] == before
+    assert ck.census()["memory"]["device"]["arrays"] == before
     assert a.is_closed
     with pytest.raises(ck.ClosedError):
         a.numpy()
