@@ -15,6 +15,7 @@ has() { [[ " $STAGES " == *" $1 "* ]]; }
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true; } | tee "$OUT/gpu.txt"
 $PY -c "import cuda.core, cuda.bindings, numpy; print('cuda.core', cuda.core.__version__, 'cuda.bindings', cuda.bindings.__version__, 'numpy', numpy.__version__)" | tee -a "$OUT/gpu.txt"
+$PY -c "import ml_dtypes, numpy; numpy.dtype(ml_dtypes.bfloat16); print('ml_dtypes', ml_dtypes.__version__)" 2>&1 | tail -1 | tee -a "$OUT/gpu.txt"
 
 if has install; then
   if $PY -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1; then
