@@ -7,7 +7,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/cudart_kit_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-STAGES=${STAGES:-"install build test bench"}
+STAGES=${STAGES:-"install build test cli bench"}
 BENCH=${BENCH:-"vector"}
 PY=${PY:-python3}
 summary=()
@@ -39,6 +39,15 @@ if has test; then
   CUDART_KIT_REQUIRE_GPU=1 $PY -m pytest tests/gpu -q -rfEs -p no:cacheprovider ${PYTEST_ARGS:-} \
     --junitxml="$OUT/gpu-tests.xml" 2>&1 | tee "$OUT/gpu-tests.log"
   summary+=("gpu tests: $(grep -E '^(=+ )?[0-9]+ (passed|failed)|(passed|failed|error).* in [0-9.]+s' "$OUT/gpu-tests.log" | tail -1)")
+fi
+
+if has cli; then
+  # real output of the command for docs/cli.md and the closing note
+  for c in "devices" "query" "doctor" "bandwidth --size 256M --memory all" "devices --json" "bandwidth --shmoo --end 256M --htod --dtoh --memory pinned --csv"; do
+    name=$(echo "$c" | tr ' ' '_' | tr -d '-' | cut -c1-40)
+    { echo "\$ cudart-kit $c"; $PY -m cudart_kit $c; echo "(exit $?)"; } > "$OUT/cli_$name.txt" 2>&1
+  done
+  summary+=("cli: $(ls "$OUT"/cli_*.txt | wc -l) outputs saved")
 fi
 
 if has bench; then

@@ -1,0 +1,510 @@
+"""Copy bandwidth test (the one CUDA samples dropped in 12.9): host->device, device->host and
+device->device, with pinned, pageable and write-combined host memory, over one size, a range
+or a sweep ("shmoo"), on one device, several one after another, or several at once.
+
+Each figure is the median of event-timed samples on a kit stream after warm-up, in GB/s
+(1e9 bytes/s), and is reported next to its peer from the same run: pageable and
+write-combined against pinned, pinned against the PCIe link (or the other direction when NVML
+cannot say), device-to-device against the theoretical DRAM bandwidth. Result documents are
+plain dicts (schema cudart-kit/bandwidth/1, see docs/cli.md); ``cli.py`` formats them.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import weakref
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _driver as drv
+from .errors import CudaKitError
+
+__all__ = [
+    "SCHEMA",
+    "DIRECTIONS",
+    "HOST_MEMORY",
+    "MODES",
+    "QUICK_SIZE",
+    "SizeError",
+    "parse_size",
+    "format_size",
+    "sizes_for",
+    "copies_per_sample",
+    "bandwidth_gbps",
+    "plan_tests",
+    "attach_peers",
+    "aggregate",
+    "Options",
+    "run",
+    "total_tests",
+]
+
+SCHEMA = "cudart-kit/bandwidth/1"
+DIRECTIONS = ("H2D", "D2H", "D2D")
+HOST_MEMORY = ("pinned", "pageable", "wc")
+MODES = ("quick", "range", "shmoo")
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+QUICK_SIZE = 32 * MiB  # bandwidthTest's default transfer size
+SHMOO_START, SHMOO_END = 1 * KiB, 1 * GiB
+RANGE_DEFAULTS = (1 * MiB, 64 * MiB, 1 * MiB)  # start, end, step
+# Below this many bytes per sample, event resolution (~0.5 us) and launch overhead dominate:
+# a sample then times several back-to-back copies.
+MIN_BYTES_PER_SAMPLE = 8 * MiB
+MAX_COPIES_PER_SAMPLE = 100
+
+
+class SizeError(CudaKitError, ValueError):
+    """A transfer size that cannot be parsed or does not fit in memory."""
+
+
+# --- sizes (pure) ------------------------------------------------------------------------------
+
+_UNITS = {"": 1, "b": 1, "k": KiB, "kb": KiB, "kib": KiB, "m": MiB, "mb": MiB, "mib": MiB,
+          "g": GiB, "gb": GiB, "gib": GiB}
+_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from "4096", "64K", "32M", "1.5GiB" (binary units: K = 1024). Raises SizeError."""
+    if isinstance(text, int):
+        value, unit = float(text), ""
+    else:
+        m = _SIZE_RE.match(str(text))
+        if not m or m.group(2).lower() not in _UNITS:
+            raise SizeError(f"not a size: {text!r}; use bytes or a K/M/G suffix, e.g. 4096, 64K, 32M, 1G")
+        value, unit = float(m.group(1)), m.group(2).lower()
+    n = int(value * _UNITS[unit])
+    if n <= 0:
+        raise SizeError(f"size must be positive, got {text!r}")
+    return n
+
+
+def format_size(nbytes: int) -> str:
+    """1024 -> "1 KiB", 33554432 -> "32 MiB", 1536 -> "1.5 KiB"."""
+    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if nbytes >= scale:
+            value = nbytes / scale
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.3g} {unit}"
+    return f"{nbytes} B"
+
+
+def sizes_for(mode: str, *, size: int | None = None, start: int | None = None,
+              end: int | None = None, step: int | None = None) -> list[int]:
+    """Transfer sizes of a mode.
+
+    quick: one size (``size``, default 32 MiB). range: ``start``, ``start+step``, ... up to
+    ``end`` inclusive (defaults 1 MiB..64 MiB by 1 MiB). shmoo: powers of two from ``start``
+    to ``end`` (defaults 1 KiB..1 GiB), ``end`` included even when not a power of two.
+    """
+    if mode == "quick":
+        return [size or QUICK_SIZE]
+    if mode == "range":
+        s0, e0, st0 = RANGE_DEFAULTS
+        start, end, step = start or s0, end or e0, step or st0
+        if end < start:
+            raise SizeError(f"range end {format_size(end)} is below its start {format_size(start)}")
+        count = (end - start) // step + 1
+        if count > 10_000:
+            raise SizeError(f"range {format_size(start)}..{format_size(end)} by {format_size(step)} "
+                            f"is {count} sizes; use a larger --step")
+        return [start + i * step for i in range(count)]
+    if mode == "shmoo":
+        start, end = start or SHMOO_START, end or SHMOO_END
+        if end < start:
+            raise SizeError(f"shmoo end {format_size(end)} is below its start {format_size(start)}")
+        out, n = [], start
+        while n <= end:
+            out.append(n)
+            n *= 2
+        if out[-1] != end:
+            out.append(end)
+        return out
+    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+def copies_per_sample(nbytes: int) -> int:
+    """How many back-to-back copies one timed sample holds (1 for anything >= 8 MiB)."""
+    return max(1, min(MAX_COPIES_PER_SAMPLE, MIN_BYTES_PER_SAMPLE // max(nbytes, 1)))
+
+
+def bandwidth_gbps(nbytes: int, copies: int, ms: float, direction: str) -> float:
+    """GB/s (1e9 bytes/s) of ``copies`` copies of ``nbytes`` in ``ms`` milliseconds.
+
+    Device-to-device counts every byte twice (read and written), as bandwidthTest does, so the
+    figure compares with the DRAM bandwidth."""
+    factor = 2 if direction == "D2D" else 1
+    if ms <= 0:
+        return float("inf")
+    return factor * nbytes * copies / (ms * 1e-3) / 1e9
+
+
+def plan_tests(directions, memories, sizes) -> list[tuple[str, str, int]]:
+    """(direction, memory, bytes) triples in run order. D2D has memory "device" and is run once
+    per size, whatever host memories were asked for."""
+    tests = []
+    for direction in DIRECTIONS:
+        if direction not in directions:
+            continue
+        kinds = ["device"] if direction == "D2D" else [m for m in HOST_MEMORY if m in memories]
+        for memory in kinds:
+            for nbytes in sizes:
+                tests.append((direction, memory, nbytes))
+    return tests
+
+
+# --- peers and aggregates (pure) -----------------------------------------------------------------
+
+def _peer(name: str, gbps: float | None, measured: float) -> dict | None:
+    if not gbps:
+        return None
+    return {"name": name, "gbps": gbps, "ratio": measured / gbps}
+
+
+def attach_peers(results: list[dict], devices: list[dict]) -> list[dict]:
+    """Fill each result's ``peer``: what the figure is compared with, its GB/s and the ratio.
+
+    pageable / wc -> pinned of the same device, direction and size; pinned -> the PCIe link's
+    theoretical bandwidth (from ``devices[i]["pcie"]``) or, without it, pinned in the other
+    direction; D2D -> the device's theoretical DRAM bandwidth. None when the peer was not
+    measured in this run. Modifies and returns ``results``.
+    """
+    info = {d["index"]: d for d in devices}
+    by_key = {(r["device"], r["direction"], r["memory"], r["bytes"]): r for r in results}
+    for r in results:
+        dev = info.get(r["device"], {})
+        key = (r["device"], r["direction"])
+        if r["direction"] == "D2D":
+            peer = _peer("DRAM theoretical", dev.get("theoretical_memory_gbps"), r["gbps"])
+        elif r["memory"] in ("pageable", "wc"):
+            pinned = by_key.get((*key, "pinned", r["bytes"]))
+            peer = _peer(f"{r['direction']} pinned", pinned and pinned["gbps"], r["gbps"])
+        else:
+            pcie = dev.get("pcie") or {}
+            if pcie.get("gbps"):
+                name = f"PCIe gen{pcie['generation']} x{pcie['width']} theoretical"
+                peer = _peer(name, pcie["gbps"], r["gbps"])
+            else:
+                other = "D2H" if r["direction"] == "H2D" else "H2D"
+                twin = by_key.get((r["device"], other, "pinned", r["bytes"]))
+                peer = _peer(f"{other} pinned", twin and twin["gbps"], r["gbps"])
+        r["peer"] = peer
+    return results
+
+
+def aggregate(results: list[dict]) -> list[dict]:
+    """Sum of GB/s over devices for each (direction, memory, bytes): the figure of a concurrent
+    run, where every device copied at the same time."""
+    sums: dict[tuple, dict] = {}
+    for r in results:
+        key = (r["direction"], r["memory"], r["bytes"])
+        entry = sums.setdefault(key, {"direction": key[0], "memory": key[1], "bytes": key[2],
+                                      "gbps": 0.0, "devices": 0})
+        entry["gbps"] += r["gbps"]
+        entry["devices"] += 1
+    return list(sums.values())
+
+
+# --- host memory ----------------------------------------------------------------------------------
+
+class _HostInterface:
+    """Lets numpy view raw host memory while keeping its owner alive (numpy keeps this object
+    as the array's base). ``cudart_kit.memory.copy`` treats the resulting numpy array as host
+    memory, and the driver recognises page-locked pointers by address."""
+
+    __slots__ = ("__array_interface__", "_owner")
+
+    def __init__(self, ptr: int, nbytes: int, owner):
+        self.__array_interface__ = {"data": (ptr, False), "shape": (nbytes,), "typestr": "|u1", "version": 3}
+        self._owner = owner
+
+
+def _free_host(ptr: int) -> None:
+    try:
+        drv.call("cuMemFreeHost", ptr)
+    except Exception:  # finalizers never raise (the context may already be gone at exit)
+        pass
+
+
+class _WriteCombined:
+    """Write-combined, portable page-locked host memory (cuMemHostAlloc), which memory.py does
+    not offer: fast for the GPU to read over PCIe, very slow for the CPU to read."""
+
+    def __init__(self, device, nbytes: int):
+        d = drv.driver()
+        flags = (int(getattr(d, "CU_MEMHOSTALLOC_WRITECOMBINED", 0x04))
+                 | int(getattr(d, "CU_MEMHOSTALLOC_PORTABLE", 0x01)))
+        with device.activate():  # cuMemHostAlloc needs a current context
+            self.ptr = int(drv.call("cuMemHostAlloc", nbytes, flags,
+                                    context=f"allocating {nbytes} bytes of write-combined host memory"))
+        self.device = device
+        self.nbytes = nbytes
+        # safety net only: holds the pointer, never self; close() is the normal path
+        self._finalizer = weakref.finalize(self, _free_host, self.ptr)
+
+    def numpy(self) -> np.ndarray:
+        """A uint8 view; numpy keeps this object alive through the view's base."""
+        return np.asarray(_HostInterface(self.ptr, self.nbytes, self))
+
+    def close(self) -> None:
+        """Free now (idempotent). The caller has synchronized the streams that used it."""
+        with self.device.activate():
+            self._finalizer()
+
+
+class _DeviceView:
+    """A CUDA Array Interface over the first ``nbytes`` of a kit device Array, so one
+    allocation serves every size of a sweep (the kit Array has no sub-range views)."""
+
+    def __init__(self, parent, nbytes: int):
+        self._parent = parent  # keeps the allocation alive as long as the view
+        self.__cuda_array_interface__ = {"shape": (nbytes,), "typestr": "|u1",
+                                         "data": (parent.ptr, False), "strides": None,
+                                         "version": 3, "stream": None}
+
+
+# --- measuring ------------------------------------------------------------------------------------
+
+@dataclass
+class Options:
+    """What to measure. ``devices``: ordinals (None = device 0); ``directions`` from
+    DIRECTIONS; ``memories`` from HOST_MEMORY; ``sizes`` in bytes; ``concurrent``: all devices
+    at once (one thread each, started together for every test) instead of one after another."""
+
+    devices: list[int] | None = None
+    directions: tuple = DIRECTIONS
+    memories: tuple = ("pinned", "pageable")
+    sizes: list[int] = field(default_factory=lambda: [QUICK_SIZE])
+    mode: str = "quick"
+    repeat: int = 10
+    warmup: int = 2
+    concurrent: bool = False
+
+
+def _device_info(dev) -> dict:
+    """Identity and ceilings of a device, for the report and the peers."""
+    from .query import nvml_info, pcie_bandwidth_gbps, theoretical_memory_bandwidth_gbps
+
+    attrs = dev.attributes()
+    nv = nvml_info(dev)
+    gen, width = nv.get("pcie_link_generation"), nv.get("pcie_link_width")
+    pcie_gbps = pcie_bandwidth_gbps(gen, width)
+    return {
+        "index": dev.ordinal,
+        "name": dev.name,
+        "pci_bus_id": str(dev.pci_bus_id),
+        "theoretical_memory_gbps": theoretical_memory_bandwidth_gbps(
+            attrs.get("memory_clock_rate"), attrs.get("global_memory_bus_width")),
+        "pcie": {"generation": gen, "width": width, "gbps": pcie_gbps} if pcie_gbps else None,
+    }
+
+
+class _DeviceBench:
+    """Buffers and a stream on one device, sized for the largest test, reused for every size."""
+
+    def __init__(self, dev, tests: list[tuple[str, str, int]]):
+        from .memory import asarray
+        from .stream import Stream
+
+        self.dev = dev
+        self.stream = Stream.create(dev)
+        self._owned: list = []
+        self.host: dict[str, np.ndarray] = {}
+        self._views: dict = {}
+        self._asarray = asarray
+        try:
+            self._allocate(tests)
+        except BaseException:
+            self.close()  # what was allocated before the failure is freed now, not at exit
+            raise
+
+    def _allocate(self, tests) -> None:
+        from .memory import empty
+
+        host_max: dict[str, int] = {}
+        dev_max = d2d_max = 0
+        for direction, memory, nbytes in tests:
+            if direction == "D2D":
+                d2d_max = max(d2d_max, nbytes)
+            else:
+                host_max[memory] = max(host_max.get(memory, 0), nbytes)
+            dev_max = max(dev_max, nbytes)
+        self._check_fits(dev_max + d2d_max)
+        s = self.stream
+        self.dev_a = empty(dev_max, np.uint8, stream=s) if dev_max else None
+        self.dev_b = empty(d2d_max, np.uint8, stream=s) if d2d_max else None
+        self._owned += [a for a in (self.dev_a, self.dev_b) if a is not None]
+        for memory, nbytes in host_max.items():
+            if memory == "pinned":
+                arr = empty(nbytes, np.uint8, stream=s, kind="pinned")
+                self._owned.append(arr)
+                self.host[memory] = arr.numpy()
+            elif memory == "wc":
+                wc = _WriteCombined(self.dev, nbytes)
+                self._owned.append(wc)
+                self.host[memory] = wc.numpy()
+            else:
+                self.host[memory] = np.empty(nbytes, np.uint8)
+            # CPU writes fault the pages in now, so first touches are not timed
+            self.host[memory][:] = 0x5A
+
+    def _check_fits(self, device_bytes: int) -> None:
+        free = self.dev.memory_info().free_bytes
+        if device_bytes > free:
+            raise SizeError(
+                f"the largest test needs {format_size(device_bytes)} of device memory but device "
+                f"{self.dev.ordinal} has {format_size(free)} free; lower --end / --size"
+            )
+
+    def _device_view(self, which, nbytes: int):
+        key = (id(which), nbytes)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = self._asarray(_DeviceView(which, nbytes))
+        return view
+
+    def measure(self, direction: str, memory: str, nbytes: int, *, repeat: int, warmup: int) -> dict:
+        from . import benchmark  # the kit event-timed helper, resolved lazily by the package
+        from .memory import copy
+
+        s = self.stream
+        if direction == "D2D":
+            dst, src = self._device_view(self.dev_b, nbytes), self._device_view(self.dev_a, nbytes)
+        elif direction == "H2D":
+            dst, src = self._device_view(self.dev_a, nbytes), self.host[memory][:nbytes]
+        else:
+            dst, src = self.host[memory][:nbytes], self._device_view(self.dev_a, nbytes)
+        # The first copy goes through the kit's checked copy(), so a bad buffer fails with the
+        # kit's message; the timed loop then calls the driver directly, because the wrapper's
+        # few microseconds of Python per call would otherwise be measured at small sizes.
+        copy(dst, src, stream=s).sync()
+        raw = _raw_copy(direction, dst, src, nbytes, s.handle)
+        copies = copies_per_sample(nbytes)
+
+        def issue(_stream):
+            for _ in range(copies):
+                raw()
+
+        with self.dev.activate():
+            result = benchmark(issue, stream=s, warmup=warmup, repeat=repeat,
+                               name=f"{direction} {memory} {nbytes}")
+        median = result.median_ms
+        return {
+            "device": self.dev.ordinal,
+            "direction": direction,
+            "memory": memory,
+            "bytes": nbytes,
+            "copies_per_sample": copies,
+            "samples": len(result.samples_ms),
+            "median_ms": median / copies,
+            "min_ms": result.min_ms / copies,
+            "max_ms": result.max_ms / copies,
+            "gbps": bandwidth_gbps(nbytes, copies, median, direction),
+        }
+
+    def close(self) -> None:
+        try:
+            self.stream.sync()
+        finally:
+            self.host.clear()
+            self._views.clear()
+            for obj in self._owned:
+                obj.close()
+            self._owned.clear()
+            self.stream.close()
+
+
+def _raw_copy(direction: str, dst, src, nbytes: int, stream_handle: int):
+    """A zero-argument callable issuing one copy with pointers resolved once."""
+    if direction == "H2D":
+        dptr, hptr = dst.ptr, src.ctypes.data
+        return lambda: drv.memcpy_htod_async(dptr, hptr, nbytes, stream_handle)
+    if direction == "D2H":
+        hptr, dptr = dst.ctypes.data, src.ptr
+        return lambda: drv.memcpy_dtoh_async(hptr, dptr, nbytes, stream_handle)
+    dptr, sptr = dst.ptr, src.ptr
+    return lambda: drv.memcpy_async(dptr, sptr, nbytes, stream_handle)
+
+
+def _run_device(dev, tests, opts: Options, results: list, lock: threading.Lock,
+                barrier: threading.Barrier | None, progress) -> None:
+    bench = _DeviceBench(dev, tests)
+    try:
+        for direction, memory, nbytes in tests:
+            if barrier is not None:
+                barrier.wait()  # every device starts each test together
+            r = bench.measure(direction, memory, nbytes, repeat=opts.repeat, warmup=opts.warmup)
+            with lock:
+                results.append(r)
+                if progress is not None:
+                    progress(len(results), r)
+    finally:
+        bench.close()
+
+
+def run(opts: Options, progress=None) -> dict:
+    """Measure and return the bandwidth document (schema cudart-kit/bandwidth/1).
+
+    ``progress(done, result)`` is called after each measurement (from worker threads in a
+    concurrent run). Copies are queued on a kit stream per device, timed with events, and
+    synchronized at the end of each test. Raises NoDriverError / NoDeviceError when the driver
+    or a device is missing, SizeError when a test does not fit in device memory.
+    """
+    from .device import get_device
+
+    if opts.repeat < 1 or opts.warmup < 0:
+        raise ValueError("repeat must be >= 1 and warmup >= 0")
+    devs = [get_device(i) for i in (opts.devices or [0])]
+    tests = plan_tests(opts.directions, opts.memories, opts.sizes)
+    if not tests:
+        raise ValueError("nothing to measure: choose at least one direction and one host memory kind")
+    infos = [_device_info(d) for d in devs]
+    results: list[dict] = []
+    lock = threading.Lock()
+    if opts.concurrent and len(devs) > 1:
+        barrier = threading.Barrier(len(devs))
+        errors: list[BaseException] = []
+
+        def worker(dev):
+            try:
+                _run_device(dev, tests, opts, results, lock, barrier, progress)
+            except BaseException as exc:  # re-raised below, in the caller's thread
+                errors.append(exc)
+                barrier.abort()  # release the other devices instead of leaving them waiting
+
+        threads = [threading.Thread(target=worker, args=(d,), name=f"bandwidth-dev{d.ordinal}") for d in devs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
+        if real or errors:
+            raise (real or errors)[0]
+    else:
+        for dev in devs:
+            _run_device(dev, tests, opts, results, lock, None, progress)
+    # concurrent workers append in completion order: report in device, then plan order
+    position = {t: i for i, t in enumerate(tests)}
+    results.sort(key=lambda r: (r["device"], position[(r["direction"], r["memory"], r["bytes"])]))
+    attach_peers(results, infos)
+    doc = {
+        "schema": SCHEMA,
+        "mode": opts.mode,
+        "concurrent": bool(opts.concurrent and len(devs) > 1),
+        "repeat": opts.repeat,
+        "warmup": opts.warmup,
+        "units": {"bandwidth": "GB/s (1e9 bytes/s); D2D counts bytes read + written", "size": "bytes",
+                  "time": "milliseconds per copy (median)"},
+        "devices": infos,
+        "results": results,
+    }
+    if doc["concurrent"]:
+        doc["aggregate"] = aggregate(results)
+    return doc
+
+
+def total_tests(opts: Options) -> int:
+    """How many measurements ``run(opts)`` makes (for progress displays)."""
+    return len(plan_tests(opts.directions, opts.memories, opts.sizes)) * len(opts.devices or [0])
+

@@ -1,0 +1,720 @@
+"""CPU tests of the `cudart-kit` command: argument parsing, the formatting of tables / JSON /
+CSV from plain dicts, the JSON schemas (gathered from small fake devices), the derived-figure
+arithmetic, peers, doctor's verdicts, and the no-driver path of every subcommand."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cudart_kit as ck
+from cudart_kit import bandwidth as bw
+from cudart_kit import cli, doctor, query
+
+REPO = Path(__file__).resolve().parent.parent
+SUBCOMMANDS = ["build", "devices", "query", "info", "bandwidth", "doctor"]
+
+
+def _no_gpu() -> bool:
+    try:
+        return ck.device_count() == 0
+    except ck.CudaKitError:
+        return True
+
+
+no_gpu = pytest.mark.skipif(not _no_gpu(), reason="this test checks the behaviour without a GPU")
+
+
+def run_cli(*args, env_extra: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("CUDART_KIT_TRACEBACK", None)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "cudart_kit.cli", *args], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=timeout)
+
+
+# --- fake data: what the gatherers return on an H100 SXM (shapes, not measurements) -------------
+
+H100_ATTRS = {
+    "compute_capability_major": 9, "compute_capability_minor": 0, "multiprocessor_count": 132,
+    "clock_rate": 1980000, "memory_clock_rate": 2619000, "global_memory_bus_width": 5120,
+    "l2_cache_size": 52428800, "max_persisting_l2_cache_size": 32505856,
+    "maximum_texture1d_width": 131072, "maximum_texture2d_width": 131072, "maximum_texture2d_height": 65536,
+    "maximum_texture3d_width": 16384, "maximum_texture3d_height": 16384, "maximum_texture3d_depth": 16384,
+    "maximum_texture1d_layered_width": 32768, "maximum_texture1d_layered_layers": 2048,
+    "maximum_texture2d_layered_width": 32768, "maximum_texture2d_layered_height": 32768,
+    "maximum_texture2d_layered_layers": 2048, "total_constant_memory": 65536,
+    "max_shared_memory_per_block": 49152, "max_shared_memory_per_block_optin": 232448,
+    "max_shared_memory_per_multiprocessor": 233472, "reserved_shared_memory_per_block": 1024,
+    "max_registers_per_block": 65536, "max_registers_per_multiprocessor": 65536, "warp_size": 32,
+    "max_threads_per_multiprocessor": 2048, "max_threads_per_block": 1024, "max_blocks_per_multiprocessor": 32,
+    "max_block_dim_x": 1024, "max_block_dim_y": 1024, "max_block_dim_z": 64,
+    "max_grid_dim_x": 2147483647, "max_grid_dim_y": 65535, "max_grid_dim_z": 65535,
+    "max_pitch": 2147483647, "texture_alignment": 512, "surface_alignment": 512, "gpu_overlap": 1,
+    "async_engine_count": 3, "concurrent_kernels": 1, "kernel_exec_timeout": 0, "integrated": 0,
+    "can_map_host_memory": 1, "ecc_enabled": 1, "unified_addressing": 1, "managed_memory": 1,
+    "concurrent_managed_access": 1, "pageable_memory_access": 0, "compute_preemption_supported": 1,
+    "cooperative_launch": 1, "cooperative_multi_device_launch": 1, "stream_priorities_supported": 1,
+    "memory_pools_supported": 1, "cluster_launch": 1, "host_native_atomic_supported": 0,
+    "single_to_double_precision_perf_ratio": 2, "multi_gpu_board": 0, "tcc_driver": 0,
+    "pci_domain_id": 0, "pci_bus_id": 24, "pci_device_id": 0, "compute_mode": 0, "mps_enabled": 0,
+    "some_newer_attribute": 7,
+}
+
+
+class _Mem:
+    free_bytes = 84_000_000_000
+    total_bytes = 85_520_809_984
+
+
+class _NoNvml:
+    def to_system_device(self):
+        raise RuntimeError("NVML library not found")
+
+
+class FakeDevice:
+    """Just enough of a kit Device for the gatherers (no driver behind it)."""
+
+    def __init__(self, ordinal=0, attrs=None, cc=(9, 0)):
+        self.ordinal = ordinal
+        self._attrs = dict(attrs or H100_ATTRS)
+        self.compute_capability = cc
+        self.arch = f"{cc[0]}{cc[1]}"
+        self.name = "NVIDIA H100 80GB HBM3"
+        self.uuid = f"5f3a2b1c-0000-4000-8000-00000000000{ordinal}"
+        self.pci_bus_id = f"0000:{24 + ordinal:02X}:00.0"
+        self.core = _NoNvml()
+
+    def attributes(self):
+        return dict(self._attrs)
+
+    def memory_info(self):
+        return _Mem()
+
+    def can_access_peer(self, other):
+        return True
+
+
+@pytest.fixture
+def fake_devices(monkeypatch):
+    """Two fake H100s behind the query gatherers; versions fixed; no driver touched."""
+    devs = [FakeDevice(0), FakeDevice(1)]
+    import cudart_kit.device as device_mod
+
+    monkeypatch.setattr(query, "_total_memory", lambda dev: _Mem.total_bytes)
+    monkeypatch.setattr(query, "versions", lambda: {
+        "driver_cuda_version": "13.0", "driver_cuda_version_int": 13000, "driver_version": "580.159.04",
+        "runtime_cuda_version": "13.5", "runtime_cuda_version_int": 13050,
+        "cuda_core_version": "1.2.0", "cuda_bindings_version": "13.3.1"})
+    monkeypatch.setattr(device_mod, "devices", lambda: list(devs))
+    monkeypatch.setattr(device_mod, "get_device", lambda i=0: devs[int(i)])
+    return devs
+
+
+def _bandwidth_doc(concurrent=False, sizes=(32 << 20,)) -> dict:
+    results = []
+    figures = {("H2D", "pinned"): 53.8, ("H2D", "pageable"): 6.5, ("H2D", "wc"): 52.0,
+               ("D2H", "pinned"): 54.8, ("D2H", "pageable"): 7.0, ("D2D", "device"): 2923.0}
+    devices = [0, 1] if concurrent else [0]
+    for d in devices:
+        for (direction, memory), gbps in figures.items():
+            for n in sizes:
+                results.append({"device": d, "direction": direction, "memory": memory, "bytes": n,
+                                "copies_per_sample": bw.copies_per_sample(n), "samples": 10,
+                                "median_ms": n / (gbps * 1e6), "min_ms": 0.1, "max_ms": 0.2, "gbps": gbps})
+    infos = [{"index": d, "name": "NVIDIA H100 80GB HBM3", "pci_bus_id": f"0000:{24 + d:02X}:00.0",
+              "theoretical_memory_gbps": 3352.32, "pcie": {"generation": 5, "width": 16, "gbps": 63.008}}
+             for d in devices]
+    bw.attach_peers(results, infos)
+    doc = {"schema": bw.SCHEMA, "mode": "quick" if len(sizes) == 1 else "shmoo", "concurrent": concurrent,
+           "repeat": 10, "warmup": 2, "units": {}, "devices": infos, "results": results}
+    if concurrent:
+        doc["aggregate"] = bw.aggregate(results)
+    return doc
+
+
+# --- parsing ---------------------------------------------------------------------------------------
+
+def test_parser_builds_without_driver_and_knows_every_command():
+    parser = cli.build_parser()
+    for cmd in ["devices", "query", "info", "bandwidth", "doctor"]:
+        args = parser.parse_args([cmd])
+        assert callable(args.func)
+    assert parser.parse_args(["info"]).func is cli.cmd_query
+    help_text = parser.format_help()
+    for cmd in SUBCOMMANDS:
+        assert cmd in help_text
+
+
+def test_query_arguments():
+    args = cli.build_parser().parse_args(["query", "--device", "1", "--all", "--json", "--no-nvml"])
+    assert (args.device, args.all_attributes, args.json, args.no_nvml) == (1, True, True, True)
+    assert cli.build_parser().parse_args(["query"]).device is None
+
+
+def test_bandwidth_defaults_and_flags():
+    p = cli.build_parser()
+    a = p.parse_args(["bandwidth"])
+    assert a.mode is None and a.device == [0] and a.memory == ("pinned", "pageable")
+    assert a.repeat == 10 and a.warmup == 2 and not a.json and not a.csv and a.directions is None
+    a = p.parse_args(["bandwidth", "--shmoo", "--start", "4K", "--end", "1M", "--htod", "--dtod",
+                      "--memory", "all", "--device", "all", "--concurrent", "--csv"])
+    assert a.mode == "shmoo" and a.start == 4096 and a.end == 1 << 20
+    assert a.directions == ["H2D", "D2D"] and a.memory == ("pinned", "pageable", "wc")
+    assert a.device == "all" and a.concurrent and a.csv
+    assert p.parse_args(["bandwidth", "--quick"]).mode == "quick"
+    assert p.parse_args(["bandwidth", "--device", "2,0,2"]).device == [0, 2]
+    assert p.parse_args(["bandwidth", "--memory", "write-combined,pinned"]).memory == ("pinned", "wc")
+
+
+@pytest.mark.parametrize("argv", [
+    ["bandwidth", "--memory", "gpu"],
+    ["bandwidth", "--size", "lots"],
+    ["bandwidth", "--device", "x"],
+    ["bandwidth", "--device", "-1"],
+    ["bandwidth", "--repeat", "0"],
+    ["bandwidth", "--json", "--csv"],
+    ["bandwidth", "--quick", "--shmoo"],
+    ["query", "--device", "one"],
+    ["nonsense"],
+    [],
+])
+def test_usage_errors_exit_2(argv, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and "Traceback" not in err
+
+
+def test_main_returns_zero_for_help_and_version(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "bandwidth" in capsys.readouterr().out
+    assert cli.main(["--version"]) == 0
+    assert ck.__version__ in capsys.readouterr().out
+
+
+def test_bandwidth_options_infer_the_mode():
+    p = cli.build_parser()
+    opts = cli.bandwidth_options(p.parse_args(["bandwidth"]))
+    assert opts.mode == "quick" and opts.sizes == [32 << 20] and opts.devices == [0]
+    assert opts.directions == ("H2D", "D2H", "D2D")
+    opts = cli.bandwidth_options(p.parse_args(["bandwidth", "--start", "1M", "--end", "3M", "--dtoh"]))
+    assert opts.mode == "range" and opts.sizes == [1 << 20, 2 << 20, 3 << 20] and opts.directions == ("D2H",)
+    opts = cli.bandwidth_options(p.parse_args(["bandwidth", "--shmoo", "--end", "16K"]))
+    assert opts.sizes == [1024, 2048, 4096, 8192, 16384]
+    for bad in (["--quick", "--start", "1M"], ["--shmoo", "--size", "1M"], ["--shmoo", "--step", "1M"]):
+        with pytest.raises(bw.SizeError):
+            cli.bandwidth_options(p.parse_args(["bandwidth", *bad]))
+
+
+def test_bad_size_combination_is_a_usage_error(capsys):
+    assert cli.main(["bandwidth", "--quick", "--start", "1M"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--start" in err[0]
+
+
+# --- sizes and arithmetic -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,expected", [
+    ("4096", 4096), ("1K", 1024), ("64k", 65536), ("32M", 32 << 20), ("32MiB", 32 << 20), ("1G", 1 << 30),
+    ("1.5K", 1536), ("2 GB", 2 << 30), (512, 512)])
+def test_parse_size(text, expected):
+    assert bw.parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1X", "-4", "0", "1.2.3M"])
+def test_parse_size_refuses(text):
+    with pytest.raises(bw.SizeError):
+        bw.parse_size(text)
+
+
+def test_format_size():
+    assert bw.format_size(1024) == "1 KiB"
+    assert bw.format_size(32 << 20) == "32 MiB"
+    assert bw.format_size(1536) == "1.5 KiB"
+    assert bw.format_size(1 << 30) == "1 GiB"
+    assert bw.format_size(100) == "100 B"
+
+
+def test_sizes_for_modes():
+    assert bw.sizes_for("quick") == [32 << 20]
+    assert bw.sizes_for("quick", size=1000) == [1000]
+    shmoo = bw.sizes_for("shmoo")
+    assert shmoo[0] == 1024 and shmoo[-1] == 1 << 30 and len(shmoo) == 21
+    assert all(b == 2 * a for a, b in zip(shmoo, shmoo[1:]))
+    assert bw.sizes_for("shmoo", start=1000, end=5000) == [1000, 2000, 4000, 5000]
+    rng = bw.sizes_for("range")
+    assert rng[0] == 1 << 20 and rng[-1] == 64 << 20 and len(rng) == 64
+    assert bw.sizes_for("range", start=10, end=35, step=10) == [10, 20, 30]
+    with pytest.raises(bw.SizeError):
+        bw.sizes_for("range", start=2 << 20, end=1 << 20)
+    with pytest.raises(bw.SizeError):
+        bw.sizes_for("range", start=1, end=1 << 30, step=1)
+    with pytest.raises(ValueError):
+        bw.sizes_for("fast")
+
+
+def test_copies_per_sample_and_gbps():
+    assert bw.copies_per_sample(32 << 20) == 1
+    assert bw.copies_per_sample(8 << 20) == 1
+    assert bw.copies_per_sample(1 << 20) == 8
+    assert bw.copies_per_sample(1024) == 100  # capped
+    # 1 GB in 20 ms is 50 GB/s one way; D2D counts the bytes read and written
+    assert bw.bandwidth_gbps(10**9, 1, 20.0, "H2D") == pytest.approx(50.0)
+    assert bw.bandwidth_gbps(10**9, 1, 20.0, "D2D") == pytest.approx(100.0)
+    assert bw.bandwidth_gbps(10**6, 100, 2.0, "D2H") == pytest.approx(50.0)
+
+
+def test_plan_tests_runs_d2d_once_per_size():
+    plan = bw.plan_tests(("H2D", "D2D"), ("pinned", "wc"), [1, 2])
+    assert plan == [("H2D", "pinned", 1), ("H2D", "pinned", 2), ("H2D", "wc", 1), ("H2D", "wc", 2),
+                    ("D2D", "device", 1), ("D2D", "device", 2)]
+    assert bw.plan_tests((), ("pinned",), [1]) == []
+
+
+def test_derived_figures():
+    # H100 SXM: 2 x 2619 MHz x 5120 bits / 8 = 3352.32 GB/s; 132 SMs x 128 x 2 x 1980 MHz
+    assert query.theoretical_memory_bandwidth_gbps(2_619_000, 5120) == pytest.approx(3352.32)
+    assert query.fp32_peak_tflops(132, 128, 1_980_000) == pytest.approx(66.908, rel=1e-4)
+    assert query.pcie_bandwidth_gbps(5, 16) == pytest.approx(63.008)
+    assert query.pcie_bandwidth_gbps(4, 16) == pytest.approx(31.504)
+    assert query.theoretical_memory_bandwidth_gbps(None, 5120) is None
+    assert query.theoretical_memory_bandwidth_gbps(2_619_000, 0) is None
+    assert query.fp32_peak_tflops(132, None, 1_980_000) is None
+    assert query.pcie_bandwidth_gbps(9, 16) is None and query.pcie_bandwidth_gbps(None, 16) is None
+
+
+@pytest.mark.parametrize("cc,cores", [((9, 0), 128), ((8, 0), 64), ((8, 6), 128), ((7, 5), 64),
+                                      ((6, 0), 64), ((10, 0), 128), ((12, 0), 128), ((99, 9), None)])
+def test_fp32_cores_per_sm(cc, cores):
+    assert query.fp32_cores_per_sm(*cc) == cores
+
+
+def test_format_cuda_version():
+    assert query.format_cuda_version(13000) == "13.0"
+    assert query.format_cuda_version(12080) == "12.8"
+    assert query.format_cuda_version(None) is None
+
+
+# --- peers ----------------------------------------------------------------------------------------
+
+def test_attach_peers():
+    doc = _bandwidth_doc()
+    by = {(r["direction"], r["memory"]): r for r in doc["results"]}
+    assert by[("H2D", "pageable")]["peer"]["name"] == "H2D pinned"
+    assert by[("H2D", "pageable")]["peer"]["ratio"] == pytest.approx(6.5 / 53.8)
+    assert by[("H2D", "wc")]["peer"]["gbps"] == 53.8
+    assert by[("H2D", "pinned")]["peer"]["name"] == "PCIe gen5 x16 theoretical"
+    assert by[("H2D", "pinned")]["peer"]["ratio"] == pytest.approx(53.8 / 63.008)
+    assert by[("D2D", "device")]["peer"]["name"] == "DRAM theoretical"
+    assert by[("D2D", "device")]["peer"]["ratio"] == pytest.approx(2923 / 3352.32)
+
+
+def test_attach_peers_without_pcie_or_pinned():
+    results = [
+        {"device": 0, "direction": "H2D", "memory": "pinned", "bytes": 8, "gbps": 50.0},
+        {"device": 0, "direction": "D2H", "memory": "pinned", "bytes": 8, "gbps": 40.0},
+        {"device": 0, "direction": "D2H", "memory": "pageable", "bytes": 16, "gbps": 5.0},
+        {"device": 0, "direction": "D2D", "memory": "device", "bytes": 8, "gbps": 900.0},
+    ]
+    bw.attach_peers(results, [{"index": 0, "theoretical_memory_gbps": None, "pcie": None}])
+    assert results[0]["peer"] == {"name": "D2H pinned", "gbps": 40.0, "ratio": 1.25}
+    assert results[1]["peer"]["name"] == "H2D pinned"
+    assert results[2]["peer"] is None  # no pinned figure of that size in the run
+    assert results[3]["peer"] is None
+
+
+def test_aggregate_sums_devices():
+    doc = _bandwidth_doc(concurrent=True)
+    agg = {(a["direction"], a["memory"]): a for a in doc["aggregate"]}
+    assert agg[("H2D", "pinned")]["gbps"] == pytest.approx(2 * 53.8)
+    assert agg[("H2D", "pinned")]["devices"] == 2
+
+
+# --- formatting -----------------------------------------------------------------------------------
+
+def test_render_table_aligns():
+    text = cli.render_table(["name", "GB/s"], [["H2D pinned", "53.8"], ["D2D", "2923.0"], ["x", None]],
+                            right={1})
+    lines = text.splitlines()
+    assert lines[0].startswith("name") and set(lines[1]) <= {"-", " "}
+    assert lines[2].endswith("  53.8") and lines[3].endswith("2923.0")
+    assert lines[4].endswith("-")  # None
+    assert len({len(line) for line in lines[:4]}) == 1  # every full row has the same width
+
+
+def test_render_pairs_aligns_values():
+    text = cli.render_pairs([("a", "1"), ("longer label", "2")])
+    first, second = text.splitlines()
+    assert first.index("1") == second.index("2")
+
+
+def test_devices_formatting():
+    doc = {"schema": query.SCHEMA_DEVICES, "driver_cuda_version": "13.0", "driver_version": "580.159.04",
+           "cuda_visible_devices": "0", "devices": [{
+               "index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-abc", "pci_bus_id": "0000:18:00.0",
+               "compute_capability": "9.0", "arch": "sm_90", "total_memory_bytes": 85520809984,
+               "free_memory_bytes": 84e9, "multiprocessor_count": 132, "clock_rate_mhz": 1980,
+               "memory_clock_rate_mhz": 2619, "memory_bus_width_bits": 5120}]}
+    rows = cli.devices_rows(doc)
+    assert rows[0][:3] == [0, "NVIDIA H100 80GB HBM3", "9.0"]
+    assert "79.6 GiB" in rows[0][3] and rows[0][5] == "1980 MHz" and rows[0][7] == "5120-bit"
+    header = cli.devices_header(doc)
+    assert "13.0" in header and "580.159.04" in header and "CUDA_VISIBLE_DEVICES='0'" in header
+    table = cli.render_table(cli.DEVICE_HEADERS, rows)
+    assert "0000:18:00.0" in table and "GPU-abc" in table
+
+
+DEVICEQUERY_LABELS = [
+    "CUDA Driver Version / Runtime Version", "CUDA Capability Major/Minor version number",
+    "Total amount of global memory", "Multiprocessors", "GPU Max Clock rate", "Memory Clock rate",
+    "Memory Bus Width", "L2 Cache Size", "Maximum Texture Dimension Size (x,y,z)",
+    "Maximum Layered 1D Texture Size, (num) layers", "Maximum Layered 2D Texture Size, (num) layers",
+    "Total amount of constant memory", "Total amount of shared memory per block",
+    "Total shared memory per multiprocessor", "Total number of registers available per block", "Warp size",
+    "Maximum number of threads per multiprocessor", "Maximum number of threads per block",
+    "Max dimension size of a thread block (x,y,z)", "Max dimension size of a grid size (x,y,z)",
+    "Maximum memory pitch", "Texture alignment", "Concurrent copy and kernel execution",
+    "Run time limit on kernels", "Integrated GPU sharing Host Memory", "Support host page-locked memory mapping",
+    "Alignment requirement for Surfaces", "Device has ECC support", "Device supports Unified Addressing (UVA)",
+    "Device supports Managed Memory", "Device supports Compute Preemption", "Supports Cooperative Kernel Launch",
+    "Supports MultiDevice Co-op Kernel Launch", "Device PCI Domain ID / Bus ID / location ID", "Compute Mode",
+]
+
+
+def test_query_record_schema_and_text(fake_devices):
+    doc = query.query_report(all_attributes=True)
+    assert doc["schema"] == "cudart-kit/query/1"
+    for key in ("driver_cuda_version", "runtime_cuda_version", "cuda_core_version", "cuda_bindings_version",
+                "cuda_visible_devices", "device_count", "devices", "peer_access"):
+        assert key in doc
+    assert doc["device_count"] == 2 and doc["peer_access"] == [[True, True], [True, True]]
+    rec = doc["devices"][0]
+    for key in ("index", "name", "uuid", "pci_bus_id", "compute_capability", "arch", "total_memory_bytes",
+                "free_memory_bytes", "fp32_cores_per_multiprocessor", "fp32_cores", "compute_mode",
+                "properties", "derived", "nvml", "attributes"):
+        assert key in rec, key
+    assert set(rec["properties"]) == set(query.DEVICE_QUERY_ATTRIBUTES)
+    assert rec["fp32_cores"] == 132 * 128 and rec["compute_mode"] == "default" and rec["arch"] == "sm_90"
+    assert rec["derived"]["theoretical_memory_bandwidth_gbps"] == pytest.approx(3352.32)
+    assert rec["derived"]["fp32_peak_tflops"] == pytest.approx(66.908, rel=1e-4)
+    assert rec["derived"]["pcie_bandwidth_gbps"] is None  # no NVML on the fake
+    assert rec["nvml"]["available"] is False and "NVML" in rec["nvml"]["reason"]
+    assert rec["attributes"]["some_newer_attribute"] == 7
+    json.loads(cli.to_json(doc))  # serialisable
+
+    text = "\n".join(f"{label}: {value}" for _, pairs in cli.query_sections(rec, doc) for label, value in pairs)
+    for label in DEVICEQUERY_LABELS:
+        assert label in text, label
+    assert "(132) Multiprocessors, (128) CUDA Cores/MP: 16896 CUDA Cores" in text
+    assert "5120-bit" in text and "1980 MHz (1.98 GHz)" in text and "Yes with 3 copy engine(s)" in text
+    assert "3352.3 GB/s" in text and "66.9 TFLOP/s" in text
+    assert "some_newer_attribute: 7" in text  # --all section
+
+
+def test_query_single_device_and_missing_attributes(fake_devices):
+    del fake_devices[1]._attrs["memory_clock_rate"]
+    fake_devices[1].compute_capability = (99, 9)
+    doc = query.query_report(1, nvml=False)
+    rec = doc["devices"][0]
+    assert len(doc["devices"]) == 1 and rec["index"] == 1 and "attributes" not in rec
+    assert rec["properties"]["memory_clock_rate"] is None
+    assert rec["derived"]["theoretical_memory_bandwidth_gbps"] is None
+    assert rec["fp32_cores"] is None and rec["derived"]["fp32_peak_tflops"] is None
+    text = "\n".join(f"{k}: {v}" for _, pairs in cli.query_sections(rec, doc) for k, v in pairs)
+    assert "Memory Clock rate: n/a" in text and "FP32 peak: n/a" in text
+
+
+def test_query_with_nvml_figures(fake_devices):
+    rec = query.device_record(fake_devices[0])
+    rec["nvml"] = {"available": True, "sm_clock_mhz": 1755, "sm_clock_max_mhz": 1980, "memory_clock_mhz": 2619,
+                   "memory_clock_max_mhz": 2619, "pcie_link_generation": 5, "pcie_link_width": 16,
+                   "pcie_link_generation_max": 5, "pcie_link_width_max": 16, "temperature_c": 33,
+                   "performance_state": 0, "persistence_mode": True, "mig_mode": False, "power_draw_w": 71.3,
+                   "power_limit_w": 700.0}
+    rec["derived"]["pcie_bandwidth_gbps"] = query.pcie_bandwidth_gbps(5, 16)
+    sections = dict(cli.query_sections(rec, {"driver_cuda_version": "13.0"}))
+    nvml = dict(sections["NVML"])
+    assert nvml["SM clock now / max"] == "1755 / 1980 MHz"
+    assert nvml["PCIe link now (max)"] == "gen5 x16 (gen5 x16)"
+    assert nvml["Power draw / limit"] == "71.3 / 700.0 W" and nvml["MIG mode"] == "Disabled"
+    assert "63.0 GB/s (gen5 x16)" in dict(sections["Derived"])["PCIe bandwidth per direction"]
+
+
+def test_devices_report_schema(fake_devices):
+    doc = query.devices_report()
+    assert doc["schema"] == "cudart-kit/devices/1"
+    assert set(doc) == {"schema", "driver_cuda_version", "driver_version", "cuda_visible_devices", "devices"}
+    row = doc["devices"][0]
+    assert set(row) == {"index", "name", "uuid", "pci_bus_id", "compute_capability", "arch", "total_memory_bytes",
+                        "free_memory_bytes", "multiprocessor_count", "clock_rate_mhz", "memory_clock_rate_mhz",
+                        "memory_bus_width_bits"}
+    assert row["clock_rate_mhz"] == 1980 and row["memory_clock_rate_mhz"] == 2619
+
+
+def test_peer_rows():
+    assert cli.peer_rows({"peer_access": [[True]]}) is None
+    headers, rows = cli.peer_rows({"peer_access": [[True, False], [True, True]]})
+    assert headers == ["from \\ to", "GPU0", "GPU1"]
+    assert rows == [["GPU0", "-", "No"], ["GPU1", "Yes", "-"]]
+
+
+def test_bandwidth_csv_round_trips():
+    doc = _bandwidth_doc(concurrent=True)
+    rows = list(csv.DictReader(io.StringIO(cli.bandwidth_csv(doc))))
+    assert list(rows[0]) == cli.BANDWIDTH_CSV_FIELDS
+    per_device = [r for r in rows if r["device"] != "all"]
+    assert len(per_device) == len(doc["results"]) and len(rows) - len(per_device) == len(doc["aggregate"])
+    first = per_device[0]
+    assert (first["direction"], first["memory"], int(first["bytes"])) == ("H2D", "pinned", 32 << 20)
+    assert float(first["gbps"]) == pytest.approx(53.8) and float(first["peer_ratio"]) == pytest.approx(53.8 / 63.008, abs=1e-4)
+
+
+def test_bandwidth_rows_and_sweep():
+    doc = _bandwidth_doc()
+    rows = cli.bandwidth_rows(doc)
+    assert rows[0][:4] == [0, "H2D pinned", "32 MiB", "53.8"]
+    assert rows[0][6] == "85%"
+    d2d = [r for r in rows if r[1] == "D2D"][0]
+    assert d2d[3] == "2923.0" and d2d[6] == "87%" and "DRAM theoretical" in d2d[5]
+    doc = _bandwidth_doc(sizes=(1024, 2048))
+    headers, rows = cli.bandwidth_sweep(doc, 0)
+    assert headers[0] == "size" and "H2D pinned GB/s" in headers and "D2D GB/s" in headers
+    assert [r[0] for r in rows] == ["1 KiB", "2 KiB"]
+    out = io.StringIO()
+    cli._print_bandwidth(doc, cli._Printer(out, rich=False))
+    text = out.getvalue()
+    assert "Device 0: NVIDIA H100" in text and "Against the peers at 2 KiB" in text
+
+
+def test_bandwidth_text_concurrent():
+    out = io.StringIO()
+    cli._print_bandwidth(_bandwidth_doc(concurrent=True), cli._Printer(out, rich=False))
+    text = out.getvalue()
+    assert "devices concurrently" in text and "All devices at once (sum)" in text and "107.6" in text
+
+
+def test_json_schema_constants():
+    assert bw.SCHEMA == "cudart-kit/bandwidth/1"
+    assert doctor.SCHEMA == "cudart-kit/doctor/1"
+    assert query.SCHEMA_QUERY == "cudart-kit/query/1" and query.SCHEMA_DEVICES == "cudart-kit/devices/1"
+    doc = _bandwidth_doc()
+    assert set(doc["results"][0]) == {"device", "direction", "memory", "bytes", "copies_per_sample", "samples",
+                                      "median_ms", "min_ms", "max_ms", "gbps", "peer"}
+    assert set(doc["results"][0]["peer"]) == {"name", "gbps", "ratio"}
+
+
+def test_plain_output_without_a_terminal():
+    assert cli.use_rich(io.StringIO()) is False
+
+    class FakeTty(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert cli.use_rich(FakeTty()) is cli._rich_available()
+    progress = cli._Progress(10, stream=io.StringIO())
+    assert not progress.enabled
+    tty = FakeTty()
+    progress = cli._Progress(3, stream=tty)
+    progress(1, {"device": 0, "direction": "H2D", "memory": "pinned", "bytes": 1024, "gbps": 1.5})
+    progress.close()
+    assert "[1/3] device 0 H2D pinned 1 KiB: 1.5 GB/s" in tty.getvalue()
+
+
+def test_rich_tables_when_available():
+    pytest.importorskip("rich")
+    out = io.StringIO()
+    printer = cli._Printer(out, rich=True)
+    printer.table(["a", "GB/s"], [["H2D [pinned]", "53.8"]], right={1}, title="t")
+    printer.pairs([("Warp size", "32")], title="Device 0")
+    text = out.getvalue()
+    assert "H2D [pinned]" in text and "53.8" in text and "Warp size" in text
+
+
+# --- doctor ---------------------------------------------------------------------------------------
+
+def test_parse_version():
+    assert doctor.parse_version("13.3.1") == (13, 3, 1)
+    assert doctor.parse_version("Cuda compilation tools, release 13.0, V13.0.88") == (13, 0)
+    assert doctor.parse_version((13, 0)) == (13, 0)
+    assert doctor.parse_version("unknown") is None and doctor.parse_version(None) is None
+
+
+def test_bindings_driver_compat():
+    assert doctor.bindings_driver_compat("13.0.0", 13000)[0] == "ok"
+    status, detail, _ = doctor.bindings_driver_compat("13.3.1", 13000)
+    assert status == "ok" and "minor-version compatibility" in detail
+    assert doctor.bindings_driver_compat("12.9.0", 13000)[0] == "ok"
+    status, detail, fix = doctor.bindings_driver_compat("13.3.1", 12080)
+    assert status == "fail" and "12.8" in detail and "update the NVIDIA driver" in fix
+    assert doctor.bindings_driver_compat(None, 13000)[0] == "warn"
+
+
+def test_nvcc_driver_compat():
+    assert doctor.nvcc_driver_compat("13.0.88", 13000) == ("ok", "")
+    status, note = doctor.nvcc_driver_compat("13.1.20", 13000)
+    assert status == "warn" and "PTX" in note
+    assert doctor.nvcc_driver_compat("12.8", 13000)[0] == "ok"
+    assert doctor.nvcc_driver_compat("13.1", None)[0] == "ok"
+
+
+@pytest.mark.parametrize("gpu,expected", [("90", "cubin sm_90"), ("86", "cubin sm_86"), ("87", "cubin sm_86"),
+                                          ("103", "cubin sm_100"), ("110", "PTX compute_80")])
+def test_arch_coverage(gpu, expected):
+    status, how = doctor.arch_coverage(gpu, ("80", "86", "89", "90", "100", "120"), ("80", "120"))
+    assert status == "ok" and how.startswith(expected)
+
+
+def test_arch_coverage_failures_and_specific():
+    assert doctor.arch_coverage("75", ("80",), ("80",))[0] == "fail"
+    assert doctor.arch_coverage("90", ("80",), (), ("90a",)) == ("ok", "cubin sm_90a")
+    assert doctor.arch_coverage("100", (), (), ("90a",))[0] == "fail"
+    assert doctor.parse_arch("sm_90a") == (9, 0, True) and doctor.parse_arch("120") == (12, 0, False)
+
+
+def test_summarize_and_formatting():
+    checks = [doctor.Check("driver", "ok", "CUDA 13.0"), doctor.Check("nvcc", "warn", "nvcc not found", "install it"),
+              doctor.Check("kernels", "fail", "vector: stale (source changed)", "run `cudart-kit build`"),
+              doctor.Check("launch", "skip", "kernels are not fresh")]
+    doc = doctor.summarize(checks)
+    assert doc["schema"] == "cudart-kit/doctor/1" and doc["ok"] is False
+    assert doc["counts"] == {"ok": 1, "warn": 1, "fail": 1, "skip": 1}
+    assert set(doc["checks"][0]) == {"name", "status", "detail", "fix"}
+    rows = cli.doctor_rows(doc)
+    assert rows[2][0] == "FAIL" and "-> fix: run `cudart-kit build`" in rows[2][2]
+    assert "fix" not in rows[0][2]
+    line = cli.doctor_summary(doc)
+    assert line.startswith("1 check(s) failed (kernels)") and "cudart-kit build" in line
+    assert doctor.summarize(checks[:2])["ok"] is True
+    assert cli.doctor_summary(doctor.summarize(checks[:2])) == "everything a user needs works (1 warning(s))"
+
+
+@no_gpu
+def test_doctor_checks_without_driver():
+    doc = doctor.run_checks()
+    assert doc["ok"] is False
+    by = {c["name"]: c for c in doc["checks"]}
+    assert by["driver"]["status"] == "fail" and "driver" in by["driver"]["fix"].lower()
+    assert by["launch"]["status"] == "skip"
+    assert by["cuda-core"]["status"] in ("ok", "warn") and by["cuda-bindings"]["status"] in ("ok", "warn")
+    assert by["nvcc"]["status"] in ("ok", "warn")
+
+
+# --- the command as a user runs it ----------------------------------------------------------------
+
+@pytest.mark.parametrize("cmd", ["devices", "query", "info", "bandwidth", "doctor"])
+def test_help_of_every_subcommand(cmd):
+    out = run_cli(cmd, "--help")
+    assert out.returncode == 0, out.stderr
+    assert "usage:" in out.stdout and "Traceback" not in out.stderr
+
+
+def test_top_level_help_and_module_entry_point():
+    out = run_cli("--help")
+    assert out.returncode == 0 and all(c in out.stdout for c in SUBCOMMANDS)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-m", "cudart_kit", "--help"], capture_output=True, text=True,
+                         cwd=REPO, env=env, timeout=60)
+    assert out.returncode == 0 and "bandwidth" in out.stdout
+
+
+def _has_build() -> bool:
+    try:
+        from cudart_kit import build  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_build = pytest.mark.skipif(not _has_build(), reason="cudart_kit.build is not in this tree")
+
+
+@needs_build
+def test_build_delegates_list_and_help():
+    out = run_cli("build", "--list")
+    assert out.returncode == 0, out.stderr
+    assert "vector" in out.stdout and "Traceback" not in out.stderr
+    out = run_cli("build", "--help")
+    assert out.returncode == 0 and "usage:" in out.stdout
+
+
+NO_DRIVER_CASES = [
+    ["devices"], ["devices", "--json"], ["query"], ["info", "--json"], ["query", "--device", "0", "--all"],
+    ["bandwidth"], ["bandwidth", "--quick", "--json"], ["bandwidth", "--shmoo", "--csv", "--device", "all"],
+    ["doctor"], ["doctor", "--json"],
+]
+
+
+@no_gpu
+@pytest.mark.parametrize("argv", NO_DRIVER_CASES, ids=[" ".join(a) for a in NO_DRIVER_CASES])
+def test_no_driver_is_one_clear_line(argv):
+    out = run_cli(*argv)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr and "Traceback" not in out.stdout
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith(f"cudart-kit {argv[0]}: error:")
+    assert "driver" in lines[0].lower()
+    if argv[0] != "doctor":
+        assert out.stdout == ""  # nothing half-written for scripts to misread
+    elif "--json" in argv:
+        assert json.loads(out.stdout)["ok"] is False
+
+
+@no_gpu
+def test_no_driver_with_empty_visible_devices():
+    out = run_cli("devices", env_extra={"CUDA_VISIBLE_DEVICES": ""})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_doctor_when_no_device_is_visible(monkeypatch):
+    from cudart_kit import _driver
+    import cudart_kit.device as device_mod
+
+    def no_device(*_a, **_k):
+        raise ck.NoDeviceError("the NVIDIA driver loaded but reports no CUDA device (CUDA_ERROR_NO_DEVICE); "
+                               "check nvidia-smi and CUDA_VISIBLE_DEVICES")
+
+    monkeypatch.setattr(_driver, "version", no_device)
+    monkeypatch.setattr(device_mod, "devices", no_device)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    doc = doctor.run_checks()
+    by = {c["name"]: c for c in doc["checks"]}
+    assert by["driver"]["status"] == "ok" and "no CUDA device" in by["driver"]["detail"]
+    assert by["devices"]["status"] == "fail" and "CUDA_VISIBLE_DEVICES=''" in by["devices"]["detail"]
+    assert by["compatibility"]["status"] == "skip" and by["launch"]["status"] == "skip"
+    assert doc["ok"] is False and "CUDA_VISIBLE_DEVICES" in cli.doctor_summary(doc)
+
+
+def test_errors_are_one_line_with_the_visible_devices_named(monkeypatch, capsys):
+    def no_device(_args):
+        raise ck.NoDeviceError("the NVIDIA driver loaded but reports no CUDA device;\n check nvidia-smi")
+
+    monkeypatch.setattr(cli, "cmd_devices", no_device)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert cli.main(["devices"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("cudart-kit devices: error: the NVIDIA driver loaded") and "CUDA_VISIBLE_DEVICES=''" in err
+
+
+def test_unexpected_errors_are_one_line_unless_asked(monkeypatch, capsys):
+    def boom(_args):
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(cli, "cmd_devices", boom)
+    monkeypatch.delenv(cli.TRACEBACK_ENV, raising=False)
+    assert cli.main(["devices"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error (RuntimeError: unexpected)" in err and cli.TRACEBACK_ENV in err
+    monkeypatch.setenv(cli.TRACEBACK_ENV, "1")
+    with pytest.raises(RuntimeError):
+        cli.main(["devices"])
