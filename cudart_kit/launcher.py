@@ -96,34 +96,60 @@ def check_geometry(kernel: Kernel, device: Device, grid, block, shared_mem_bytes
     return g, b
 
 
-def _pointer_of(arg, stream: Stream):
+_memory = None  # cudart_kit.memory, imported on first use (it imports this module's users)
+
+
+def _pointer_of(arg, stream):
     """Device pointer for an array-like argument, checked for device; None if not array-like."""
-    from .memory import Array, asarray
+    global _memory
+    mem = _memory
+    if mem is None:
+        from . import memory as mem
 
-    if isinstance(arg, np.ndarray):
+        _memory = mem
+    if type(arg) is mem.Array:
+        arr = arg
+        if arr.ptr == 0 and arr.nbytes:
+            arr._check_open()
+    elif isinstance(arg, np.ndarray):
         raise DeviceMismatchError("a numpy array (host memory) cannot be a kernel argument: copy it with to_device first")
-    if isinstance(arg, Array) or hasattr(arg, "__cuda_array_interface__") or hasattr(arg, "__dlpack__"):
-        arr = asarray(arg, stream=stream if isinstance(stream, Stream) else None)
-        if arr.kind in ("device", "foreign") and arr.device is not None and arr.ptr and arr.device != stream.device:
-            raise DeviceMismatchError(
-                f"array on device {arr.device.ordinal} passed to a launch on a stream of device {stream.device.ordinal}"
-            )
-        if isinstance(stream, Stream):
-            arr.record_stream(stream)
-        return arr.ptr
-    mod = type(arg).__module__
-    if mod.startswith("cuda.core") and hasattr(arg, "handle") and hasattr(arg, "size"):  # cuda.core Buffer
-        return int(arg.handle)
-    return None
+    elif isinstance(arg, mem.Array) or hasattr(arg, "__cuda_array_interface__") or hasattr(arg, "__dlpack__"):
+        arr = mem.asarray(arg, stream=stream if isinstance(stream, Stream) else None)
+    else:
+        mod = type(arg).__module__
+        if mod.startswith("cuda.core") and hasattr(arg, "handle") and hasattr(arg, "size"):  # cuda.core Buffer
+            return int(arg.handle)
+        return None
+    if arr.kind in ("device", "foreign") and arr.ptr and arr.device is not stream.device:
+        raise DeviceMismatchError(
+            f"array on device {arr.device.ordinal} passed to a launch on a stream of device {stream.device.ordinal}"
+        )
+    if isinstance(stream, Stream) and arr.stream is not stream:
+        arr.record_stream(stream)
+    return arr.ptr
 
 
-def _convert(value, size: int, index: int, kernel_name: str, stream: Stream):
+# (signed min, signed max, unsigned max) per width: np.iinfo is slow to construct per call
+_INT_RANGE = {w: (-(1 << (8 * w - 1)), (1 << (8 * w - 1)) - 1, (1 << (8 * w)) - 1) for w in (1, 2, 4, 8)}
+
+
+def _convert(value, size: int, index: int, kernel_name: str, stream):
+    tv = type(value)
+    if tv is int:  # the common scalar: checked against the width without numpy
+        rng = _INT_RANGE.get(size)
+        if rng is None:
+            raise ArgumentError(f"argument {index} of {kernel_name} (a {size}-byte parameter): got a Python int, which fits no {size}-byte integer")
+        if rng[0] <= value <= rng[1]:
+            return _INT_TYPES[size][0](value)
+        if 0 <= value <= rng[2]:
+            return _INT_TYPES[size][1](value)
+        raise ArgumentError(f"argument {index} of {kernel_name} (a {size}-byte parameter): {value} does not fit in {size} bytes")
     where = f"argument {index} of {kernel_name} (a {size}-byte parameter)"
     ptr = _pointer_of(value, stream)
     if ptr is not None:
         if size != 8:
             raise ArgumentError(f"{where}: got an array (an 8-byte pointer)")
-        return np.uint64(ptr)
+        return ptr  # cuda.core packs a Python int as 8 bytes: exactly a pointer
     if isinstance(value, np.generic):
         if value.dtype.itemsize != size:
             raise ArgumentError(f"{where}: got {value.dtype} ({value.dtype.itemsize} bytes)")
@@ -132,15 +158,8 @@ def _convert(value, size: int, index: int, kernel_name: str, stream: Stream):
         if size != 1:
             raise ArgumentError(f"{where}: got a bool; pass np.int32(...) etc. for wider integers")
         return np.bool_(value)
-    if isinstance(value, int):
-        if size not in _INT_TYPES:
-            raise ArgumentError(f"{where}: got a Python int, which fits no {size}-byte integer")
-        signed, unsigned = _INT_TYPES[size]
-        if np.iinfo(signed).min <= value <= np.iinfo(signed).max:
-            return signed(value)
-        if 0 <= value <= np.iinfo(unsigned).max:
-            return unsigned(value)
-        raise ArgumentError(f"{where}: {value} does not fit in {size} bytes")
+    if isinstance(value, int):  # int subclasses (IntEnum...)
+        return _convert(int(value), size, index, kernel_name, stream)
     if isinstance(value, float):
         if size not in _FLOAT_TYPES:
             raise ArgumentError(f"{where}: got a Python float; no {size}-byte float exists")
@@ -184,7 +203,6 @@ def _config(grid3, block3, shared_mem_bytes: int):
 
 
 _core_launch = None
-_DEFAULT_STREAMS = (0, 1, 2)  # NULL, legacy and per-thread: these take the *current* context
 
 
 def _do_launch(stream: Stream, cfg, kernel: Kernel, packed: tuple) -> None:
@@ -198,7 +216,7 @@ def _do_launch(stream: Stream, cfg, kernel: Kernel, packed: tuple) -> None:
 
         _core_launch = launch_fn
     try:
-        if stream._handle in _DEFAULT_STREAMS:
+        if stream._handle <= 2:  # 0, 1, 2: the NULL, legacy and per-thread default streams
             with stream.device.activate():
                 launch_fn(stream._core, cfg, kernel.core, *packed)
         else:
@@ -212,15 +230,7 @@ def fast_launch(kernel: Kernel, grid: int, block: int, args: tuple, stream: Stre
     grid from blocks_for) and argument types the wrapper already guarantees. ``args`` must be
     already packed (ints for pointers and 8-byte integers, numpy scalars otherwise).
     Returns a TimingRecord when ``timed``, else None."""
-    if grid > 2147483647:
-        raise LaunchConfigError(f"grid.x={grid} exceeds 2^31-1 blocks: the array is too large for one launch")
-    key = (grid, block)
-    cfg = _fast_configs.get(key)
-    if cfg is None:
-        cfg = _config((grid, 1, 1), (block, 1, 1), 0)
-        if len(_fast_configs) > 4096:
-            _fast_configs.clear()
-        _fast_configs[key] = cfg
+    cfg = _fast_configs.get((grid, block)) or config_1d(grid, block)
     if not timed:
         _do_launch(stream, cfg, kernel, args)
         return None
@@ -230,6 +240,19 @@ def fast_launch(kernel: Kernel, grid: int, block: int, args: tuple, stream: Stre
 
 
 _fast_configs: dict = {}
+
+
+def config_1d(grid: int, block: int):
+    """Cached cuda.core LaunchConfig for a 1-D launch (grid checked against 2^31-1)."""
+    cfg = _fast_configs.get((grid, block))
+    if cfg is None:
+        if grid > 2147483647:
+            raise LaunchConfigError(f"grid.x={grid} exceeds 2^31-1 blocks: the array is too large for one launch")
+        cfg = _config((grid, 1, 1), (block, 1, 1), 0)
+        if len(_fast_configs) > 4096:
+            _fast_configs.clear()
+        _fast_configs[(grid, block)] = cfg
+    return cfg
 
 
 def launch(kernel: Kernel, grid, block, *args, stream, shared_mem_bytes: int = 0, timed: bool = False) -> TimingRecord:

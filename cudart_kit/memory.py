@@ -582,6 +582,8 @@ def asarray(obj, *, stream=None) -> Array:
         raise DeviceMismatchError("a numpy array is host memory; copy it with cudart_kit.to_device(arr, stream=...)")
     s = None if stream is None else as_stream(stream)
     cai = getattr(obj, "__cuda_array_interface__", None)
+    if cai is not None and cai["typestr"][1:2] == "V" and hasattr(obj, "__dlpack__"):
+        cai = None  # an opaque typestr (PyTorch's bfloat16 is "<V2"): DLPack names the type
     if cai is not None:
         ptr = int(cai["data"][0])
         shape = tuple(int(x) for x in cai["shape"])

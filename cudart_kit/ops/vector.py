@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import DeviceMismatchError, DTypeError, ShapeError
 from ..event import TimingRecord
-from ..launcher import blocks_for, check_geometry, fast_launch
+from ..launcher import _do_launch, blocks_for, check_geometry, config_1d, fast_launch
 from ..memory import Array, asarray, bfloat16, empty, memset
 from ..module import Kernel, load_kit_module
 from ..stream import Stream, as_stream
@@ -123,6 +123,7 @@ def _result(out: Array, rec: TimingRecord | None, timed: bool, s: Stream, name: 
 
 
 _fast: dict = {}  # (op, dtype, vectorized) -> (kernel, elements per block)
+_configs: dict = {}  # grid -> LaunchConfig of a BLOCK-thread 1-D launch (filled by config_1d)
 
 
 def _fast_kernel(base: str, dtype, vec: bool, dev) -> tuple:
@@ -136,6 +137,13 @@ def _fast_kernel(base: str, dtype, vec: bool, dev) -> tuple:
         _checked.add((name, dev.ordinal))
     hit = _fast[key] = (kernel, BLOCK * (16 // dtype.itemsize if vec else 1))
     return hit
+
+
+def _config_for(grid: int):
+    if len(_configs) > 4096:
+        _configs.clear()
+    cfg = _configs[grid] = config_1d(grid, BLOCK)
+    return cfg
 
 
 def _binary(base: str, x, y, out, stream, timed: bool):
@@ -158,8 +166,14 @@ def _binary(base: str, x, y, out, stream, timed: bool):
             if out.stream is not s:
                 out.record_stream(s)
             n = x.size
-            rec = fast_launch(kernel, (n + per_block - 1) // per_block, BLOCK, (xp, yp, op_, n), s, timed)
-            return (out, rec) if timed else out
+            grid = (n + per_block - 1) // per_block
+            if timed:
+                return out, fast_launch(kernel, grid, BLOCK, (xp, yp, op_, n), s, True)
+            cfg = _configs.get(grid)
+            if cfg is None:
+                cfg = _config_for(grid)
+            _do_launch(s, cfg, kernel, (xp, yp, op_, n))
+            return out
     return _binary_checked(base, x, y, out, s, timed)
 
 
