@@ -65,3 +65,8 @@ printf '%s\n' "${summary[@]}"
 for b in $BENCH; do
   [ -f "$OUT/bench_$b.txt" ] && sed -n '/^vector ops\|^matmul\|^launch\|^overlap/,$p' "$OUT/bench_$b.txt"
 done
+
+# the device tool brings back at most 8 files: keep the summary and one archive of everything
+{ echo "================ summary ================"; cat "$OUT/gpu.txt"; printf '%s\n' "${summary[@]}"; } > "$OUT/summary.txt"
+tar -C "$OUT" -czf /tmp/cudart_kit_logs.tgz --exclude=summary.txt . && \
+  find "$OUT" -mindepth 1 ! -name summary.txt ! -name '*.png' -delete && mv /tmp/cudart_kit_logs.tgz "$OUT/logs.tgz"
