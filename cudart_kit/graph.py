@@ -32,13 +32,14 @@ def _release_graph(core) -> None:
 class Graph:
     """An executable graph. Keeps every array its captured work touched alive."""
 
-    __slots__ = ("core", "device", "_arrays", "kernel_nodes_hint", "_finalizer", "__weakref__")
+    __slots__ = ("core", "device", "_arrays", "kernel_nodes_hint", "_finalizer", "_last_stream", "__weakref__")
 
     def __init__(self, core, device, arrays: list, kernel_nodes_hint: int):
         self.core = core
         self.device = device
         self._arrays = arrays
         self.kernel_nodes_hint = kernel_nodes_hint
+        self._last_stream = None
         _census.add("graphs", 1)
         self._finalizer = weakref.finalize(self, _release_graph, core)
 
@@ -55,11 +56,13 @@ class Graph:
             raise ClosedError("graph is closed")
         s = stream if type(stream) is Stream else as_stream(stream)
         try:
-            core.launch(s.core)
+            core.launch(s._core)
         except Exception as exc:
             raise translate(exc, "cuGraphLaunch") from exc
-        for a in self._arrays:
-            a.record_stream(s)
+        if s is not self._last_stream:  # the arrays' use on a stream is recorded once, not per replay
+            for a in self._arrays:
+                a.record_stream(s)
+            self._last_stream = s
 
     launch = replay
 
@@ -67,6 +70,7 @@ class Graph:
         """Destroy the executable graph and release its arrays. Idempotent."""
         self.core = None
         self._arrays = []
+        self._last_stream = None
         self._finalizer()
 
     def __enter__(self):

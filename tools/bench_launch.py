@@ -126,10 +126,11 @@ def main(argv=None) -> int:
           "bare 4-arg cuda.core launch")
     print(f"{'path':44} {'host µs':>8} {'wall µs':>8} {'x core':>7} {'kernels/s':>10}")
     for r in rows.values():
-        print(f"{r['label']:44} {r['host_us']:8.2f} {r['wall_us']:8.2f} {r['host_us'] / base:7.2f} {r['kernels_per_s']:10.0f}")
+        print(f"{r['label']:44} {r['host_us']:8.3f} {r['wall_us']:8.3f} {r['host_us'] / base:7.2f} {r['kernels_per_s']:10.0f}")
     kg, cg = rows["kit_graph"], rows["core_graph"]
-    print(f"graph replay: kit / bare cuda.core host per kernel = {kg['host_us'] / cg['host_us']:.2f}x, "
-          f"wall = {kg['wall_us'] / cg['wall_us']:.2f}x")
+    print(f"graph replay of {G} kernels: host µs per replay kit {kg['host_us'] * G:.2f} vs bare cuda.core "
+          f"{cg['host_us'] * G:.2f} ({kg['host_us'] / cg['host_us']:.2f}x); wall per kernel "
+          f"{kg['wall_us']:.3f} vs {cg['wall_us']:.3f} µs ({kg['wall_us'] / cg['wall_us']:.2f}x)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": dev.name, "n": N, "graph_kernels": G, "rows": rows}, f, indent=2)
