@@ -639,8 +639,11 @@ needs_build = pytest.mark.skipif(not _has_build(), reason="cudart_kit.build is n
 @needs_build
 def test_build_delegates_list_and_help():
     out = run_cli("build", "--list")
-    assert out.returncode == 0, out.stderr
     assert "vector" in out.stdout and "Traceback" not in out.stderr
+    states = {line.split()[1] for line in out.stdout.splitlines() if line.strip()}
+    assert states <= {"fresh", "missing", "stale"}, out.stdout
+    # exit 0 exactly when every artifact is fresh (a fresh clone has none built yet)
+    assert out.returncode == (0 if states == {"fresh"} else 1), out.stdout
     out = run_cli("build", "--help")
     assert out.returncode == 0 and "usage:" in out.stdout
 
