@@ -22,3 +22,14 @@ def add(kind: str, n: int) -> None:
 def snapshot() -> dict:
     with _lock:
         return {k: {"live": v, "high": _high.get(k, 0)} for k, v in _counts.items()}
+
+
+def release(core, kind: str) -> None:
+    """Finalizer body shared by streams, events and graphs: close the cuda.core object, never
+    raise (the process may be shutting down), count it gone."""
+    try:
+        core.close()
+    except Exception:
+        pass
+    finally:
+        add(kind, -1)

@@ -126,15 +126,20 @@ def mem_get_info() -> tuple[int, int]:
 
 # --- streams ------------------------------------------------------------------------------
 
-def stream_query(stream: int) -> bool:
-    """True when all work on the stream is done; False when not ready."""
+def _done(api: str, handle) -> bool:
+    """cuStreamQuery / cuEventQuery: True when done, False when CUDA_ERROR_NOT_READY."""
     d = driver()
-    (res,) = d.cuStreamQuery(d.CUstream(stream))
+    (res,) = getattr(d, api)(handle)
     if res == d.CUresult.CUDA_SUCCESS:
         return True
     if res == d.CUresult.CUDA_ERROR_NOT_READY:
         return False
-    raise driver_error(res, "cuStreamQuery")
+    raise driver_error(res, api)
+
+
+def stream_query(stream: int) -> bool:
+    """True when all work on the stream is done; False when not ready."""
+    return _done("cuStreamQuery", driver().CUstream(stream))
 
 
 def stream_priority_range() -> tuple[int, int]:
@@ -192,13 +197,8 @@ def launch_host_func(stream: int, fn, errors: list) -> None:
 # --- events -------------------------------------------------------------------------------
 
 def event_query(event: int) -> bool:
-    d = driver()
-    (res,) = d.cuEventQuery(d.CUevent(event))
-    if res == d.CUresult.CUDA_SUCCESS:
-        return True
-    if res == d.CUresult.CUDA_ERROR_NOT_READY:
-        return False
-    raise driver_error(res, "cuEventQuery")
+    """True when the event's recorded work is done; False when not ready."""
+    return _done("cuEventQuery", driver().CUevent(event))
 
 
 def event_elapsed_ms(start: int, stop: int) -> float:

@@ -12,15 +12,6 @@ from .errors import ClosedError, NotReadyError, UntimedError, translate
 __all__ = ["Event", "TimingRecord"]
 
 
-def _release_event(core) -> None:
-    try:
-        core.close()
-    except Exception:  # finalizers never raise
-        pass
-    finally:
-        _census.add("events", -1)
-
-
 class Event:
     """A CUDA event. Create with :meth:`Event.create` or :meth:`Stream.record`."""
 
@@ -45,7 +36,7 @@ class Event:
         self.timing = timing
         self._recorded = False
         _census.add("events", 1)
-        self._finalizer = weakref.finalize(self, _release_event, core)
+        self._finalizer = weakref.finalize(self, _census.release, core, "events")
         return self
 
     @property

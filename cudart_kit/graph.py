@@ -20,15 +20,6 @@ from .stream import Stream, as_stream
 __all__ = ["capture", "Capture", "Graph"]
 
 
-def _release_graph(core) -> None:
-    try:
-        core.close()
-    except Exception:  # finalizers never raise
-        pass
-    finally:
-        _census.add("graphs", -1)
-
-
 class Graph:
     """An executable graph. Keeps every array its captured work touched alive."""
 
@@ -41,7 +32,7 @@ class Graph:
         self.kernel_nodes_hint = kernel_nodes_hint
         self._last_stream = None
         _census.add("graphs", 1)
-        self._finalizer = weakref.finalize(self, _release_graph, core)
+        self._finalizer = weakref.finalize(self, _census.release, core, "graphs")
 
     def upload(self, stream) -> None:
         """Upload the graph's work ahead of the first replay (optional; replay does it lazily)."""

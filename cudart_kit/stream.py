@@ -42,15 +42,6 @@ def _foreign_handle(obj) -> int:
     )
 
 
-def _destroy(core_stream) -> None:
-    try:
-        core_stream.close()
-    except Exception:  # finalizers never raise; the process may be shutting down
-        pass
-    finally:
-        _census.add("streams", -1)
-
-
 class Stream:
     """A CUDA stream. ``Stream.create`` owns a new one; ``Stream.adopt`` borrows a foreign one.
 
@@ -73,7 +64,7 @@ class Stream:
         self._owner = owner
         self._finalizer = None
         if owned:
-            self._finalizer = weakref.finalize(self, _destroy, core)
+            self._finalizer = weakref.finalize(self, _census.release, core, "streams")
             _census.add("streams", 1)
         self._capture = None  # a list collecting arrays while this stream is captured into a graph
         return self
@@ -233,7 +224,7 @@ class Stream:
         self._core = None
         self._owner = None
         if self._finalizer is not None:
-            self._finalizer()  # runs _destroy once, detaches the safety net
+            self._finalizer()  # closes the stream once, detaches the safety net
         # a borrowed cuda.core Stream from from_handle does not own the handle: nothing to do
 
     def __enter__(self) -> "Stream":
