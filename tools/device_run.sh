@@ -53,7 +53,9 @@ fi
 if has bench; then
   for b in $BENCH; do
     if [ -f "tools/bench_$b.py" ]; then
-      $PY "tools/bench_$b.py" --json "$OUT/bench_$b.json" 2>&1 | tee "$OUT/bench_$b.txt"
+      extra=()
+      [ "$b" = overlap ] && extra=(--trace "$OUT/overlap_trace.json" --plot "$OUT/overlap.png")
+      $PY "tools/bench_$b.py" --json "$OUT/bench_$b.json" "${extra[@]}" 2>&1 | tee "$OUT/bench_$b.txt"
     fi
   done
 fi
