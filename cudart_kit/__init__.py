@@ -31,7 +31,7 @@ _EXPORTS = {
     "BenchResult": "launcher", "blocks_for": "launcher",
 }
 
-_SUBMODULES = ("ops", "graph", "build", "accounting")
+_SUBMODULES = ("ops", "graph", "build", "accounting", "trace", "experiments")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 

@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=_device_index, default=0, metavar="N", help="device for the tiny launch (default 0)")
     p.add_argument("--json", action="store_true", help="JSON (schema cudart-kit/doctor/1)")
     p.set_defaults(func=cmd_doctor)
+    from .experiments import cli_overlap  # stdlib-only at import; GPU work happens in run()
+
+    cli_overlap.add_parser(sub)
     return parser
 
 
