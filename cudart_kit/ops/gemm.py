@@ -1,0 +1,129 @@
+"""Matrix multiply over kernels/gemm.cu: C = alpha * op(A) @ op(B) + beta * C on a given stream.
+
+Row-major throughout. A 2-D input may be row-major with a leading dimension (rows further apart
+than their length, e.g. a sub-matrix) or column-major (a transposed view, e.g. ``x.T`` of a
+numpy-style array): the kernels read both. ``transpose_a`` / ``transpose_b`` transpose on top.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DeviceMismatchError, DTypeError, ShapeError
+from ..launcher import launch
+from ..memory import Array, asarray, bfloat16, empty
+from ..module import Kernel, load_kit_module
+from ..stream import Stream, as_stream
+
+__all__ = ["matmul", "ALGOS", "choose_algo", "layout_of"]
+
+ALGOS = ("auto", "naive", "tiled", "simt", "tf32", "bf16", "fp16")
+_F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
+_DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), "simt": (_F32,), "tf32": (_F32,), "fp16": (_F16,),
+              "bf16": (bfloat16,) if bfloat16 is not None else ()}
+_kernels: dict[str, Kernel] = {}
+
+
+def _kernel(name: str) -> Kernel:
+    k = _kernels.get(name)
+    if k is None:
+        k = _kernels[name] = load_kit_module("gemm").kernel(name)
+    return k
+
+
+def layout_of(arr: Array, what: str) -> tuple[int, int]:
+    """(transposed, leading dimension) of a 2-D array: row-major with ld >= columns, or a
+    column-major (transposed) view. Anything else is refused."""
+    if arr.ndim != 2:
+        raise ShapeError(f"matmul: {what} must be 2-D, got shape {arr.shape}")
+    it = arr.itemsize
+    rows, cols = arr.shape
+    s0, s1 = arr.strides
+    # a single row or column has a free stride: any value describes it
+    if (s1 == it or cols == 1) and s0 % it == 0 and (rows == 1 or s0 // it >= cols):
+        return 0, max(s0 // it, cols, 1)
+    if (s0 == it or rows == 1) and s1 % it == 0 and (cols == 1 or s1 // it >= rows):
+        return 1, max(s1 // it, rows, 1)
+    raise ShapeError(f"matmul: {what} with shape {arr.shape} and strides {arr.strides} is neither row- nor "
+                     "column-major with unit stride in one dimension; make a contiguous copy")
+
+
+def choose_algo(dtype: np.dtype, ta: int, tb: int, allow_tf32: bool) -> str:
+    """What 'auto' runs: float32 -> simt (tiled when an input is transposed, which simt does not
+    read; tf32 when allowed), bfloat16 -> bf16, float16 -> fp16."""
+    if dtype == _F32:
+        if allow_tf32:
+            return "tf32"
+        return "tiled" if (ta or tb) else "simt"
+    if dtype == _F16:
+        return "fp16"
+    if bfloat16 is not None and dtype == bfloat16:
+        return "bf16"
+    raise DTypeError(f"matmul supports float32, float16 and bfloat16, got {dtype}")
+
+
+def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str = "auto",
+           transpose_a: bool = False, transpose_b: bool = False, allow_tf32: bool = False,
+           stream, timed: bool = False):
+    """``out = alpha * op(a) @ op(b) + beta * out`` with one kernel launch on ``stream``.
+
+    ``a``, ``b``: 2-D device arrays (kit Arrays or any CAI / DLPack array) of one dtype; ``out``
+    (M x N, row-major, the inputs' dtype) is allocated on ``stream`` when omitted (then
+    ``beta`` must be 0). ``algo``: see ALGOS and :func:`choose_algo`. Shapes, dtypes, device and
+    layout are checked before the launch. Returns ``out`` (``(out, TimingRecord)`` if ``timed``).
+    """
+    s = stream if type(stream) is Stream else as_stream(stream)
+    if algo not in ALGOS:
+        raise ValueError(f"matmul: algo must be one of {ALGOS}, got {algo!r}")
+    A, B = asarray(a, stream=s), asarray(b, stream=s)
+    for arr, what in ((A, "a"), (B, "b")):
+        if arr.kind in ("device", "foreign") and arr.device is not s.device:
+            raise DeviceMismatchError(f"matmul: {what} is on device {arr.device.ordinal}, the stream on {s.device.ordinal}")
+    if A.dtype != B.dtype:
+        raise DTypeError(f"matmul: a is {A.dtype} but b is {B.dtype}")
+    ta, lda = layout_of(A, "a")
+    tb, ldb = layout_of(B, "b")
+    ta ^= int(bool(transpose_a))
+    tb ^= int(bool(transpose_b))
+    # op(A) is M x K, op(B) is K x N, whatever the storage
+    M, K = (A.shape[1], A.shape[0]) if transpose_a else A.shape
+    K2, N = (B.shape[1], B.shape[0]) if transpose_b else B.shape
+    if K != K2:
+        raise ShapeError(f"matmul: inner dimensions differ: op(a) is {M}x{K}, op(b) is {K2}x{N}")
+    if min(M, N, K) < 1:
+        raise ShapeError(f"matmul: M, N, K must be >= 1, got {M}, {N}, {K}")
+    name = choose_algo(A.dtype, ta, tb, allow_tf32) if algo == "auto" else algo
+    if A.dtype not in _DTYPES_OF[name]:
+        raise DTypeError(f"matmul: algo {name!r} takes {', '.join(str(d) for d in _DTYPES_OF[name]) or 'bfloat16 (needs ml_dtypes)'}, got {A.dtype}")
+    if name == "simt" and (ta or tb):
+        raise ShapeError("matmul: algo 'simt' reads row-major inputs only; use 'tiled' or 'auto' for transposed ones")
+    if out is None:
+        if beta != 0:
+            raise ValueError("matmul: beta != 0 needs an out= array to accumulate into")
+        O = empty((M, N), A.dtype, stream=s)
+    else:
+        O = asarray(out, stream=s)
+        if O.shape != (M, N) or O.dtype != A.dtype:
+            raise ShapeError(f"matmul: out must be {M}x{N} {A.dtype}, got {O.shape} {O.dtype}")
+        tc, ldc = layout_of(O, "out")
+        if tc and N > 1:
+            raise ShapeError("matmul: out must be row-major")
+    ldc = layout_of(O, "out")[1]
+    for n_, what in ((lda, "lda"), (ldb, "ldb"), (ldc, "ldc"), (M, "M"), (N, "N"), (K, "K")):
+        if n_ > 2**31 - 1:
+            raise ShapeError(f"matmul: {what}={n_} does not fit the kernels' 32-bit indices")
+    alpha32, beta32 = np.float32(alpha), np.float32(beta)
+    if name in ("naive", "tiled"):
+        grid = ((N + 15) // 16, (M + 15) // 16)
+        rec = launch(_kernel(f"gemm_{name}_f32"), grid, (16, 16), M, N, K, alpha32, A, lda, ta, B, ldb, tb,
+                     beta32, O, ldc, stream=s, timed=timed)
+    elif name == "simt":
+        vec_ok = int(lda % 4 == 0 and ldb % 4 == 0 and A.ptr % 16 == 0 and B.ptr % 16 == 0)
+        grid = ((N + 127) // 128, (M + 127) // 128)
+        rec = launch(_kernel("gemm_simt_f32"), grid, 256, M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc,
+                     vec_ok, stream=s, timed=timed)
+    else:
+        grid = ((N + 127) // 128, (M + 127) // 128)
+        rec = launch(_kernel(f"gemm_{name}"), grid, 256, M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O,
+                     ldc, stream=s, timed=timed)
+    return (O, rec) if timed else O

@@ -1,0 +1,264 @@
+// Matrix multiply of cudart_kit: C = alpha * op(A) @ op(B) + beta * C, all row-major.
+//
+// op(A) is M x K: A[m * lda + k], or with ta != 0 A is stored K x M and op(A)(m, k) = A[k * lda + m].
+// op(B) is K x N: B[k * ldb + n], or with tb != 0 B is stored N x K and op(B)(k, n) = B[n * ldb + k].
+// beta == 0 never reads C (it may hold NaN). Every kernel handles any M, N, K >= 1.
+//
+//   gemm_naive_f32   one thread per output (the GPU reference)
+//   gemm_tiled_f32   16x16 shared-memory tiles, one output per thread (the textbook kernel)
+//   gemm_simt_f32    128x128x8 block tile, 8x8 outputs per thread, double-buffered shared
+//                    memory with register prefetch, 16-byte loads where aligned (no transposes)
+//   gemm_tf32        tensor cores (WMMA m16n16k8, TF32 inputs, FP32 accumulation), fp32 in/out
+//   gemm_bf16/_fp16  tensor cores (WMMA m16n16k16, FP32 accumulation), 16-bit in/out
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <mma.h>
+#include <stdint.h>
+
+namespace {
+
+__device__ __forceinline__ float load_a(const float* A, int lda, int ta, int m, int k) {
+  return ta ? A[(size_t)k * lda + m] : A[(size_t)m * lda + k];
+}
+__device__ __forceinline__ float load_b(const float* B, int ldb, int tb, int k, int n) {
+  return tb ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n];
+}
+__device__ __forceinline__ void store_c(float* C, int ldc, int m, int n, float alpha, float acc, float beta) {
+  float* p = C + (size_t)m * ldc + n;
+  *p = beta == 0.0f ? alpha * acc : fmaf(alpha, acc, beta * *p);
+}
+
+}  // namespace
+
+extern "C" __global__ void gemm_naive_f32(int M, int N, int K, float alpha, const float* A, int lda, int ta,
+                                          const float* B, int ldb, int tb, float beta, float* C, int ldc) {
+  const int n = blockIdx.x * blockDim.x + threadIdx.x;
+  const int m = blockIdx.y * blockDim.y + threadIdx.y;
+  if (m >= M || n >= N) return;
+  float acc = 0.0f;
+  for (int k = 0; k < K; ++k) acc = fmaf(load_a(A, lda, ta, m, k), load_b(B, ldb, tb, k, n), acc);
+  store_c(C, ldc, m, n, alpha, acc, beta);
+}
+
+#define TILE 16
+extern "C" __global__ void gemm_tiled_f32(int M, int N, int K, float alpha, const float* A, int lda, int ta,
+                                          const float* B, int ldb, int tb, float beta, float* C, int ldc) {
+  __shared__ float As[TILE][TILE + 1];  // +1: no bank conflicts on the column reads
+  __shared__ float Bs[TILE][TILE + 1];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int m = blockIdx.y * TILE + ty, n = blockIdx.x * TILE + tx;
+  float acc = 0.0f;
+  for (int k0 = 0; k0 < K; k0 += TILE) {
+    As[ty][tx] = (m < M && k0 + tx < K) ? load_a(A, lda, ta, m, k0 + tx) : 0.0f;
+    Bs[ty][tx] = (k0 + ty < K && n < N) ? load_b(B, ldb, tb, k0 + ty, n) : 0.0f;
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < TILE; ++k) acc = fmaf(As[ty][k], Bs[k][tx], acc);
+    __syncthreads();
+  }
+  if (m < M && n < N) store_c(C, ldc, m, n, alpha, acc, beta);
+}
+
+// ---- simt: 256 threads, 128x128 block tile, BK = 8 -----------------------------------------
+// Thread (ty, tx) of a 16x16 grid owns rows {4ty..4ty+3, 64+4ty..64+4ty+3} and the same
+// pattern of columns, so its shared-memory reads are two float4 per operand per k and a warp's
+// B reads cover 256 contiguous bytes.
+#define SBM 128
+#define SBN 128
+#define SBK 8
+extern "C" __global__ void __launch_bounds__(256)
+gemm_simt_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+              float beta, float* C, int ldc, int vec_ok) {
+  __shared__ __align__(16) float As[2][SBK][SBM];  // A tile stored transposed: As[k][m]
+  __shared__ __align__(16) float Bs[2][SBK][SBN];
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int m0 = blockIdx.y * SBM, n0 = blockIdx.x * SBN;
+  // this thread's global loads: A row m0 + tid/2, k (tid&1)*4..+3; B row tid/32, n (tid&31)*4..+3
+  const int a_row = m0 + (tid >> 1), a_k = (tid & 1) * 4;
+  const int b_k = tid >> 5, b_col = n0 + (tid & 31) * 4;
+  float ra[4], rb[4];
+
+  auto load = [&](int k0) {
+    const int ka = k0 + a_k;
+    if (vec_ok && a_row < M && ka + 3 < K) {
+      const float4 v = *reinterpret_cast<const float4*>(A + (size_t)a_row * lda + ka);
+      ra[0] = v.x; ra[1] = v.y; ra[2] = v.z; ra[3] = v.w;
+    } else {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) ra[i] = (a_row < M && ka + i < K) ? A[(size_t)a_row * lda + ka + i] : 0.0f;
+    }
+    const int kb = k0 + b_k;
+    if (vec_ok && kb < K && b_col + 3 < N) {
+      const float4 v = *reinterpret_cast<const float4*>(B + (size_t)kb * ldb + b_col);
+      rb[0] = v.x; rb[1] = v.y; rb[2] = v.z; rb[3] = v.w;
+    } else {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) rb[i] = (kb < K && b_col + i < N) ? B[(size_t)kb * ldb + b_col + i] : 0.0f;
+    }
+  };
+  auto store = [&](int buf) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) As[buf][a_k + i][tid >> 1] = ra[i];
+    *reinterpret_cast<float4*>(&Bs[buf][b_k][(tid & 31) * 4]) = make_float4(rb[0], rb[1], rb[2], rb[3]);
+  };
+
+  float acc[8][8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+
+  load(0);
+  store(0);
+  __syncthreads();
+  const int ntiles = (K + SBK - 1) / SBK;
+  for (int t = 0; t < ntiles; ++t) {
+    const int cur = t & 1;
+    if (t + 1 < ntiles) load((t + 1) * SBK);  // global loads in flight while we compute
+#pragma unroll
+    for (int k = 0; k < SBK; ++k) {
+      const float4 a0 = *reinterpret_cast<const float4*>(&As[cur][k][ty * 4]);
+      const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][64 + ty * 4]);
+      const float4 b0 = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
+      const float4 b1 = *reinterpret_cast<const float4*>(&Bs[cur][k][64 + tx * 4]);
+      const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+      const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+    // the other buffer was last read in iteration t-1, which ended with a barrier
+    if (t + 1 < ntiles) store(cur ^ 1);
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
+    if (m >= M) continue;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int n = n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + j - 4);
+      if (n < N) store_c(C, ldc, m, n, alpha, acc[i][j], beta);
+    }
+  }
+}
+
+// ---- tensor cores through WMMA: 256 threads = 8 warps as 2 (M) x 4 (N), warp tile 64x32 ----
+namespace {
+using namespace nvcuda;
+
+template <typename T> struct Elem;
+template <> struct Elem<float> {  // TF32: fp32 storage, rounded to tf32 when staged
+  using Frag = wmma::precision::tf32;
+  static constexpr int WK = 8, PAD = 4;
+  __device__ static float in(float v) { return wmma::__float_to_tf32(v); }
+  __device__ static float out(float v) { return v; }
+  __device__ static float to_f(float v) { return v; }
+  __device__ static float zero() { return 0.0f; }
+};
+template <> struct Elem<__nv_bfloat16> {
+  using Frag = __nv_bfloat16;
+  static constexpr int WK = 16, PAD = 8;
+  __device__ static __nv_bfloat16 in(__nv_bfloat16 v) { return v; }
+  __device__ static __nv_bfloat16 out(float v) { return __float2bfloat16_rn(v); }
+  __device__ static float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+  __device__ static __nv_bfloat16 zero() { return __float2bfloat16_rn(0.0f); }
+};
+template <> struct Elem<__half> {
+  using Frag = __half;
+  static constexpr int WK = 16, PAD = 8;
+  __device__ static __half in(__half v) { return v; }
+  __device__ static __half out(float v) { return __float2half_rn(v); }
+  __device__ static float to_f(__half v) { return __half2float(v); }
+  __device__ static __half zero() { return __float2half_rn(0.0f); }
+};
+
+constexpr int TBM = 128, TBN = 128, TBK = 32;
+
+template <typename T>
+__device__ void wmma_gemm(int M, int N, int K, float alpha, const T* A, int lda, int ta, const T* B, int ldb,
+                          int tb, float beta, T* C, int ldc) {
+  using E = Elem<T>;
+  constexpr int WK = E::WK, PAD = E::PAD;
+  __shared__ __align__(32) T As[TBM][TBK + PAD];  // op(A) tile, row-major m x k
+  __shared__ __align__(32) T Bs[TBK][TBN + PAD];  // op(B) tile, row-major k x n
+  __shared__ __align__(32) float scratch[8][16 * 16];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int wm = warp >> 2, wn = warp & 3;  // warp tile origin: rows wm*64, cols wn*32
+  const int m0 = blockIdx.y * TBM, n0 = blockIdx.x * TBN;
+
+  wmma::fragment<wmma::accumulator, 16, 16, WK, float> acc[4][2];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+
+  for (int k0 = 0; k0 < K; k0 += TBK) {
+    // stage op(A) (128 x 32) and op(B) (32 x 128): 4096 elements each, 16 per thread
+    for (int e = tid; e < TBM * TBK; e += 256) {
+      const int r = e / TBK, c = e % TBK, m = m0 + r, k = k0 + c;
+      T v = E::zero();
+      if (m < M && k < K) v = ta ? A[(size_t)k * lda + m] : A[(size_t)m * lda + k];
+      As[r][c] = E::in(v);
+    }
+    for (int e = tid; e < TBK * TBN; e += 256) {
+      const int r = e / TBN, c = e % TBN, k = k0 + r, n = n0 + c;
+      T v = E::zero();
+      if (k < K && n < N) v = tb ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n];
+      Bs[r][c] = E::in(v);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < TBK; kk += WK) {
+      wmma::fragment<wmma::matrix_a, 16, 16, WK, typename E::Frag, wmma::row_major> fa[4];
+      wmma::fragment<wmma::matrix_b, 16, 16, WK, typename E::Frag, wmma::row_major> fb[2];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) wmma::load_matrix_sync(fa[i], &As[wm * 64 + i * 16][kk], TBK + PAD);
+#pragma unroll
+      for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], &Bs[kk][wn * 32 + j * 16], TBN + PAD);
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+  // epilogue through a per-warp scratch tile: alpha, beta, bounds, conversion
+  float* s = scratch[warp];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      wmma::store_matrix_sync(s, acc[i][j], 16, wmma::mem_row_major);
+      __syncwarp();
+      for (int e = lane; e < 256; e += 32) {
+        const int m = m0 + wm * 64 + i * 16 + e / 16, n = n0 + wn * 32 + j * 16 + e % 16;
+        if (m < M && n < N) {
+          T* p = C + (size_t)m * ldc + n;
+          const float v = beta == 0.0f ? alpha * s[e] : fmaf(alpha, s[e], beta * E::to_f(*p));
+          *p = E::out(v);
+        }
+      }
+      __syncwarp();
+    }
+}
+
+}  // namespace
+
+extern "C" __global__ void __launch_bounds__(256)
+gemm_tf32(int M, int N, int K, float alpha, const float* A, int lda, int ta, const float* B, int ldb, int tb,
+          float beta, float* C, int ldc) {
+  wmma_gemm<float>(M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc);
+}
+extern "C" __global__ void __launch_bounds__(256)
+gemm_bf16(int M, int N, int K, float alpha, const __nv_bfloat16* A, int lda, int ta, const __nv_bfloat16* B,
+          int ldb, int tb, float beta, __nv_bfloat16* C, int ldc) {
+  wmma_gemm<__nv_bfloat16>(M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc);
+}
+extern "C" __global__ void __launch_bounds__(256)
+gemm_fp16(int M, int N, int K, float alpha, const __half* A, int lda, int ta, const __half* B, int ldb, int tb,
+          float beta, __half* C, int ldc) {
+  wmma_gemm<__half>(M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc);
+}

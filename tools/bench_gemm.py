@@ -1,0 +1,106 @@
+"""Matmul benchmark: each kit algorithm against cuBLAS measured in the same run on the same stream
+(CuPy for FP32 SGEMM — CuPy does not use TF32 unless asked —, PyTorch for TF32 and BF16/FP16).
+
+    python tools/bench_gemm.py [--sizes 1024,2048,4096,8192] [--repeat 10] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+import cudart_kit as ck
+from cudart_kit.memory import bfloat16
+from cudart_kit.ops.gemm import matmul
+
+PEER = {"naive": "sgemm", "tiled": "sgemm", "simt": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16"}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="1024,2048,4096,8192")
+    p.add_argument("--rect", default="8192x1024x8192,1024x8192x4096,4096x4096x256")
+    p.add_argument("--repeat", type=int, default=10)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    import cupy as cp
+    import torch
+
+    dev = ck.get_device(0)
+    s = ck.Stream.create(dev)
+    rng = np.random.default_rng()
+    shapes = [(n, n, n) for n in map(int, args.sizes.split(","))]
+    shapes += [tuple(map(int, r.split("x"))) for r in args.rect.split(",") if r]
+    rows = []
+    ext = cp.cuda.ExternalStream(s.handle)
+    tstream = torch.cuda.ExternalStream(s.handle)
+
+    for (M, N, K) in shapes:
+        flops = 2.0 * M * N * K
+        a32 = ck.to_device(rng.uniform(-1, 1, (M, K)).astype(np.float32), stream=s)
+        b32 = ck.to_device(rng.uniform(-1, 1, (K, N)).astype(np.float32), stream=s)
+        c32 = ck.empty((M, N), np.float32, stream=s)
+        a16 = ck.to_device(rng.uniform(-1, 1, (M, K)).astype(bfloat16), stream=s)
+        b16 = ck.to_device(rng.uniform(-1, 1, (K, N)).astype(bfloat16), stream=s)
+        c16 = ck.empty((M, N), bfloat16, stream=s)
+        h16a = ck.to_device(rng.uniform(-1, 1, (M, K)).astype(np.float16), stream=s)
+        h16b = ck.to_device(rng.uniform(-1, 1, (K, N)).astype(np.float16), stream=s)
+        h16c = ck.empty((M, N), np.float16, stream=s)
+        s.sync()
+        peers = {}
+
+        def bench(fn, name):
+            r = ck.benchmark(fn, stream=s, warmup=2, repeat=args.repeat, name=name)
+            return r.median_ms, r.tflops(flops)
+
+        ca, cb, cc = cp.asarray(a32), cp.asarray(b32), cp.asarray(c32)
+
+        def cupy_sgemm(_s):
+            with ext:
+                cp.matmul(ca, cb, out=cc)
+        peers["sgemm"] = bench(cupy_sgemm, "cuBLAS SGEMM (CuPy)")
+        ta, tb = torch.from_dlpack(a32), torch.from_dlpack(b32)
+        tba, tbb = torch.from_dlpack(a16), torch.from_dlpack(b16)
+        tha, thb = torch.from_dlpack(h16a), torch.from_dlpack(h16b)
+        with torch.cuda.stream(tstream):
+            torch.backends.cuda.matmul.allow_tf32 = True
+            peers["tf32"] = bench(lambda _s: torch.matmul(ta, tb), "cuBLAS TF32 (PyTorch)")
+            torch.backends.cuda.matmul.allow_tf32 = False
+            peers["bf16"] = bench(lambda _s: torch.matmul(tba, tbb), "cuBLAS BF16 (PyTorch)")
+            peers["fp16"] = bench(lambda _s: torch.matmul(tha, thb), "cuBLAS FP16 (PyTorch)")
+        runs = {
+            "tiled": lambda st: matmul(a32, b32, c32, algo="tiled", stream=st),
+            "simt": lambda st: matmul(a32, b32, c32, algo="simt", stream=st),
+            "tf32": lambda st: matmul(a32, b32, c32, algo="tf32", stream=st),
+            "bf16": lambda st: matmul(a16, b16, c16, algo="bf16", stream=st),
+            "fp16": lambda st: matmul(h16a, h16b, h16c, algo="fp16", stream=st),
+        }
+        if M * N * K <= 2048 ** 3:
+            runs = {"naive": lambda st: matmul(a32, b32, c32, algo="naive", stream=st), **runs}
+        for algo, fn in runs.items():
+            ms, tf = bench(fn, algo)
+            pms, ptf = peers[PEER[algo]]
+            rows.append({"M": M, "N": N, "K": K, "algo": algo, "ms": ms, "tflops": tf,
+                         "peer": PEER[algo], "peer_tflops": ptf, "ratio": tf / ptf})
+        for a in (a32, b32, c32, a16, b16, c16, h16a, h16b, h16c):
+            a.close()
+
+    print(f"\nmatmul on {dev.name}: TFLOP/s (median of {args.repeat} event-timed runs, random data) "
+          "and ratio to cuBLAS measured in the same run")
+    print(f"{'M x N x K':>18} {'algo':6} {'ms':>9} {'TFLOP/s':>8} {'cuBLAS':>7} {'TFLOP/s':>8} {'ratio':>6}")
+    for r in rows:
+        print(f"{r['M']:>6}x{r['N']:>5}x{r['K']:>5} {r['algo']:6} {r['ms']:9.3f} {r['tflops']:8.1f} "
+              f"{r['peer']:>7} {r['peer_tflops']:8.1f} {r['ratio']:6.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": dev.name, "date": time.strftime("%Y-%m-%d"), "rows": rows}, f, indent=2)
+    s.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
