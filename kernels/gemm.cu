@@ -60,47 +60,57 @@ extern "C" __global__ void gemm_tiled_f32(int M, int N, int K, float alpha, cons
   if (m < M && n < N) store_c(C, ldc, m, n, alpha, acc, beta);
 }
 
-// ---- simt: 256 threads, 128x128 block tile, BK = 8 -----------------------------------------
+// ---- simt: 256 threads, 128x128 block tile, BK = 8 or 16 ---------------------------------
 // Thread (ty, tx) of a 16x16 grid owns rows {4ty..4ty+3, 64+4ty..64+4ty+3} and the same
 // pattern of columns, so its shared-memory reads are two float4 per operand per k and a warp's
-// B reads cover 256 contiguous bytes.
+// B reads cover 256 contiguous bytes. Each thread stages BK/2 elements of A and of B per tile.
 #define SBM 128
 #define SBN 128
-#define SBK 8
-extern "C" __global__ void __launch_bounds__(256)
-gemm_simt_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
-              float beta, float* C, int ldc, int vec_ok) {
-  __shared__ __align__(16) float As[2][SBK][SBM];  // A tile stored transposed: As[k][m]
-  __shared__ __align__(16) float Bs[2][SBK][SBN];
+namespace {
+template <int BK>
+__device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                                          int ldb, float beta, float* C, int ldc, int vec_ok) {
+  constexpr int PER = BK / 2;                 // elements of A (and of B) each thread stages
+  constexpr int BT = SBN / PER;               // threads per row of the B tile
+  __shared__ __align__(16) float As[2][BK][SBM];  // A tile stored transposed: As[k][m]
+  __shared__ __align__(16) float Bs[2][BK][SBN];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int m0 = blockIdx.y * SBM, n0 = blockIdx.x * SBN;
-  // this thread's global loads: A row m0 + tid/2, k (tid&1)*4..+3; B row tid/32, n (tid&31)*4..+3
-  const int a_row = m0 + (tid >> 1), a_k = (tid & 1) * 4;
-  const int b_k = tid >> 5, b_col = n0 + (tid & 31) * 4;
-  float ra[4], rb[4];
+  const int a_row = m0 + (tid >> 1), a_k = (tid & 1) * PER;
+  const int b_k = tid / BT, b_c = (tid % BT) * PER, b_col = n0 + b_c;
+  float ra[PER], rb[PER];
 
   auto load = [&](int k0) {
     const int ka = k0 + a_k;
-    if (vec_ok && a_row < M && ka + 3 < K) {
-      const float4 v = *reinterpret_cast<const float4*>(A + (size_t)a_row * lda + ka);
-      ra[0] = v.x; ra[1] = v.y; ra[2] = v.z; ra[3] = v.w;
+    if (vec_ok && a_row < M && ka + PER - 1 < K) {
+#pragma unroll
+      for (int v = 0; v < PER / 4; ++v) {
+        const float4 x = *reinterpret_cast<const float4*>(A + (size_t)a_row * lda + ka + 4 * v);
+        ra[4 * v] = x.x; ra[4 * v + 1] = x.y; ra[4 * v + 2] = x.z; ra[4 * v + 3] = x.w;
+      }
     } else {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) ra[i] = (a_row < M && ka + i < K) ? A[(size_t)a_row * lda + ka + i] : 0.0f;
+      for (int i = 0; i < PER; ++i) ra[i] = (a_row < M && ka + i < K) ? A[(size_t)a_row * lda + ka + i] : 0.0f;
     }
     const int kb = k0 + b_k;
-    if (vec_ok && kb < K && b_col + 3 < N) {
-      const float4 v = *reinterpret_cast<const float4*>(B + (size_t)kb * ldb + b_col);
-      rb[0] = v.x; rb[1] = v.y; rb[2] = v.z; rb[3] = v.w;
+    if (vec_ok && kb < K && b_col + PER - 1 < N) {
+#pragma unroll
+      for (int v = 0; v < PER / 4; ++v) {
+        const float4 x = *reinterpret_cast<const float4*>(B + (size_t)kb * ldb + b_col + 4 * v);
+        rb[4 * v] = x.x; rb[4 * v + 1] = x.y; rb[4 * v + 2] = x.z; rb[4 * v + 3] = x.w;
+      }
     } else {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) rb[i] = (kb < K && b_col + i < N) ? B[(size_t)kb * ldb + b_col + i] : 0.0f;
+      for (int i = 0; i < PER; ++i) rb[i] = (kb < K && b_col + i < N) ? B[(size_t)kb * ldb + b_col + i] : 0.0f;
     }
   };
   auto store = [&](int buf) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) As[buf][a_k + i][tid >> 1] = ra[i];
-    *reinterpret_cast<float4*>(&Bs[buf][b_k][(tid & 31) * 4]) = make_float4(rb[0], rb[1], rb[2], rb[3]);
+    for (int i = 0; i < PER; ++i) As[buf][a_k + i][tid >> 1] = ra[i];
+#pragma unroll
+    for (int v = 0; v < PER / 4; ++v)
+      *reinterpret_cast<float4*>(&Bs[buf][b_k][b_c + 4 * v]) =
+          make_float4(rb[4 * v], rb[4 * v + 1], rb[4 * v + 2], rb[4 * v + 3]);
   };
 
   float acc[8][8];
@@ -112,12 +122,12 @@ gemm_simt_f32(int M, int N, int K, float alpha, const float* A, int lda, const f
   load(0);
   store(0);
   __syncthreads();
-  const int ntiles = (K + SBK - 1) / SBK;
+  const int ntiles = (K + BK - 1) / BK;
   for (int t = 0; t < ntiles; ++t) {
     const int cur = t & 1;
-    if (t + 1 < ntiles) load((t + 1) * SBK);  // global loads in flight while we compute
+    if (t + 1 < ntiles) load((t + 1) * BK);  // global loads in flight while we compute
 #pragma unroll
-    for (int k = 0; k < SBK; ++k) {
+    for (int k = 0; k < BK; ++k) {
       const float4 a0 = *reinterpret_cast<const float4*>(&As[cur][k][ty * 4]);
       const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][64 + ty * 4]);
       const float4 b0 = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
@@ -143,6 +153,21 @@ gemm_simt_f32(int M, int N, int K, float alpha, const float* A, int lda, const f
       if (n < N) store_c(C, ldc, m, n, alpha, acc[i][j], beta);
     }
   }
+}
+}  // namespace
+
+extern "C" __global__ void __launch_bounds__(256)
+gemm_simt_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+              float beta, float* C, int ldc, int vec_ok) {
+  simt_gemm<8>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
+}
+
+// BK = 16: half the barriers per FLOP, twice the shared memory (32 KiB); compared with BK = 8
+// in tools/bench_gemm.py before auto may pick it.
+extern "C" __global__ void __launch_bounds__(256)
+gemm_simt16_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                float beta, float* C, int ldc, int vec_ok) {
+  simt_gemm<16>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
 }
 
 // ---- tensor cores through WMMA: 256 threads = 8 warps as 2 (M) x 4 (N), warp tile 64x32 ----

@@ -17,7 +17,7 @@ import cudart_kit as ck
 from cudart_kit.memory import bfloat16
 from cudart_kit.ops.gemm import matmul
 
-PEER = {"naive": "sgemm", "tiled": "sgemm", "simt": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16"}
+PEER = {"naive": "sgemm", "tiled": "sgemm", "simt": "sgemm", "simt16": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16"}
 
 
 def main(argv=None) -> int:
@@ -75,6 +75,7 @@ def main(argv=None) -> int:
         runs = {
             "tiled": lambda st: matmul(a32, b32, c32, algo="tiled", stream=st),
             "simt": lambda st: matmul(a32, b32, c32, algo="simt", stream=st),
+            "simt16": lambda st: matmul(a32, b32, c32, algo="simt16", stream=st),
             "tf32": lambda st: matmul(a32, b32, c32, algo="tf32", stream=st),
             "bf16": lambda st: matmul(a16, b16, c16, algo="bf16", stream=st),
             "fp16": lambda st: matmul(h16a, h16b, h16c, algo="fp16", stream=st),

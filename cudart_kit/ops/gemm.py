@@ -17,9 +17,9 @@ from ..stream import Stream, as_stream
 
 __all__ = ["matmul", "ALGOS", "choose_algo", "layout_of"]
 
-ALGOS = ("auto", "naive", "tiled", "simt", "tf32", "bf16", "fp16")
+ALGOS = ("auto", "naive", "tiled", "simt", "simt16", "tf32", "bf16", "fp16")
 _F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
-_DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), "simt": (_F32,), "tf32": (_F32,), "fp16": (_F16,),
+_DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), "simt": (_F32,), "simt16": (_F32,), "tf32": (_F32,), "fp16": (_F16,),
               "bf16": (bfloat16,) if bfloat16 is not None else ()}
 _kernels: dict[str, Kernel] = {}
 
@@ -95,8 +95,8 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
     name = choose_algo(A.dtype, ta, tb, allow_tf32) if algo == "auto" else algo
     if A.dtype not in _DTYPES_OF[name]:
         raise DTypeError(f"matmul: algo {name!r} takes {', '.join(str(d) for d in _DTYPES_OF[name]) or 'bfloat16 (needs ml_dtypes)'}, got {A.dtype}")
-    if name == "simt" and (ta or tb):
-        raise ShapeError("matmul: algo 'simt' reads row-major inputs only; use 'tiled' or 'auto' for transposed ones")
+    if name in ("simt", "simt16") and (ta or tb):
+        raise ShapeError(f"matmul: algo {name!r} reads row-major inputs only; use 'tiled' or 'auto' for transposed ones")
     if out is None:
         if beta != 0:
             raise ValueError("matmul: beta != 0 needs an out= array to accumulate into")
@@ -117,10 +117,10 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
         grid = ((N + 15) // 16, (M + 15) // 16)
         rec = launch(_kernel(f"gemm_{name}_f32"), grid, (16, 16), M, N, K, alpha32, A, lda, ta, B, ldb, tb,
                      beta32, O, ldc, stream=s, timed=timed)
-    elif name == "simt":
+    elif name in ("simt", "simt16"):
         vec_ok = int(lda % 4 == 0 and ldb % 4 == 0 and A.ptr % 16 == 0 and B.ptr % 16 == 0)
         grid = ((N + 127) // 128, (M + 127) // 128)
-        rec = launch(_kernel("gemm_simt_f32"), grid, 256, M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc,
+        rec = launch(_kernel(f"gemm_{name}_f32"), grid, 256, M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc,
                      vec_ok, stream=s, timed=timed)
     else:
         grid = ((N + 127) // 128, (M + 127) // 128)

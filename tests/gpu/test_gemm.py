@@ -10,8 +10,8 @@ from cudart_kit.memory import bfloat16
 from cudart_kit.ops.gemm import matmul
 
 ODD = [(1, 1, 1), (1, 4096, 1), (127, 129, 131), (1000, 1, 1000), (4097, 4095, 33)]
-TOL = {"naive": 1e-5, "tiled": 1e-5, "simt": 1e-5, "tf32": 5e-3, "bf16": 2e-2, "fp16": 2e-2}
-DT = {"naive": np.float32, "tiled": np.float32, "simt": np.float32, "tf32": np.float32,
+TOL = {"naive": 1e-5, "tiled": 1e-5, "simt": 1e-5, "simt16": 1e-5, "tf32": 5e-3, "bf16": 2e-2, "fp16": 2e-2}
+DT = {"naive": np.float32, "tiled": np.float32, "simt": np.float32, "simt16": np.float32, "tf32": np.float32,
       "bf16": bfloat16, "fp16": np.float16}
 
 
@@ -38,13 +38,13 @@ def run(algo, M, N, K, stream, rng, alpha=1.0, beta=0.0, ta=False, tb=False):
     return rel_fro(got, ref)
 
 
-@pytest.mark.parametrize("algo", ["naive", "tiled", "simt", "tf32", "bf16", "fp16"])
+@pytest.mark.parametrize("algo", ["naive", "tiled", "simt", "simt16", "tf32", "bf16", "fp16"])
 @pytest.mark.parametrize("shape", ODD, ids=lambda s: "x".join(map(str, s)))
 def test_odd_shapes(algo, shape, stream, rng):
     assert run(algo, *shape, stream, rng) < TOL[algo]
 
 
-@pytest.mark.parametrize("algo", ["tiled", "simt", "tf32", "bf16"])
+@pytest.mark.parametrize("algo", ["tiled", "simt", "simt16", "tf32", "bf16"])
 def test_k_4096_alpha_beta(algo, stream, rng):
     assert run(algo, 256, 384, 4096, stream, rng, alpha=0.75, beta=-1.5) < TOL[algo]
 
