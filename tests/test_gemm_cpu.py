@@ -25,7 +25,7 @@ def test_layouts():
 
 def test_choose_algo():
     f32 = np.dtype(np.float32)
-    assert choose_algo(f32, 0, 0, False) == "simt"
+    assert choose_algo(f32, 0, 0, False) == "simt16"
     assert choose_algo(f32, 1, 0, False) == "tiled"
     assert choose_algo(f32, 0, 0, True) == "tf32"
     assert choose_algo(np.dtype(np.float16), 0, 0, False) == "fp16"

@@ -49,12 +49,13 @@ def layout_of(arr: Array, what: str) -> tuple[int, int]:
 
 
 def choose_algo(dtype: np.dtype, ta: int, tb: int, allow_tf32: bool) -> str:
-    """What 'auto' runs: float32 -> simt (tiled when an input is transposed, which simt does not
-    read; tf32 when allowed), bfloat16 -> bf16, float16 -> fp16."""
+    """What 'auto' runs: float32 -> simt16 (the faster simt variant on the H100; tiled when an
+    input is transposed, which simt does not read; tf32 when allowed), bfloat16 -> bf16,
+    float16 -> fp16."""
     if dtype == _F32:
         if allow_tf32:
             return "tf32"
-        return "tiled" if (ta or tb) else "simt"
+        return "tiled" if (ta or tb) else "simt16"
     if dtype == _F16:
         return "fp16"
     if bfloat16 is not None and dtype == bfloat16:
