@@ -17,7 +17,7 @@ import cudart_kit as ck
 from cudart_kit.memory import bfloat16
 from cudart_kit.ops.gemm import matmul
 
-PEER = {"naive": "sgemm", "tiled": "sgemm", "simt": "sgemm", "simt16": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16"}
+PEER = {"cublas": "sgemm", "cublas_bf16": "bf16", "naive": "sgemm", "tiled": "sgemm", "simt": "sgemm", "simt16": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16"}
 
 
 def main(argv=None) -> int:
@@ -80,6 +80,13 @@ def main(argv=None) -> int:
             "bf16": lambda st: matmul(a16, b16, c16, algo="bf16", stream=st),
             "fp16": lambda st: matmul(h16a, h16b, h16c, algo="fp16", stream=st),
         }
+        try:
+            import nvmath  # noqa: F401
+
+            runs["cublas"] = lambda st: matmul(a32, b32, c32, algo="cublas", stream=st)
+            runs["cublas_bf16"] = lambda st: matmul(a16, b16, c16, algo="cublas", stream=st)
+        except ImportError:
+            pass
         if M * N * K <= 2048 ** 3:
             runs = {"naive": lambda st: matmul(a32, b32, c32, algo="naive", stream=st), **runs}
         for algo, fn in runs.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DeviceMismatchError, DTypeError, ShapeError
+from ..errors import CudaKitError, DeviceMismatchError, DTypeError, ShapeError
 from ..launcher import launch
 from ..memory import Array, asarray, bfloat16, empty
 from ..module import Kernel, load_kit_module
@@ -17,9 +17,10 @@ from ..stream import Stream, as_stream
 
 __all__ = ["matmul", "ALGOS", "choose_algo", "layout_of"]
 
-ALGOS = ("auto", "naive", "tiled", "simt", "simt16", "tf32", "bf16", "fp16")
+ALGOS = ("auto", "naive", "tiled", "simt", "simt16", "tf32", "bf16", "fp16", "cublas")
 _F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
 _DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), "simt": (_F32,), "simt16": (_F32,), "tf32": (_F32,), "fp16": (_F16,),
+              "cublas": (_F32, _F16) + ((bfloat16,) if bfloat16 is not None else ()),
               "bf16": (bfloat16,) if bfloat16 is not None else ()}
 _kernels: dict[str, Kernel] = {}
 
@@ -114,6 +115,8 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
         if n_ > 2**31 - 1:
             raise ShapeError(f"matmul: {what}={n_} does not fit the kernels' 32-bit indices")
     alpha32, beta32 = np.float32(alpha), np.float32(beta)
+    if name == "cublas":
+        return _cublas(A, B, O, float(alpha), float(beta), bool(transpose_a), bool(transpose_b), s, timed)
     if name in ("naive", "tiled"):
         grid = ((N + 15) // 16, (M + 15) // 16)
         rec = launch(_kernel(f"gemm_{name}_f32"), grid, (16, 16), M, N, K, alpha32, A, lda, ta, B, ldb, tb,
@@ -127,4 +130,69 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
         grid = ((N + 127) // 128, (M + 127) // 128)
         rec = launch(_kernel(f"gemm_{name}"), grid, 256, M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O,
                      ldc, stream=s, timed=timed)
+    return (O, rec) if timed else O
+
+
+def _tensor_view(arr: Array, s: Stream):
+    """A zero-copy PyTorch tensor (else CuPy array) over a kit array: the operand types nvmath
+    accepts. DLPack orders the library's current stream after the array's streams."""
+    try:
+        import torch
+
+        return torch.from_dlpack(arr)
+    except ImportError:
+        pass
+    try:
+        import cupy
+
+        return cupy.from_dlpack(arr)
+    except ImportError:
+        raise CudaKitError("algo='cublas' hands nvmath-python PyTorch or CuPy views of the arrays: "
+                           "install torch or cupy") from None
+
+
+def _contiguous_on(t, s: Stream):
+    if hasattr(t, "contiguous"):  # PyTorch
+        import torch
+
+        with torch.cuda.stream(torch.cuda.ExternalStream(s.handle)):
+            return t.contiguous()
+    import cupy
+
+    with cupy.cuda.ExternalStream(s.handle):
+        return cupy.ascontiguousarray(t)
+
+
+def _cublas(A: Array, B: Array, O: Array, alpha: float, beta: float, transpose_a: bool, transpose_b: bool,
+            s: Stream, timed: bool):
+    """cuBLAS (cublasLt) through nvmath-python on ``s``; the result is copied into ``out`` on
+    ``s`` (nvmath returns a new tensor)."""
+    try:
+        from nvmath.linalg.advanced import matmul as nv_matmul
+    except ImportError:
+        raise CudaKitError("algo='cublas' needs nvmath-python (NVIDIA's cuBLAS bindings): "
+                           "pip install 'cudart-kit[cublas]'") from None
+    from ..event import begin_timing, end_timing
+    from ..memory import copy as mem_copy
+
+    a, b = _tensor_view(A, s), _tensor_view(B, s)
+    if transpose_a:
+        a = a.T
+    if transpose_b:
+        b = b.T
+    start = begin_timing(s, timed)
+    try:
+        if beta != 0.0:
+            res = nv_matmul(a, b, _tensor_view(O, s), alpha=alpha, beta=beta, stream=s.handle)
+        else:
+            res = nv_matmul(a, b, alpha=alpha, stream=s.handle)
+    except Exception as exc:
+        raise CudaKitError(f"nvmath-python matmul failed: {type(exc).__name__}: {exc}") from exc
+    res_arr = asarray(res, stream=s)
+    if not res_arr.c_contiguous:  # a column-major result: make it row-major on the same stream
+        res_arr = asarray(_contiguous_on(res, s), stream=s)
+    # nvmath allocated ``res`` on ``s`` through the tensor library's stream-ordered allocator,
+    # so the copy below, also on ``s``, finishes before that memory can be reused.
+    mem_copy(O, res_arr, stream=s)
+    rec = end_timing("cublas", s, start)
     return (O, rec) if timed else O

@@ -82,3 +82,34 @@ def test_errors_before_launch(stream, rng):
         matmul(a, ck.to_device(np.ones((5, 4), np.float32), stream=stream), beta=1.0, stream=stream)
     ok = matmul(a, ck.to_device(np.ones((5, 4), np.float32), stream=stream), stream=stream)
     assert ok.shape == (8, 4)
+
+
+@pytest.mark.parametrize("dt,tol", [(np.float32, 1e-5), (np.float16, 2e-2)] + ([(bfloat16, 2e-2)] if bfloat16 is not None else []))
+def test_cublas_backend(dt, tol, stream, rng):
+    pytest.importorskip("nvmath", reason="nvmath-python (the cublas extra) is not installed")
+    M, N, K = 127, 129, 131
+    ah, bh = rng.uniform(-1, 1, (M, K)).astype(dt), rng.uniform(-1, 1, (N, K)).astype(dt)
+    ch = rng.uniform(-1, 1, (M, N)).astype(dt)
+    a, b, c = (ck.to_device(x, stream=stream) for x in (ah, bh, ch))
+    out = matmul(a, b, c, alpha=0.5, beta=2.0, transpose_b=True, algo="cublas", stream=stream)
+    assert out is c
+    ref = 0.5 * ah.astype(np.float64) @ bh.astype(np.float64).T + 2.0 * ch.astype(np.float64)
+    assert rel_fro(c.to_numpy(stream=stream), ref) < tol
+    fresh = matmul(a, b, transpose_b=True, algo="cublas", stream=stream)
+    assert rel_fro(fresh.to_numpy(stream=stream), ah.astype(np.float64) @ bh.astype(np.float64).T) < tol
+
+
+def test_cublas_missing_is_clear(stream, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_nvmath(name, *args, **kwargs):
+        if name.startswith("nvmath"):
+            raise ImportError("simulated: nvmath not installed")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_nvmath)
+    a = ck.to_device(np.ones((4, 4), np.float32), stream=stream)
+    with pytest.raises(ck.CudaKitError, match=r"cudart-kit\[cublas\]"):
+        matmul(a, a, algo="cublas", stream=stream)
