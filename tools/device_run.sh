@@ -18,6 +18,11 @@ $PY -c "import cuda.core, cuda.bindings, numpy; print('cuda.core', cuda.core.__v
 $PY -c "import ml_dtypes, numpy; numpy.dtype(ml_dtypes.bfloat16); print('ml_dtypes', ml_dtypes.__version__)" 2>&1 | tail -1 | tee -a "$OUT/gpu.txt"
 
 if has install; then
+  # optional extras carried as wheels (e.g. nvmath-python for algo="cublas"): run with carry=[".whl"]
+  if ls .whl/*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+      && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}" && summary+=("extras: $(ls .whl | tr '\n' ' ')")
+  fi
   if $PY -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1; then
     summary+=("install: pip -e ok")
   else
