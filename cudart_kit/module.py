@@ -221,3 +221,8 @@ def load_kit_module(name: str) -> Module:
             mod = _kit_modules[name] = Module.load(path, kind="fatbin", name=f"cudart_kit:{name}")
     return mod
 
+
+
+def kit_kernel(module: str, name: str) -> "Kernel":
+    """A kernel of one of the kit's own artifacts (both lookups are cached)."""
+    return load_kit_module(module).kernel(name)

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import CudaKitError, DeviceMismatchError, DTypeError, ShapeError
 from ..launcher import launch
 from ..memory import Array, asarray, bfloat16, empty
-from ..module import Kernel, load_kit_module
+from ..module import Kernel, kit_kernel
 from ..stream import Stream, as_stream
 
 __all__ = ["matmul", "ALGOS", "choose_algo", "layout_of"]
@@ -22,14 +22,8 @@ _F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
 _DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), "simt": (_F32,), "simt16": (_F32,), "tf32": (_F32,), "fp16": (_F16,),
               "cublas": (_F32, _F16) + ((bfloat16,) if bfloat16 is not None else ()),
               "bf16": (bfloat16,) if bfloat16 is not None else ()}
-_kernels: dict[str, Kernel] = {}
-
-
 def _kernel(name: str) -> Kernel:
-    k = _kernels.get(name)
-    if k is None:
-        k = _kernels[name] = load_kit_module("gemm").kernel(name)
-    return k
+    return kit_kernel("gemm", name)
 
 
 def layout_of(arr: Array, what: str) -> tuple[int, int]:

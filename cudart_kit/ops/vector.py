@@ -14,7 +14,7 @@ from ..errors import DeviceMismatchError, DTypeError, ShapeError
 from ..event import TimingRecord
 from ..launcher import _do_launch, blocks_for, check_geometry, config_1d, fast_launch
 from ..memory import Array, asarray, bfloat16, empty, memset
-from ..module import Kernel, load_kit_module
+from ..module import Kernel, kit_kernel
 from ..stream import Stream, as_stream
 
 __all__ = ["add", "sub", "mul", "axpy", "scale", "fill", "copy", "dot", "SUPPORTED_DTYPES", "BLOCK"]
@@ -26,14 +26,8 @@ if bfloat16 is not None:
 SUPPORTED_DTYPES = tuple(_SUFFIX)
 _WIDTH = {1: "b8", 2: "b16", 4: "b32", 8: "b64"}
 _BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-_kernels: dict[str, Kernel] = {}
-
-
 def _kernel(name: str) -> Kernel:
-    k = _kernels.get(name)
-    if k is None:
-        k = _kernels[name] = load_kit_module("vector").kernel(name)
-    return k
+    return kit_kernel("vector", name)
 
 
 def _suffix(dtype: np.dtype, op: str) -> str:
