@@ -267,8 +267,23 @@ def _plain_fields(obj) -> dict:
     return out
 
 
+class _TimelineResult:
+    """JSON round trip shared by the result dataclasses that carry a ``timeline``."""
+
+    def to_dict(self, *, timeline: bool = True) -> dict:
+        d = _plain_fields(self)
+        d["timeline"] = self.timeline.to_dict() if (timeline and self.timeline is not None) else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping):
+        kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d and k != "timeline"}
+        tl = d.get("timeline")
+        return cls(**kw, timeline=Timeline.from_dict(tl) if tl else None)
+
+
 @dataclass
-class SerialResult:
+class SerialResult(_TimelineResult):
     """The serial run of one workload: whole-buffer H2D, kernel, D2H on one stream. Its stage
     times are the "alone" times the bound is computed from."""
 
@@ -289,20 +304,10 @@ class SerialResult:
     def label(self) -> str:
         return f"serial {self.memory} iters={self.iters}" + ("" if self.h2d else " no-H2D")
 
-    def to_dict(self, *, timeline: bool = True) -> dict:
-        d = _plain_fields(self)
-        d["timeline"] = self.timeline.to_dict() if (timeline and self.timeline is not None) else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "SerialResult":
-        kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d and k != "timeline"}
-        tl = d.get("timeline")
-        return cls(**kw, timeline=Timeline.from_dict(tl) if tl else None)
 
 
 @dataclass
-class OverlapResult:
+class OverlapResult(_TimelineResult):
     """One configuration: C chunks over S streams, ``iters`` kernel iterations, host memory kind,
     issue order. Times in milliseconds, medians over the repeats; ``timeline`` is the median
     repeat's."""
@@ -358,16 +363,9 @@ class OverlapResult:
         return kernel_share(self.h2d_ms, self.kernel_ms, self.d2h_ms)
 
     def to_dict(self, *, timeline: bool = True) -> dict:
-        d = _plain_fields(self)
+        d = _TimelineResult.to_dict(self, timeline=timeline)
         d["kernel_share"] = self.kernel_share
-        d["timeline"] = self.timeline.to_dict() if (timeline and self.timeline is not None) else None
         return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "OverlapResult":
-        kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d and k != "timeline"}
-        tl = d.get("timeline")
-        return cls(**kw, timeline=Timeline.from_dict(tl) if tl else None)
 
 
 @dataclass
