@@ -16,7 +16,7 @@ _EXPORTS = {
     # errors
     **{n: "errors" for n in (
         "CudaKitError", "NoDriverError", "NoDeviceError", "CudaDriverError", "CudaOutOfMemoryError",
-        "ShapeError", "DTypeError", "DeviceMismatchError", "StreamError", "LaunchConfigError",
+        "ShapeError", "DTypeError", "DeviceMismatchError", "DeviceCapabilityError", "StreamError", "LaunchConfigError",
         "ArgumentError", "KernelNotFoundError", "ArtifactError", "StaleArtifactError",
         "MissingArtifactError", "BuildError", "NotReadyError", "UntimedError", "ClosedError")},
     # runtime

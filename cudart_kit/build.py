@@ -57,8 +57,11 @@ class KernelSpec:
     extra_flags: tuple = ()
 
 
-# Sources that need other targets than the defaults.
-SPEC_OVERRIDES: dict[str, KernelSpec] = {}
+# Sources that need other targets than the defaults. gemm_sm90 uses wgmma / setmaxnreg, which
+# exist only in the architecture-specific sm_90a target (no PTX: it could not run elsewhere).
+SPEC_OVERRIDES: dict[str, KernelSpec] = {
+    "gemm_sm90": KernelSpec("gemm_sm90", "gemm_sm90.cu", archs=(), ptx_archs=(), arch_specific=("90a",)),
+}
 
 
 def source_dir() -> Path:

@@ -15,6 +15,7 @@ __all__ = [
     "ShapeError",
     "DTypeError",
     "DeviceMismatchError",
+    "DeviceCapabilityError",
     "StreamError",
     "LaunchConfigError",
     "ArgumentError",
@@ -124,6 +125,10 @@ class StreamError(CudaKitError, TypeError):
 
 class LaunchConfigError(CudaKitError, ValueError):
     """Grid, block or shared memory outside what the device or kernel allows."""
+
+
+class DeviceCapabilityError(CudaKitError, ValueError):
+    """The device lacks what the call needs (e.g. compute capability 9.0 for sm_90a kernels)."""
 
 
 class ArgumentError(CudaKitError, TypeError):

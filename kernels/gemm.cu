@@ -287,3 +287,43 @@ gemm_fp16(int M, int N, int K, float alpha, const __half* A, int lda, int ta, co
           float beta, __half* C, int ldc) {
   wmma_gemm<__half>(M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc);
 }
+
+// ---- transpose: out (cols x rows, leading dimension ldo) = in (rows x cols, ldi)^T --------------
+// Feeds the Hopper TF32 kernel, whose wgmma reads both operands K-major only. 32x32 tiles through
+// shared memory (+1 column: no bank conflicts), 32x8 threads; blockIdx.x over rows, .y over columns.
+extern "C" __global__ void __launch_bounds__(256)
+transpose_f32(const float* in, int rows, int cols, int ldi, float* out, int ldo) {
+  __shared__ float t[32][33];
+  const int r0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
+  for (int i = threadIdx.y; i < 32; i += 8) {
+    const int r = r0 + i, c = c0 + threadIdx.x;
+    if (r < rows && c < cols) t[i][threadIdx.x] = in[(size_t)r * ldi + c];
+  }
+  __syncthreads();
+  for (int i = threadIdx.y; i < 32; i += 8) {
+    const int c = c0 + i, r = r0 + threadIdx.x;
+    if (c < cols && r < rows) out[(size_t)c * ldo + r] = t[threadIdx.x][i];
+  }
+}
+
+// ---- re-pitch: copy a rows x cols matrix to a new leading dimension (16-byte-aligned rows for
+// the Hopper kernels' TMA copies). Grid-stride over the elements.
+namespace {
+template <typename T>
+__device__ __forceinline__ void repitch(const T* in, int rows, int cols, int ldi, T* out, int ldo) {
+  const long long n = (long long)rows * cols;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const long long r = i / cols;
+    const int c = (int)(i - r * cols);
+    out[r * ldo + c] = in[r * ldi + c];
+  }
+}
+}  // namespace
+extern "C" __global__ void __launch_bounds__(256)
+repitch_b16(const uint16_t* in, int rows, int cols, int ldi, uint16_t* out, int ldo) {
+  repitch(in, rows, cols, ldi, out, ldo);
+}
+extern "C" __global__ void __launch_bounds__(256)
+repitch_b32(const uint32_t* in, int rows, int cols, int ldi, uint32_t* out, int ldo) {
+  repitch(in, rows, cols, ldi, out, ldo);
+}

@@ -31,3 +31,39 @@ def test_choose_algo():
     assert choose_algo(np.dtype(np.float16), 0, 0, False) == "fp16"
     with pytest.raises(DTypeError, match="float64"):
         choose_algo(np.dtype(np.float64), 0, 0, False)
+
+
+def test_choose_algo_hopper():
+    f32, f16 = np.dtype(np.float32), np.dtype(np.float16)
+    assert choose_algo(f16, 0, 0, False, sm90=True) == "fp16_sm90"
+    assert choose_algo(f32, 0, 1, True, sm90=True) == "tf32_sm90"
+    assert choose_algo(f32, 0, 0, False, sm90=True) == "simt16"  # plain FP32 never goes to tensor cores
+    from cudart_kit.memory import bfloat16
+    if bfloat16 is not None:
+        assert choose_algo(np.dtype(bfloat16), 1, 1, False, sm90=True) == "bf16_sm90"
+        assert choose_algo(np.dtype(bfloat16), 1, 1, False) == "bf16"
+
+
+def test_sm90_device_rule_and_tiles():
+    from types import SimpleNamespace
+
+    from cudart_kit.ops import _gemm_sm90 as g
+
+    h100 = SimpleNamespace(ordinal=0, name="H100", compute_capability=(9, 0))
+    b200 = SimpleNamespace(ordinal=1, name="B200", compute_capability=(10, 0))
+    assert g.unsupported(h100) is None
+    assert "compute capability 9.0" in g.unsupported(b200) and "B200" in g.unsupported(b200)
+    assert g.pick_bn(8192, 8192, 132) == 256
+    assert g.pick_bn(1024, 1024, 132) == 128          # 32 wide tiles would leave 100 SMs idle
+    assert g.shared_bytes(256) <= 227 * 1024          # fits the H100's opt-in shared memory
+    assert g._tma_ld(3, 1, 2) == 8 and g._tma_ld(3, 5, 2) == 3
+
+
+def test_wgmma_header_is_generated():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parent.parent / "tools" / "gen_wgmma.py"
+    r = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -17,7 +17,9 @@ import cudart_kit as ck
 from cudart_kit.memory import bfloat16
 from cudart_kit.ops.gemm import matmul
 
-PEER = {"cublas": "sgemm", "cublas_bf16": "bf16", "naive": "sgemm", "tiled": "sgemm", "simt": "sgemm", "simt16": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16"}
+PEER = {"cublas": "sgemm", "cublas_bf16": "bf16", "naive": "sgemm", "tiled": "sgemm", "simt": "sgemm",
+        "simt16": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16", "tf32_sm90": "tf32", "tf32_sm90_nt": "tf32",
+        "bf16_sm90": "bf16", "bf16_sm90_nt": "bf16", "fp16_sm90": "fp16"}
 
 
 def main(argv=None) -> int:
@@ -26,6 +28,7 @@ def main(argv=None) -> int:
     p.add_argument("--rect", default="8192x1024x8192,1024x8192x4096,4096x4096x256")
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--json", default=None)
+    p.add_argument("--algos", default="", help="comma-separated subset of the algorithms (default: all)")
     args = p.parse_args(argv)
     import cupy as cp
     import torch
@@ -50,6 +53,8 @@ def main(argv=None) -> int:
         h16a = ck.to_device(rng.uniform(-1, 1, (M, K)).astype(np.float16), stream=s)
         h16b = ck.to_device(rng.uniform(-1, 1, (K, N)).astype(np.float16), stream=s)
         h16c = ck.empty((M, N), np.float16, stream=s)
+        b32t = ck.to_device(rng.uniform(-1, 1, (N, K)).astype(np.float32), stream=s)  # B stored N x K ("nt")
+        b16t = ck.to_device(rng.uniform(-1, 1, (N, K)).astype(bfloat16), stream=s)
         s.sync()
         peers = {}
 
@@ -80,6 +85,16 @@ def main(argv=None) -> int:
             "bf16": lambda st: matmul(a16, b16, c16, algo="bf16", stream=st),
             "fp16": lambda st: matmul(h16a, h16b, h16c, algo="fp16", stream=st),
         }
+        if dev.compute_capability == (9, 0):
+            runs.update({
+                "tf32_sm90": lambda st: matmul(a32, b32, c32, algo="tf32_sm90", stream=st),
+                "tf32_sm90_nt": lambda st: matmul(a32, b32t, c32, algo="tf32_sm90", transpose_b=True, stream=st),
+                "bf16_sm90": lambda st: matmul(a16, b16, c16, algo="bf16_sm90", stream=st),
+                "bf16_sm90_nt": lambda st: matmul(a16, b16t, c16, algo="bf16_sm90", transpose_b=True, stream=st),
+                "fp16_sm90": lambda st: matmul(h16a, h16b, h16c, algo="fp16_sm90", stream=st),
+            })
+        if args.algos:
+            runs = {k: v for k, v in runs.items() if k in args.algos.split(",")}
         try:
             import nvmath  # noqa: F401
 
@@ -94,14 +109,14 @@ def main(argv=None) -> int:
             pms, ptf = peers[PEER[algo]]
             rows.append({"M": M, "N": N, "K": K, "algo": algo, "ms": ms, "tflops": tf,
                          "peer": PEER[algo], "peer_tflops": ptf, "ratio": tf / ptf})
-        for a in (a32, b32, c32, a16, b16, c16, h16a, h16b, h16c):
+        for a in (a32, b32, c32, a16, b16, c16, h16a, h16b, h16c, b32t, b16t):
             a.close()
 
     print(f"\nmatmul on {dev.name}: TFLOP/s (median of {args.repeat} event-timed runs, random data) "
           "and ratio to cuBLAS measured in the same run")
-    print(f"{'M x N x K':>18} {'algo':6} {'ms':>9} {'TFLOP/s':>8} {'cuBLAS':>7} {'TFLOP/s':>8} {'ratio':>6}")
+    print(f"{'M x N x K':>18} {'algo':12} {'ms':>9} {'TFLOP/s':>8} {'cuBLAS':>7} {'TFLOP/s':>8} {'ratio':>6}")
     for r in rows:
-        print(f"{r['M']:>6}x{r['N']:>5}x{r['K']:>5} {r['algo']:6} {r['ms']:9.3f} {r['tflops']:8.1f} "
+        print(f"{r['M']:>6}x{r['N']:>5}x{r['K']:>5} {r['algo']:12} {r['ms']:9.3f} {r['tflops']:8.1f} "
               f"{r['peer']:>7} {r['peer_tflops']:8.1f} {r['ratio']:6.3f}")
     if args.json:
         with open(args.json, "w") as f:

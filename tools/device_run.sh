@@ -2,7 +2,9 @@
 # One call on the GPU machine: install offline, build the kernels, run the GPU tests with
 # CUDART_KIT_REQUIRE_GPU=1, run the benchmarks, print a short summary last.
 # Logs go to $OUT (the device tool brings them back). Stages: STAGES="install build test bench"
-# (default all); extra pytest args in PYTEST_ARGS; extra benchmarks in BENCH ("vector matmul ...").
+# (default all but sanitize); extra pytest args in PYTEST_ARGS, test paths in TESTS; benchmarks in
+# BENCH ("vector matmul ..."), their extra args in BENCH_ARGS; STAGES+=" sanitize" runs
+# compute-sanitizer memcheck/racecheck over tools/sanitize_gemm.py.
 set -uo pipefail
 OUT=${OUT:-/tmp/cudart_kit_out}
 mkdir -p "$OUT"
@@ -41,7 +43,8 @@ if has build; then
 fi
 
 if has test; then
-  CUDART_KIT_REQUIRE_GPU=1 $PY -m pytest tests/gpu -q -rfEs -p no:cacheprovider ${PYTEST_ARGS:-} \
+  # a hung kernel blocks inside a CUDA call where pytest-timeout cannot reach it: bound it from outside
+  CUDART_KIT_REQUIRE_GPU=1 timeout -k 10 ${TEST_TIMEOUT:-900} $PY -m pytest ${TESTS:-tests/gpu} -q -rfEs -p no:cacheprovider ${PYTEST_ARGS:-} \
     --junitxml="$OUT/gpu-tests.xml" 2>&1 | tee "$OUT/gpu-tests.log"
   summary+=("gpu tests: $(grep -E '^(=+ )?[0-9]+ (passed|failed)|(passed|failed|error).* in [0-9.]+s' "$OUT/gpu-tests.log" | tail -1)")
 fi
@@ -60,8 +63,17 @@ if has bench; then
     if [ -f "tools/bench_$b.py" ]; then
       extra=()
       [ "$b" = overlap ] && extra=(--trace "$OUT/overlap_trace.json" --plot "$OUT/overlap.png")
-      $PY "tools/bench_$b.py" --json "$OUT/bench_$b.json" "${extra[@]}" 2>&1 | tee "$OUT/bench_$b.txt"
+      timeout -k 10 ${BENCH_TIMEOUT:-600} $PY "tools/bench_$b.py" --json "$OUT/bench_$b.json" "${extra[@]}" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench_$b.txt"
     fi
+  done
+fi
+
+if has sanitize; then
+  # compute-sanitizer over small matmuls of every algorithm (tools/sanitize_gemm.py)
+  for tool in memcheck racecheck; do
+    timeout -k 10 ${SANITIZE_TIMEOUT:-300} compute-sanitizer --tool $tool --report-api-errors no \
+      $PY tools/sanitize_gemm.py > "$OUT/sanitize_$tool.log" 2>&1
+    summary+=("sanitize $tool (exit $?): $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize_$tool.log" | tail -1)")
   done
 fi
 

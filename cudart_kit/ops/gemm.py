@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import CudaKitError, DeviceMismatchError, DTypeError, ShapeError
+from ..errors import CudaKitError, DeviceCapabilityError, DeviceMismatchError, DTypeError, ShapeError
 from ..launcher import launch
 from ..memory import Array, asarray, bfloat16, empty
 from ..module import Kernel, kit_kernel
 from ..stream import Stream, as_stream
+from . import _gemm_sm90 as _sm90
 
 __all__ = ["matmul", "ALGOS", "choose_algo", "layout_of"]
 
-ALGOS = ("auto", "naive", "tiled", "simt", "simt16", "tf32", "bf16", "fp16", "cublas")
+ALGOS = ("auto", "naive", "tiled", "simt", "simt16", "tf32", "bf16", "fp16", "tf32_sm90", "bf16_sm90", "fp16_sm90",
+         "cublas")
 _F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
+_BF16 = (bfloat16,) if bfloat16 is not None else ()
 _DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), "simt": (_F32,), "simt16": (_F32,), "tf32": (_F32,), "fp16": (_F16,),
-              "cublas": (_F32, _F16) + ((bfloat16,) if bfloat16 is not None else ()),
-              "bf16": (bfloat16,) if bfloat16 is not None else ()}
+              "tf32_sm90": (_F32,), "fp16_sm90": (_F16,), "bf16_sm90": _BF16, "bf16": _BF16,
+              "cublas": (_F32, _F16) + _BF16}
 def _kernel(name: str) -> Kernel:
     return kit_kernel("gemm", name)
 
@@ -43,18 +46,19 @@ def layout_of(arr: Array, what: str) -> tuple[int, int]:
                      "column-major with unit stride in one dimension; make a contiguous copy")
 
 
-def choose_algo(dtype: np.dtype, ta: int, tb: int, allow_tf32: bool) -> str:
-    """What 'auto' runs: float32 -> simt16 (the faster simt variant on the H100; tiled when an
-    input is transposed, which simt does not read; tf32 when allowed), bfloat16 -> bf16,
-    float16 -> fp16."""
+def choose_algo(dtype: np.dtype, ta: int, tb: int, allow_tf32: bool, sm90: bool = False) -> str:
+    """What 'auto' runs. ``sm90``: the Hopper kernels can take the problem (a compute capability
+    9.0 device and TMA-aligned operands). float32 -> simt16 (tiled when an input is transposed,
+    which simt does not read); with ``allow_tf32`` tf32_sm90, else tf32. bfloat16 -> bf16_sm90,
+    else bf16; float16 -> fp16_sm90, else fp16."""
     if dtype == _F32:
         if allow_tf32:
-            return "tf32"
+            return "tf32_sm90" if sm90 else "tf32"
         return "tiled" if (ta or tb) else "simt16"
     if dtype == _F16:
-        return "fp16"
+        return "fp16_sm90" if sm90 else "fp16"
     if bfloat16 is not None and dtype == bfloat16:
-        return "bf16"
+        return "bf16_sm90" if sm90 else "bf16"
     raise DTypeError(f"matmul supports float32, float16 and bfloat16, got {dtype}")
 
 
@@ -88,9 +92,19 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
         raise ShapeError(f"matmul: inner dimensions differ: op(a) is {M}x{K}, op(b) is {K2}x{N}")
     if min(M, N, K) < 1:
         raise ShapeError(f"matmul: M, N, K must be >= 1, got {M}, {N}, {K}")
-    name = choose_algo(A.dtype, ta, tb, allow_tf32) if algo == "auto" else algo
+    if algo == "auto":
+        sm90 = False
+        if allow_tf32 or A.dtype != _F32:
+            sm90 = _sm90.unsupported(s.device) is None
+        name = choose_algo(A.dtype, ta, tb, allow_tf32, sm90)
+    else:
+        name = algo
     if A.dtype not in _DTYPES_OF[name]:
         raise DTypeError(f"matmul: algo {name!r} takes {', '.join(str(d) for d in _DTYPES_OF[name]) or 'bfloat16 (needs ml_dtypes)'}, got {A.dtype}")
+    if name in _sm90.KINDS and algo != "auto":
+        why = _sm90.unsupported(s.device)
+        if why is not None:
+            raise DeviceCapabilityError(f"matmul algo {name!r}: {why}")
     if name in ("simt", "simt16") and (ta or tb):
         raise ShapeError(f"matmul: algo {name!r} reads row-major inputs only; use 'tiled' or 'auto' for transposed ones")
     if out is None:
@@ -111,6 +125,9 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
     alpha32, beta32 = np.float32(alpha), np.float32(beta)
     if name == "cublas":
         return _cublas(A, B, O, float(alpha), float(beta), bool(transpose_a), bool(transpose_b), s, timed)
+    if name in _sm90.KINDS:
+        rec = _sm90.run(_sm90.KINDS[name], A, B, O, ta, tb, lda, ldb, ldc, M, N, K, alpha32, beta32, s, timed)
+        return (O, rec) if timed else O
     if name in ("naive", "tiled"):
         grid = ((N + 15) // 16, (M + 15) // 16)
         rec = launch(_kernel(f"gemm_{name}_f32"), grid, (16, 16), M, N, K, alpha32, A, lda, ta, B, ldb, tb,

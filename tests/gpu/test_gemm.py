@@ -10,9 +10,19 @@ from cudart_kit.memory import bfloat16
 from cudart_kit.ops.gemm import matmul
 
 ODD = [(1, 1, 1), (1, 4096, 1), (127, 129, 131), (1000, 1, 1000), (4097, 4095, 33)]
-TOL = {"naive": 1e-5, "tiled": 1e-5, "simt": 1e-5, "simt16": 1e-5, "tf32": 5e-3, "bf16": 2e-2, "fp16": 2e-2}
+TOL = {"naive": 1e-5, "tiled": 1e-5, "simt": 1e-5, "simt16": 1e-5, "tf32": 5e-3, "bf16": 2e-2, "fp16": 2e-2,
+       "tf32_sm90": 5e-3, "bf16_sm90": 2e-2, "fp16_sm90": 2e-2}
 DT = {"naive": np.float32, "tiled": np.float32, "simt": np.float32, "simt16": np.float32, "tf32": np.float32,
-      "bf16": bfloat16, "fp16": np.float16}
+      "bf16": bfloat16, "fp16": np.float16, "tf32_sm90": np.float32, "bf16_sm90": bfloat16, "fp16_sm90": np.float16}
+SM90 = ["tf32_sm90", "bf16_sm90", "fp16_sm90"]
+PORTABLE = ["naive", "tiled", "simt", "simt16", "tf32", "bf16", "fp16"]
+
+
+@pytest.fixture(autouse=True)
+def _hopper_only(request, device):
+    algo = getattr(request.node, "callspec", None) and request.node.callspec.params.get("algo")
+    if algo in SM90 and device.compute_capability != (9, 0):
+        pytest.skip(f"{algo} is sm_90a code; this device is {device.compute_capability}")
 
 
 def rel_fro(got, ref):
@@ -38,21 +48,71 @@ def run(algo, M, N, K, stream, rng, alpha=1.0, beta=0.0, ta=False, tb=False):
     return rel_fro(got, ref)
 
 
-@pytest.mark.parametrize("algo", ["naive", "tiled", "simt", "simt16", "tf32", "bf16", "fp16"])
+@pytest.mark.parametrize("algo", PORTABLE + SM90)
 @pytest.mark.parametrize("shape", ODD, ids=lambda s: "x".join(map(str, s)))
 def test_odd_shapes(algo, shape, stream, rng):
     assert run(algo, *shape, stream, rng) < TOL[algo]
 
 
-@pytest.mark.parametrize("algo", ["tiled", "simt", "simt16", "tf32", "bf16"])
+@pytest.mark.parametrize("algo", ["tiled", "simt", "simt16", "tf32", "bf16"] + SM90)
 def test_k_4096_alpha_beta(algo, stream, rng):
     assert run(algo, 256, 384, 4096, stream, rng, alpha=0.75, beta=-1.5) < TOL[algo]
 
 
-@pytest.mark.parametrize("algo", ["naive", "tiled", "tf32", "bf16", "fp16"])
+@pytest.mark.parametrize("algo", ["naive", "tiled", "tf32", "bf16", "fp16"] + SM90)
 @pytest.mark.parametrize("ta,tb", [(True, False), (False, True), (True, True)])
 def test_transposed(algo, ta, tb, stream, rng):
     assert run(algo, 130, 67, 99, stream, rng, alpha=2.0, ta=ta, tb=tb) < TOL[algo]
+
+
+@pytest.mark.parametrize("algo", SM90)
+@pytest.mark.parametrize("bn", [128, 256])
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+def test_sm90_tiles_and_layouts(algo, bn, ta, tb, stream, rng, monkeypatch):
+    """Both tile widths, every operand layout (each a different kernel or staging path), several
+    CTAs and many k-tiles around the 4-stage ring, ragged edges in M, N and K."""
+    from cudart_kit.ops import _gemm_sm90
+
+    monkeypatch.setattr(_gemm_sm90, "FORCE_BN", bn)
+    assert run(algo, 333, 700, 1031, stream, rng, alpha=-0.5, beta=0.25, ta=ta, tb=tb) < TOL[algo]
+
+
+@pytest.mark.parametrize("algo,dt", [("tf32_sm90", np.float32), ("fp16_sm90", np.float16)])
+def test_sm90_misaligned_views(algo, dt, stream, rng):
+    """Sub-matrix views whose start and pitch break TMA's 16-byte rule are re-pitched first."""
+    cp = pytest.importorskip("cupy")
+    ah = rng.uniform(-1, 1, (301, 203)).astype(dt)
+    bh = rng.uniform(-1, 1, (203, 155)).astype(dt)
+    ca, cb = cp.asarray(ah), cp.asarray(bh)
+    a, b = ca[3:290, 1:200], cb[1:200, 5:150]  # odd element offsets, pitches 203 and 155
+    out = ck.to_device(np.full((287, 145), np.nan, dt), stream=stream)
+    matmul(a, b, out, algo=algo, stream=stream)
+    ref = ah[3:290, 1:200].astype(np.float64) @ bh[1:200, 5:150].astype(np.float64)
+    assert rel_fro(out.to_numpy(stream=stream), ref) < TOL[algo]
+    t = matmul(a.T, b[:, :100].T, algo=algo, transpose_a=True, transpose_b=True, stream=stream)
+    ref_t = ah[3:290, 1:200].astype(np.float64) @ bh[1:200, 5:105].astype(np.float64)
+    assert rel_fro(t.to_numpy(stream=stream), ref_t) < TOL[algo]
+
+
+def test_sm90_auto_choice_and_timing(device, stream, rng):
+    """auto runs the Hopper kernels on compute capability 9.0 (and the portable ones elsewhere);
+    timed=True returns the launch's record."""
+    ah = rng.uniform(-1, 1, (257, 300)).astype(np.float16)
+    bh = rng.uniform(-1, 1, (300, 129)).astype(np.float16)
+    a, b = ck.to_device(ah, stream=stream), ck.to_device(bh, stream=stream)
+    out, rec = matmul(a, b, stream=stream, timed=True)
+    want = "gemm_sm90_f16" if device.compute_capability == (9, 0) else "gemm_fp16"
+    assert rec.name.startswith(want), rec.name
+    assert rec.sync().elapsed_ms() > 0
+    assert rel_fro(out.to_numpy(stream=stream), ah.astype(np.float64) @ bh) < 2e-2
+
+
+def test_sm90_refused_elsewhere(device, stream):
+    if device.compute_capability == (9, 0):
+        pytest.skip("this device runs the sm_90a kernels")
+    a = ck.to_device(np.ones((8, 8), np.float16), stream=stream)
+    with pytest.raises(ck.DeviceCapabilityError, match="compute capability 9.0"):
+        matmul(a, a, algo="fp16_sm90", stream=stream)
 
 
 def test_auto_and_views(stream, rng):

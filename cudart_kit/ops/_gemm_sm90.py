@@ -1,0 +1,166 @@
+"""Host side of kernels/gemm_sm90.cu: who may run it, its TMA tensor maps, the launch.
+
+The kernels are sm_90a machine code (wgmma, setmaxnreg): they run on compute capability 9.0
+only (:func:`unsupported` says why not elsewhere). Each operand reaches shared memory through a
+TMA tensor map (128-byte swizzle), which needs a 16-byte-aligned start and rows a multiple of 16
+bytes apart: an operand that misses either is first re-pitched into a workspace. 16-bit operands
+may be K- or MN-major (wgmma transposes them); TF32 operands must be K-major, so a row-major B
+(or a transposed A) is transposed into a workspace. All of it runs on the caller's stream.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CudaKitError
+from ..event import begin_timing, end_timing
+from ..launcher import _config, _do_launch, _pointer_of, launch
+from ..memory import Array, empty
+from ..module import kit_kernel
+
+BM, STAGES, THREADS = 128, 4, 384
+KINDS = {"bf16_sm90": "bf16", "fp16_sm90": "f16", "tf32_sm90": "tf32"}
+_TYPESTR = {"bf16": "<u2", "f16": "<f2", "tf32": "<f4"}  # bf16 is named by data_type below
+
+
+def shared_bytes(bn: int) -> int:
+    """Dynamic shared memory of one CTA: the stage ring, 1 KiB of alignment slack, the barriers."""
+    return STAGES * (BM + bn) * 128 + 1024 + 2 * STAGES * 8
+
+
+def _tma_ld(ld: int, rows: int, itemsize: int) -> int:
+    """Row pitch for the tensor map. A single row's pitch is never used: round it up to 16 bytes."""
+    if rows == 1:
+        per = 16 // itemsize
+        return max(per, -(-ld // per) * per)
+    return ld
+
+
+def unsupported(dev):
+    """Why ``dev`` cannot run the Hopper kernels, or None."""
+    cc = dev.compute_capability
+    if cc != (9, 0):
+        return (f"the *_sm90 matmul kernels are sm_90a code (wgmma) and run on compute capability 9.0 "
+                f"(H100 / H200) only; device {dev.ordinal} ({dev.name}) is {cc[0]}.{cc[1]}")
+    return None
+
+
+FORCE_BN = None  # tests set 128 or 256 to run one tile shape whatever the problem size
+
+
+def pick_bn(M: int, N: int, sms: int) -> int:
+    """128 x 256 tiles unless 128 x 128 fills the GPU's waves clearly better (small problems)."""
+    if FORCE_BN is not None:
+        return FORCE_BN
+    def cost(bn, per_flop):
+        tiles = -(-M // BM) * -(-N // bn)
+        return -(-tiles // sms) * bn * per_flop
+    return 256 if cost(256, 1.0) <= cost(128, 1.1) else 128
+
+
+_tmaps: dict = {}
+
+
+class _View:
+    """A bare CUDA Array Interface over (ptr, shape, row pitch): what cuda.core's tensor-map
+    builder reads. No stream: ordering is the caller's (everything runs on one stream)."""
+
+    __slots__ = ("__cuda_array_interface__",)
+
+    def __init__(self, ptr: int, shape: tuple, ld: int, itemsize: int, typestr: str):
+        self.__cuda_array_interface__ = {"shape": shape, "strides": (ld * itemsize, itemsize), "typestr": typestr,
+                                         "data": (ptr, False), "version": 3, "stream": None}
+
+
+def tensor_map(dev, kind: str, ptr: int, shape: tuple, ld: int, box: tuple):
+    """A cached TMA descriptor (SW128) for a row-major (rows x cols, pitch ld) matrix at ptr.
+    The descriptor encodes only the address and geometry, so equal keys are interchangeable."""
+    key = (dev.ordinal, kind, ptr, shape, ld, box)
+    tm = _tmaps.get(key)
+    if tm is not None:
+        return tm
+    from cuda.core._tensor_map import TensorMapDataType, TensorMapL2Promotion, TensorMapSwizzle
+    from cuda.core.utils import StridedMemoryView
+
+    dt = {"bf16": TensorMapDataType.BFLOAT16, "f16": TensorMapDataType.FLOAT16,
+          "tf32": TensorMapDataType.FLOAT32}[kind]
+    itemsize = 4 if kind == "tf32" else 2
+    try:
+        with dev.activate():
+            view = StridedMemoryView.from_cuda_array_interface(_View(ptr, shape, ld, itemsize, _TYPESTR[kind]),
+                                                               stream_ptr=-1)
+            tm = view.as_tensor_map(box_dim=box, data_type=dt, swizzle=TensorMapSwizzle.SWIZZLE_128B,
+                                    l2_promotion=TensorMapL2Promotion.L2_256B)
+    except Exception as exc:
+        raise CudaKitError(f"building the TMA tensor map for a {shape[0]}x{shape[1]} {kind} matrix "
+                           f"(pitch {ld}, box {box}) failed: {type(exc).__name__}: {exc}") from exc
+    if len(_tmaps) >= 1024:
+        _tmaps.clear()
+    _tmaps[key] = tm
+    return tm
+
+
+def _transposed(src, rows: int, cols: int, ld: int, s) -> tuple[Array, int]:
+    """float32 (rows x cols, pitch ld) at src -> a new (cols x rows) workspace on s, 16-byte rows."""
+    ldo = -(-rows // 4) * 4
+    grid = (-(-rows // 32), -(-cols // 32))
+    if grid[1] > 65535:
+        raise CudaKitError(f"tf32_sm90: a {rows}x{cols} operand is too wide to transpose (more than 2M columns)")
+    out = empty((cols * ldo,), np.float32, stream=s)
+    launch(kit_kernel("gemm", "transpose_f32"), grid, (32, 8), src, rows, cols, ld, out, ldo, stream=s)
+    return out, ldo
+
+
+def _repitched(src, rows: int, cols: int, ld: int, itemsize: int, s) -> tuple[Array, int]:
+    """(rows x cols, pitch ld) at src -> a new workspace on s whose rows are 16-byte aligned."""
+    per = 16 // itemsize
+    ldo = -(-cols // per) * per
+    out = empty((rows * ldo,), np.uint16 if itemsize == 2 else np.uint32, stream=s)
+    blocks = min(-(-(rows * cols) // 256), 4 * 132 * 8)
+    launch(kit_kernel("gemm", f"repitch_b{8 * itemsize}"), blocks, 256, src, rows, cols, ld, out, ldo, stream=s)
+    return out, ldo
+
+
+def _operand(kind: str, src, rows: int, cols: int, ld: int, k_major: bool, s, keep: list):
+    """(pointer, pitch, k_major) of an operand the kernel can read, from (rows x cols, pitch ld)
+    as stored. TF32 must be K-major: transpose. TMA needs 16-byte-aligned starts and pitches:
+    re-pitch into a workspace when not (a copy of O(rows * cols), small next to the product)."""
+    it = 4 if kind == "tf32" else 2
+    if kind == "tf32" and not k_major:
+        out, ldo = _transposed(src, rows, cols, ld, s)
+        keep.append(out)
+        return out.ptr, ldo, True
+    if src.ptr % 16 == 0 and (rows == 1 or (ld * it) % 16 == 0):
+        return src.ptr, ld, k_major
+    out, ldo = _repitched(src, rows, cols, ld, it, s)
+    keep.append(out)
+    return out.ptr, ldo, k_major
+
+
+def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb: int, ldc: int,
+        M: int, N: int, K: int, alpha32, beta32, s, timed: bool):
+    """gemm_sm90_<kind>_<BN>_<layouts> on s, after any transpose / re-pitch of the operands.
+    ``ta``/``tb``: gemm.cu's flags (A stored K x M / B stored N x K)."""
+    dev = s.device
+    start = begin_timing(s, timed)
+    o_ptr = _pointer_of(O, s)
+    _pointer_of(A, s), _pointer_of(B, s)  # device checks; A and B are recorded as used on s
+    keep: list = []
+    a_ptr, lda, a_k = _operand(kind, A, K if ta else M, M if ta else K, lda, not ta, s, keep)
+    b_ptr, ldb, b_k = _operand(kind, B, N if tb else K, K if tb else N, ldb, bool(tb), s, keep)
+    it = 4 if kind == "tf32" else 2
+    bk = 128 // it
+    bn = pick_bn(M, N, dev.multiprocessor_count)
+    a_shape = (M, K) if a_k else (K, M)
+    b_shape = (N, K) if b_k else (K, N)
+    tmA = tensor_map(dev, kind, a_ptr, a_shape, _tma_ld(lda, a_shape[0], it), (BM, bk) if a_k else (bk, 64))
+    tmB = tensor_map(dev, kind, b_ptr, b_shape, _tma_ld(ldb, b_shape[0], it), (bn, bk) if b_k else (bk, 64))
+    name = f"gemm_sm90_{kind}_{bn}_{'k' if a_k else 'm'}{'k' if b_k else 'm'}"
+    kern = kit_kernel("gemm_sm90", name)
+    smem = shared_bytes(bn)
+    kern.ensure_dynamic_shared(dev, smem)
+    grid = -(-M // BM) * -(-N // bn)
+    _do_launch(s, _config((grid, 1, 1), (THREADS, 1, 1), smem), kern,
+               (tmA, tmB, np.int32(M), np.int32(N), np.int32(K), alpha32, beta32, o_ptr, np.int32(ldc)))
+    del keep  # the workspaces were allocated on s: freed in s's order, after the kernel
+    return end_timing(name, s, start, {"bn": bn}) if timed else None
