@@ -170,6 +170,134 @@ gemm_simt16_f32(int M, int N, int K, float alpha, const float* A, int lda, const
   simt_gemm<16>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
 }
 
+// ---- simtcp: the same 128x128 tile and 8x8 thread tile, fed by cp.async ----------------------
+// Global -> shared copies go through cp.async (no register staging, no transposed stores), STAGES
+// deep. A stays row-major in shared memory (rows padded by 16 bytes); a thread reads its 8 rows
+// 4 k at a time as float4, so the loads per FMA stay those of simt. Zero-fill (src-size) covers the
+// ragged edges; vec_ok = 0 (unaligned pitch or start) copies 4 bytes at a time instead of 16.
+namespace {
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+               "l"(src), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+               "l"(src), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+
+// a 4-float chunk (row r, columns c..c+3) of a rows x cols matrix with pitch ld, into dst
+__device__ __forceinline__ void chunk(float* dst, const float* src, int rows, int cols, int ld, int r, int c, int vec_ok) {
+  const bool in_row = r < rows;
+  if (vec_ok) {
+    const int valid = in_row ? max(0, min(4, cols - c)) : 0;
+    cp_async16(dst, valid ? src + (size_t)r * ld + c : src, 4 * valid);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const bool ok = in_row && c + i < cols;
+      cp_async4(dst + i, ok ? src + (size_t)r * ld + c + i : src, ok ? 4 : 0);
+    }
+  }
+}
+
+template <int BK, int STAGES>
+__device__ __forceinline__ void simtcp_gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                                            int ldb, float beta, float* C, int ldc, int vec_ok) {
+  constexpr int AP = BK + 4;  // padded A row (floats)
+  extern __shared__ __align__(16) float sm[];
+  float* As = sm;                              // [STAGES][128][AP]
+  float* Bs = sm + STAGES * SBM * AP;          // [STAGES][BK][128]
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int m0 = blockIdx.y * SBM, n0 = blockIdx.x * SBN;
+  const int ktiles = (K + BK - 1) / BK;
+  constexpr int ACH = SBM * BK / 4 / 256, BCH = BK * SBN / 4 / 256;  // chunks per thread
+
+  auto load = [&](int t, int slot) {
+    const int k0 = t * BK;
+    float* as = As + slot * SBM * AP;
+    float* bs = Bs + slot * BK * SBN;
+#pragma unroll
+    for (int i = 0; i < ACH; ++i) {
+      const int e = tid + i * 256, r = e / (BK / 4), c = (e % (BK / 4)) * 4;
+      chunk(as + r * AP + c, A, M, K, lda, m0 + r, k0 + c, vec_ok);
+    }
+#pragma unroll
+    for (int i = 0; i < BCH; ++i) {
+      const int e = tid + i * 256, r = e / (SBN / 4), c = (e % (SBN / 4)) * 4;
+      // B's rows are k: rows beyond K are zero-filled like the columns beyond N
+      chunk(bs + r * SBN + c, B, K, N, ldb, k0 + r, n0 + c, vec_ok);
+    }
+  };
+
+  float acc[8][8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (st < ktiles) load(st, st);
+    cp_async_commit();
+  }
+  for (int t = 0; t < ktiles; ++t) {
+    cp_async_wait<STAGES - 2>();  // tile t has landed (this thread's copies)
+    __syncthreads();              // ... and everyone's; slot (t-1) % STAGES is free again
+    if (t + STAGES - 1 < ktiles) load(t + STAGES - 1, (t + STAGES - 1) % STAGES);
+    cp_async_commit();
+    const float* as = As + (t % STAGES) * SBM * AP;
+    const float* bs = Bs + (t % STAGES) * BK * SBN;
+#pragma unroll
+    for (int k4 = 0; k4 < BK; k4 += 4) {
+      float4 a[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const int r = i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4;
+        a[i] = *reinterpret_cast<const float4*>(as + r * AP + k4);
+      }
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        const float4 b0 = *reinterpret_cast<const float4*>(bs + (k4 + kk) * SBN + tx * 4);
+        const float4 b1 = *reinterpret_cast<const float4*>(bs + (k4 + kk) * SBN + 64 + tx * 4);
+        const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const float ai = kk == 0 ? a[i].x : kk == 1 ? a[i].y : kk == 2 ? a[i].z : a[i].w;
+#pragma unroll
+          for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(ai, b[j], acc[i][j]);
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
+    if (m >= M) continue;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int n = n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + j - 4);
+      if (n < N) store_c(C, ldc, m, n, alpha, acc[i][j], beta);
+    }
+  }
+}
+}  // namespace
+
+// dynamic shared memory: STAGES * (128 * (BK + 4) + BK * 128) * 4 bytes (gemm.py computes it)
+extern "C" __global__ void __launch_bounds__(256, 2)
+gemm_simtcp_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                float beta, float* C, int ldc, int vec_ok) {
+  simtcp_gemm<16, 4>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
+}
+extern "C" __global__ void __launch_bounds__(256, 2)
+gemm_simtcp32_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                  float beta, float* C, int ldc, int vec_ok) {
+  simtcp_gemm<32, 3>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
+}
+
 // ---- tensor cores through WMMA: 256 threads = 8 warps as 2 (M) x 4 (N), warp tile 64x32 ----
 namespace {
 using namespace nvcuda;

@@ -113,8 +113,10 @@ template <> struct Mma<float> {  // TF32 inputs (the tensor cores read the top 1
   __device__ static void store1(float* p, float x) { *p = x; }
 };
 
-// MN_A: A stored K x M (M contiguous); MN_B: B stored K x N (N contiguous, the row-major default)
-template <typename T, int BN, int MN_A, int MN_B>
+// MN_A: A stored K x M (M contiguous); MN_B: B stored K x N (N contiguous, the row-major default).
+// PERSIST: a grid of (at most) one CTA per SM walks the tiles; the k-stage ring and its barrier
+// phases run on across tiles, so the producer loads the next tile while the consumers store this one.
+template <typename T, int BN, int MN_A, int MN_B, bool PERSIST>
 __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensorMap* tmB, int M, int N, int K,
                                           float alpha, float beta, T* C, int ldc) {
   using X = Mma<T>;
@@ -128,13 +130,16 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * STAGE);
   uint64_t* empty = full + STAGES;
 
-  // grouped tile order: GROUP_M row-tiles side by side share B tiles in L2
-  const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
-  const int id = blockIdx.x, group = GROUP_M * tiles_n;
-  const int first_m = (id / group) * GROUP_M, gsize = min(tiles_m - first_m, GROUP_M);
-  const int m0 = (first_m + (id % group) % gsize) * BM, n0 = ((id % group) / gsize) * BN;
+  const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN, tiles = tiles_m * tiles_n;
   const int ktiles = (K + BK - 1) / BK;
   const int wg = threadIdx.x / 128;
+  // grouped tile order: GROUP_M row-tiles side by side share B tiles in L2
+  auto origin = [&](int id, int& m0, int& n0) {
+    const int group = GROUP_M * tiles_n, first_m = (id / group) * GROUP_M, gsize = min(tiles_m - first_m, GROUP_M);
+    m0 = (first_m + (id % group) % gsize) * BM;
+    n0 = ((id % group) / gsize) * BN;
+  };
+  const int step = PERSIST ? gridDim.x : tiles;
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
@@ -149,24 +154,29 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   if (wg == 0) {  // ---- producer
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
     if (threadIdx.x == 0) {
-      for (int kt = 0; kt < ktiles; ++kt) {
-        const int s = kt % STAGES;
-        if (kt >= STAGES) mbar_wait(&empty[s], ((kt / STAGES) - 1) & 1);
-        uint8_t* a = smem + s * STAGE;
-        uint8_t* b = a + A_BYTES;
-        const int k0 = kt * BK;
-        mbar_expect_tx(&full[s], STAGE);
-        if constexpr (MN_A) {
+      int it = 0;  // k-tiles issued so far, across tiles: stage = it % STAGES, round = it / STAGES
+      for (int tile = blockIdx.x; tile < tiles; tile += step) {
+        int m0, n0;
+        origin(tile, m0, n0);
+        for (int kt = 0; kt < ktiles; ++kt, ++it) {
+          const int s = it % STAGES;
+          if (it >= STAGES) mbar_wait(&empty[s], ((it / STAGES) - 1) & 1);
+          uint8_t* a = smem + s * STAGE;
+          uint8_t* b = a + A_BYTES;
+          const int k0 = kt * BK;
+          mbar_expect_tx(&full[s], STAGE);
+          if constexpr (MN_A) {
 #pragma unroll
-          for (int j = 0; j < BM / 64; ++j) tma_load_2d(a + j * CHUNK, tmA, &full[s], m0 + 64 * j, k0);
-        } else {
-          tma_load_2d(a, tmA, &full[s], k0, m0);
-        }
-        if constexpr (MN_B) {
+            for (int j = 0; j < BM / 64; ++j) tma_load_2d(a + j * CHUNK, tmA, &full[s], m0 + 64 * j, k0);
+          } else {
+            tma_load_2d(a, tmA, &full[s], k0, m0);
+          }
+          if constexpr (MN_B) {
 #pragma unroll
-          for (int j = 0; j < BN / 64; ++j) tma_load_2d(b + j * CHUNK, tmB, &full[s], n0 + 64 * j, k0);
-        } else {
-          tma_load_2d(b, tmB, &full[s], k0, n0);
+            for (int j = 0; j < BN / 64; ++j) tma_load_2d(b + j * CHUNK, tmB, &full[s], n0 + 64 * j, k0);
+          } else {
+            tma_load_2d(b, tmB, &full[s], k0, n0);
+          }
         }
       }
     }
@@ -177,56 +187,61 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
   const int cw = wg - 1;  // rows cw*64 .. cw*64+63 of the tile
   const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
-  float d[NACC];
-#pragma unroll
-  for (int i = 0; i < NACC; ++i) d[i] = 0.0f;
-
-  for (int kt = 0; kt < ktiles; ++kt) {
-    const int s = kt % STAGES;
-    mbar_wait(&full[s], (kt / STAGES) & 1);
-    const uint8_t* a = smem + s * STAGE + cw * (BM / 2) * 128;  // 64 rows of 128 B (K-major) == one chunk (MN-major)
-    const uint8_t* b = smem + s * STAGE + A_BYTES;
-    fence_acc(d);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < BK / X::K; ++kk) {
-      // K-major: the next k-slice starts 32 bytes further along the swizzled row;
-      // MN-major: X::K rows of 128 bytes further down each chunk
-      const uint64_t da = MN_A ? smem_desc(a + kk * X::K * 128, CHUNK, 1024) : smem_desc(a + kk * 32, 16, 1024);
-      const uint64_t db = MN_B ? smem_desc(b + kk * X::K * 128, CHUNK, 1024) : smem_desc(b + kk * 32, 16, 1024);
-      X::template run<BN, MN_A, MN_B>(d, da, db);
-    }
-    wgmma_commit();
-    wgmma_wait<1>();  // the MMAs of stage kt-1 are done: hand that stage back to the producer
-    fence_acc(d);
-    if (kt > 0 && lane == 0) mbar_arrive(&empty[(kt - 1) % STAGES]);
-  }
-  wgmma_wait<0>();
-  fence_acc(d);
-
-  // ---- epilogue: accumulator fragment (row 16*warp + lane/4 (+8), columns 8j + 2*(lane%4) (+1))
-  const int row0 = m0 + cw * 64 + warp * 16 + lane / 4;
   const bool pairs = (ldc % 2 == 0) && (reinterpret_cast<uintptr_t>(C) % (2 * sizeof(T)) == 0);
+  float d[NACC];
+  int it = 0;
+  for (int tile = blockIdx.x; tile < tiles; tile += step) {
+    int m0, n0;
+    origin(tile, m0, n0);
 #pragma unroll
-  for (int j = 0; j < BN / 8; ++j) {
-    const int col = n0 + 8 * j + 2 * (lane % 4);
-    if (col >= N) continue;
+    for (int i = 0; i < NACC; ++i) d[i] = 0.0f;
+    for (int kt = 0; kt < ktiles; ++kt, ++it) {
+      const int s = it % STAGES;
+      mbar_wait(&full[s], (it / STAGES) & 1);
+      const uint8_t* a = smem + s * STAGE + cw * (BM / 2) * 128;  // 64 rows of 128 B (K-major) == one chunk (MN-major)
+      const uint8_t* b = smem + s * STAGE + A_BYTES;
+      fence_acc(d);
+      wgmma_fence();
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int row = row0 + 8 * h;
-      if (row >= M) continue;
-      T* p = C + (size_t)row * ldc + col;
-      float x = alpha * d[4 * j + 2 * h], y = alpha * d[4 * j + 2 * h + 1];
-      const bool two = col + 1 < N;
-      if (beta != 0.0f) {
-        x = fmaf(beta, X::to_f(p[0]), x);
-        if (two) y = fmaf(beta, X::to_f(p[1]), y);
+      for (int kk = 0; kk < BK / X::K; ++kk) {
+        // K-major: the next k-slice starts 32 bytes further along the swizzled row;
+        // MN-major: X::K rows of 128 bytes further down each chunk
+        const uint64_t da = MN_A ? smem_desc(a + kk * X::K * 128, CHUNK, 1024) : smem_desc(a + kk * 32, 16, 1024);
+        const uint64_t db = MN_B ? smem_desc(b + kk * X::K * 128, CHUNK, 1024) : smem_desc(b + kk * 32, 16, 1024);
+        X::template run<BN, MN_A, MN_B>(d, da, db);
       }
-      if (two && pairs) {
-        X::store2(p, x, y);
-      } else {
-        X::store1(p, x);
-        if (two) X::store1(p + 1, y);
+      wgmma_commit();
+      wgmma_wait<1>();  // the MMAs of the previous k-tile are done: hand its stage back to the producer
+      fence_acc(d);
+      if (kt > 0 && lane == 0) mbar_arrive(&empty[(it - 1) % STAGES]);
+    }
+    wgmma_wait<0>();
+    fence_acc(d);
+    if (lane == 0) mbar_arrive(&empty[(it - 1) % STAGES]);  // the tile's last stage
+
+    // ---- epilogue: accumulator fragment (row 16*warp + lane/4 (+8), columns 8j + 2*(lane%4) (+1))
+    const int row0 = m0 + cw * 64 + warp * 16 + lane / 4;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const int col = n0 + 8 * j + 2 * (lane % 4);
+      if (col >= N) continue;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = row0 + 8 * h;
+        if (row >= M) continue;
+        T* p = C + (size_t)row * ldc + col;
+        float x = alpha * d[4 * j + 2 * h], y = alpha * d[4 * j + 2 * h + 1];
+        const bool two = col + 1 < N;
+        if (beta != 0.0f) {
+          x = fmaf(beta, X::to_f(p[0]), x);
+          if (two) y = fmaf(beta, X::to_f(p[1]), y);
+        }
+        if (two && pairs) {
+          X::store2(p, x, y);
+        } else {
+          X::store1(p, x);
+          if (two) X::store1(p + 1, y);
+        }
       }
     }
   }
@@ -235,31 +250,34 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
 }  // namespace
 
 // Dynamic shared memory per launch: STAGES * (128 + BN) * 128 bytes + 1024 (alignment) + barriers;
-// grid = ceil(M / 128) * ceil(N / BN) CTAs (1-D), 384 threads.
-#define KIT_SM90_KERNEL(NAME, T, BN, MNA, MNB)                                                              \
+// 384 threads; a 1-D grid of ceil(M / 128) * ceil(N / BN) CTAs, or (persistent "_p" kernels) at
+// most one per SM.
+#define KIT_SM90_KERNEL(NAME, T, BN, MNA, MNB, P)                                                           \
   extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
       NAME(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M, int N, \
            int K, float alpha, float beta, T* C, int ldc) {                                                  \
-    gemm_sm90<T, BN, MNA, MNB>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc);                                  \
+    gemm_sm90<T, BN, MNA, MNB, P>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc);                               \
   }
+#define KIT_SM90_PAIR(NAME, T, BN, MNA, MNB) \
+  KIT_SM90_KERNEL(NAME, T, BN, MNA, MNB, false) KIT_SM90_KERNEL(NAME##_p, T, BN, MNA, MNB, true)
 
-// name: gemm_sm90_<type>_<BN>_<A layout><B layout>, layout k = K-major (row-major A / transposed B),
-// m = MN-major (transposed A / row-major B)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_kk, __nv_bfloat16, 256, 0, 0)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_km, __nv_bfloat16, 256, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_mk, __nv_bfloat16, 256, 1, 0)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_mm, __nv_bfloat16, 256, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_kk, __nv_bfloat16, 128, 0, 0)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_km, __nv_bfloat16, 128, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_mk, __nv_bfloat16, 128, 1, 0)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_mm, __nv_bfloat16, 128, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_kk, __half, 256, 0, 0)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_km, __half, 256, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_mk, __half, 256, 1, 0)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_mm, __half, 256, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_kk, __half, 128, 0, 0)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_km, __half, 128, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_mk, __half, 128, 1, 0)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_mm, __half, 128, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_tf32_256_kk, float, 256, 0, 0)
-KIT_SM90_KERNEL(gemm_sm90_tf32_128_kk, float, 128, 0, 0)
+// name: gemm_sm90_<type>_<BN>_<A layout><B layout>[_p], layout k = K-major (row-major A /
+// transposed B), m = MN-major (transposed A / row-major B); _p = persistent
+KIT_SM90_PAIR(gemm_sm90_bf16_256_kk, __nv_bfloat16, 256, 0, 0)
+KIT_SM90_PAIR(gemm_sm90_bf16_256_km, __nv_bfloat16, 256, 0, 1)
+KIT_SM90_PAIR(gemm_sm90_bf16_256_mk, __nv_bfloat16, 256, 1, 0)
+KIT_SM90_PAIR(gemm_sm90_bf16_256_mm, __nv_bfloat16, 256, 1, 1)
+KIT_SM90_PAIR(gemm_sm90_bf16_128_kk, __nv_bfloat16, 128, 0, 0)
+KIT_SM90_PAIR(gemm_sm90_bf16_128_km, __nv_bfloat16, 128, 0, 1)
+KIT_SM90_PAIR(gemm_sm90_bf16_128_mk, __nv_bfloat16, 128, 1, 0)
+KIT_SM90_PAIR(gemm_sm90_bf16_128_mm, __nv_bfloat16, 128, 1, 1)
+KIT_SM90_PAIR(gemm_sm90_f16_256_kk, __half, 256, 0, 0)
+KIT_SM90_PAIR(gemm_sm90_f16_256_km, __half, 256, 0, 1)
+KIT_SM90_PAIR(gemm_sm90_f16_256_mk, __half, 256, 1, 0)
+KIT_SM90_PAIR(gemm_sm90_f16_256_mm, __half, 256, 1, 1)
+KIT_SM90_PAIR(gemm_sm90_f16_128_kk, __half, 128, 0, 0)
+KIT_SM90_PAIR(gemm_sm90_f16_128_km, __half, 128, 0, 1)
+KIT_SM90_PAIR(gemm_sm90_f16_128_mk, __half, 128, 1, 0)
+KIT_SM90_PAIR(gemm_sm90_f16_128_mm, __half, 128, 1, 1)
+KIT_SM90_PAIR(gemm_sm90_tf32_256_kk, float, 256, 0, 0)
+KIT_SM90_PAIR(gemm_sm90_tf32_128_kk, float, 128, 0, 0)

@@ -46,6 +46,8 @@ def unsupported(dev):
 
 
 FORCE_BN = None  # tests set 128 or 256 to run one tile shape whatever the problem size
+# "grid": one CTA per tile; "persistent": one CTA per SM walking the tiles (the "_p" kernels)
+SCHEDULE = "grid"
 
 
 def pick_bn(M: int, N: int, sms: int) -> int:
@@ -155,11 +157,14 @@ def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb
     b_shape = (N, K) if b_k else (K, N)
     tmA = tensor_map(dev, kind, a_ptr, a_shape, _tma_ld(lda, a_shape[0], it), (BM, bk) if a_k else (bk, 64))
     tmB = tensor_map(dev, kind, b_ptr, b_shape, _tma_ld(ldb, b_shape[0], it), (bn, bk) if b_k else (bk, 64))
-    name = f"gemm_sm90_{kind}_{bn}_{'k' if a_k else 'm'}{'k' if b_k else 'm'}"
+    persistent = SCHEDULE == "persistent"
+    name = f"gemm_sm90_{kind}_{bn}_{'k' if a_k else 'm'}{'k' if b_k else 'm'}{'_p' if persistent else ''}"
     kern = kit_kernel("gemm_sm90", name)
     smem = shared_bytes(bn)
     kern.ensure_dynamic_shared(dev, smem)
     grid = -(-M // BM) * -(-N // bn)
+    if persistent:
+        grid = min(grid, dev.multiprocessor_count)
     _do_launch(s, _config((grid, 1, 1), (THREADS, 1, 1), smem), kern,
                (tmA, tmB, np.int32(M), np.int32(N), np.int32(K), alpha32, beta32, o_ptr, np.int32(ldc)))
     del keep  # the workspaces were allocated on s: freed in s's order, after the kernel
