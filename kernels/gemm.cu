@@ -170,132 +170,105 @@ gemm_simt16_f32(int M, int N, int K, float alpha, const float* A, int lda, const
   simt_gemm<16>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
 }
 
-// ---- simtcp: the same 128x128 tile and 8x8 thread tile, fed by cp.async ----------------------
-// Global -> shared copies go through cp.async (no register staging, no transposed stores), STAGES
-// deep. A stays row-major in shared memory (rows padded by 16 bytes); a thread reads its 8 rows
-// 4 k at a time as float4, so the loads per FMA stay those of simt. Zero-fill (src-size) covers the
-// ragged edges; vec_ok = 0 (unaligned pitch or start) copies 4 bytes at a time instead of 16.
+// ---- simt128t: 128x128 tile with 4 warps of 64x64, 8x16 outputs per thread ------------------
+// 128 threads, 128 accumulators each (about 200 registers, 2 CTAs/SM): per k a thread reads
+// 2 float4 of A and 4 of B for 128 FMAs. A is staged one row per thread (4 float4 along k) and
+// stored transposed (As[k][m], a warp writes 32 consecutive words); B one row-segment per warp
+// (32 consecutive float4). Same double buffer and register prefetch as simt.
 namespace {
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
-               "l"(src), "r"(src_bytes) : "memory");
-}
-__device__ __forceinline__ void cp_async4(void* dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
-               "l"(src), "r"(src_bytes) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
-
-// a 4-float chunk (row r, columns c..c+3) of a rows x cols matrix with pitch ld, into dst
-__device__ __forceinline__ void chunk(float* dst, const float* src, int rows, int cols, int ld, int r, int c, int vec_ok) {
-  const bool in_row = r < rows;
-  if (vec_ok) {
-    const int valid = in_row ? max(0, min(4, cols - c)) : 0;
-    cp_async16(dst, valid ? src + (size_t)r * ld + c : src, 4 * valid);
-  } else {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const bool ok = in_row && c + i < cols;
-      cp_async4(dst + i, ok ? src + (size_t)r * ld + c + i : src, ok ? 4 : 0);
-    }
-  }
-}
-
-template <int BK, int STAGES>
-__device__ __forceinline__ void simtcp_gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B,
-                                            int ldb, float beta, float* C, int ldc, int vec_ok) {
-  constexpr int AP = BK + 4;  // padded A row (floats)
-  extern __shared__ __align__(16) float sm[];
-  float* As = sm;                              // [STAGES][128][AP]
-  float* Bs = sm + STAGES * SBM * AP;          // [STAGES][BK][128]
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+__device__ __forceinline__ void simt128t_gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                                              int ldb, float beta, float* C, int ldc, int vec_ok) {
+  constexpr int BK = 16;
+  __shared__ __align__(16) float As[2][BK][SBM];
+  __shared__ __align__(16) float Bs[2][BK][SBN];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int wm = (warp >> 1) * 64, wn = (warp & 1) * 64;  // the warp's 64x64 block of the tile
+  const int ly = lane >> 2, lx = lane & 3;
   const int m0 = blockIdx.y * SBM, n0 = blockIdx.x * SBN;
-  const int ktiles = (K + BK - 1) / BK;
-  constexpr int ACH = SBM * BK / 4 / 256, BCH = BK * SBN / 4 / 256;  // chunks per thread
+  float ra[16], rb[16];
 
-  auto load = [&](int t, int slot) {
-    const int k0 = t * BK;
-    float* as = As + slot * SBM * AP;
-    float* bs = Bs + slot * BK * SBN;
+  auto load = [&](int k0) {
+    const int m = m0 + tid;  // A: row m, k0 .. k0+15
+    if (vec_ok && m < M && k0 + 15 < K) {
 #pragma unroll
-    for (int i = 0; i < ACH; ++i) {
-      const int e = tid + i * 256, r = e / (BK / 4), c = (e % (BK / 4)) * 4;
-      chunk(as + r * AP + c, A, M, K, lda, m0 + r, k0 + c, vec_ok);
+      for (int v = 0; v < 4; ++v) {
+        const float4 x = *reinterpret_cast<const float4*>(A + (size_t)m * lda + k0 + 4 * v);
+        ra[4 * v] = x.x; ra[4 * v + 1] = x.y; ra[4 * v + 2] = x.z; ra[4 * v + 3] = x.w;
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < 16; ++i) ra[i] = (m < M && k0 + i < K) ? A[(size_t)m * lda + k0 + i] : 0.0f;
     }
 #pragma unroll
-    for (int i = 0; i < BCH; ++i) {
-      const int e = tid + i * 256, r = e / (SBN / 4), c = (e % (SBN / 4)) * 4;
-      // B's rows are k: rows beyond K are zero-filled like the columns beyond N
-      chunk(bs + r * SBN + c, B, K, N, ldb, k0 + r, n0 + c, vec_ok);
+    for (int v = 0; v < 4; ++v) {  // B: rows k0 + warp + 4v, columns 4*lane .. 4*lane+3
+      const int k = k0 + warp + 4 * v, n = n0 + 4 * lane;
+      if (vec_ok && k < K && n + 3 < N) {
+        const float4 x = *reinterpret_cast<const float4*>(B + (size_t)k * ldb + n);
+        rb[4 * v] = x.x; rb[4 * v + 1] = x.y; rb[4 * v + 2] = x.z; rb[4 * v + 3] = x.w;
+      } else {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) rb[4 * v + i] = (k < K && n + i < N) ? B[(size_t)k * ldb + n + i] : 0.0f;
+      }
     }
   };
+  auto store = [&](int buf) {
+#pragma unroll
+    for (int i = 0; i < 16; ++i) As[buf][i][tid] = ra[i];
+#pragma unroll
+    for (int v = 0; v < 4; ++v)
+      *reinterpret_cast<float4*>(&Bs[buf][warp + 4 * v][4 * lane]) =
+          make_float4(rb[4 * v], rb[4 * v + 1], rb[4 * v + 2], rb[4 * v + 3]);
+  };
 
-  float acc[8][8];
+  float acc[8][16];
 #pragma unroll
   for (int i = 0; i < 8; ++i)
 #pragma unroll
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+    for (int j = 0; j < 16; ++j) acc[i][j] = 0.0f;
 
+  load(0);
+  store(0);
+  __syncthreads();
+  const int ntiles = (K + BK - 1) / BK;
+  for (int t = 0; t < ntiles; ++t) {
+    const int cur = t & 1;
+    if (t + 1 < ntiles) load((t + 1) * BK);
 #pragma unroll
-  for (int st = 0; st < STAGES - 1; ++st) {
-    if (st < ktiles) load(st, st);
-    cp_async_commit();
-  }
-  for (int t = 0; t < ktiles; ++t) {
-    cp_async_wait<STAGES - 2>();  // tile t has landed (this thread's copies)
-    __syncthreads();              // ... and everyone's; slot (t-1) % STAGES is free again
-    if (t + STAGES - 1 < ktiles) load(t + STAGES - 1, (t + STAGES - 1) % STAGES);
-    cp_async_commit();
-    const float* as = As + (t % STAGES) * SBM * AP;
-    const float* bs = Bs + (t % STAGES) * BK * SBN;
+    for (int k = 0; k < BK; ++k) {
+      const float4 a0 = *reinterpret_cast<const float4*>(&As[cur][k][wm + 4 * ly]);
+      const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][wm + 32 + 4 * ly]);
+      const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+      float b[16];
 #pragma unroll
-    for (int k4 = 0; k4 < BK; k4 += 4) {
-      float4 a[8];
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const int r = i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4;
-        a[i] = *reinterpret_cast<const float4*>(as + r * AP + k4);
+      for (int q = 0; q < 4; ++q) {
+        const float4 x = *reinterpret_cast<const float4*>(&Bs[cur][k][wn + 16 * q + 4 * lx]);
+        b[4 * q] = x.x; b[4 * q + 1] = x.y; b[4 * q + 2] = x.z; b[4 * q + 3] = x.w;
       }
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        const float4 b0 = *reinterpret_cast<const float4*>(bs + (k4 + kk) * SBN + tx * 4);
-        const float4 b1 = *reinterpret_cast<const float4*>(bs + (k4 + kk) * SBN + 64 + tx * 4);
-        const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+      for (int i = 0; i < 8; ++i)
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const float ai = kk == 0 ? a[i].x : kk == 1 ? a[i].y : kk == 2 ? a[i].z : a[i].w;
-#pragma unroll
-          for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(ai, b[j], acc[i][j]);
-        }
-      }
+        for (int j = 0; j < 16; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
     }
+    if (t + 1 < ntiles) store(cur ^ 1);
+    __syncthreads();
   }
-  cp_async_wait<0>();
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
-    const int m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
+    const int m = m0 + wm + (i < 4 ? 4 * ly + i : 32 + 4 * ly + i - 4);
     if (m >= M) continue;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int n = n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + j - 4);
+    for (int j = 0; j < 16; ++j) {
+      const int n = n0 + wn + 16 * (j / 4) + 4 * lx + j % 4;
       if (n < N) store_c(C, ldc, m, n, alpha, acc[i][j], beta);
     }
   }
 }
 }  // namespace
 
-// dynamic shared memory: STAGES * (128 * (BK + 4) + BK * 128) * 4 bytes (gemm.py computes it)
-extern "C" __global__ void __launch_bounds__(256, 2)
-gemm_simtcp_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
-                float beta, float* C, int ldc, int vec_ok) {
-  simtcp_gemm<16, 4>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
-}
-extern "C" __global__ void __launch_bounds__(256, 2)
-gemm_simtcp32_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+extern "C" __global__ void __launch_bounds__(128, 2)
+gemm_simt128t_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
                   float beta, float* C, int ldc, int vec_ok) {
-  simtcp_gemm<32, 3>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
+  simt128t_gemm(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
 }
 
 // ---- tensor cores through WMMA: 256 threads = 8 warps as 2 (M) x 4 (N), warp tile 64x32 ----

@@ -59,6 +59,32 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, u
       "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1)
       : "memory");
 }
+// the same box, written at the same shared-memory offset of every CTA in cta_mask (cluster
+// multicast); each receiving CTA's barrier at `bar`'s offset gets the completed bytes
+__device__ __forceinline__ void tma_load_2d_mc(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1,
+                                               uint16_t cta_mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster"
+      " [%0], [%1, {%3, %4}], [%2], %5;" ::"r"(smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "h"(cta_mask)
+      : "memory");
+}
+// arrive on the barrier at `bar`'s offset in cluster CTA `cta` (this CTA included)
+__device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t cta) {
+  asm volatile(
+      "{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\n"
+      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" ::"r"(smem_u32(bar)),
+      "r"(cta)
+      : "memory");
+}
+__device__ __forceinline__ uint32_t cluster_rank() {
+  uint32_t r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return r;
+}
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
 // wgmma shared-memory matrix descriptor: start address, leading / stride byte offsets, SW128
 __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint32_t sbo) {
   return (uint64_t)((smem_u32(p) & 0x3FFFF) >> 4) | ((uint64_t)(lbo >> 4) << 16) | ((uint64_t)(sbo >> 4) << 32) |
@@ -114,9 +140,9 @@ template <> struct Mma<float> {  // TF32 inputs (the tensor cores read the top 1
 };
 
 // MN_A: A stored K x M (M contiguous); MN_B: B stored K x N (N contiguous, the row-major default).
-// PERSIST: a grid of (at most) one CTA per SM walks the tiles; the k-stage ring and its barrier
-// phases run on across tiles, so the producer loads the next tile while the consumers store this one.
-template <typename T, int BN, int MN_A, int MN_B, bool PERSIST>
+// CL = 2: clusters of two CTAs on vertically adjacent tiles (same B tile); each CTA loads half of
+// the B tile and multicasts it to both, and a stage is free only when both CTAs' consumers are done.
+template <typename T, int BN, int MN_A, int MN_B, int CL>
 __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensorMap* tmB, int M, int N, int K,
                                           float alpha, float beta, T* C, int ldc) {
   using X = Mma<T>;
@@ -124,80 +150,95 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   constexpr int A_BYTES = BM * BK * sizeof(T), B_BYTES = BN * BK * sizeof(T), STAGE = A_BYTES + B_BYTES;
   constexpr int CHUNK = 64 * BK * sizeof(T);  // one 64-wide MN-major box (8 KiB)
   constexpr int NACC = BN / 2;
+  static_assert(CL == 1 || CL == 2, "clusters of 1 or 2 CTAs");
 
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * STAGE);
   uint64_t* empty = full + STAGES;
 
-  const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN, tiles = tiles_m * tiles_n;
+  // grouped tile order: GROUP_M row-tiles side by side share B tiles in L2. With clusters the
+  // unit is a pair of row-tiles (the cluster); a CTA whose rows start past M computes zeros
+  // (TMA fills them) and stores nothing, but still loads its half of B for its partner.
+  const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
+  const uint32_t rank = CL == 1 ? 0 : cluster_rank();
+  const int units_m = (tiles_m + CL - 1) / CL, unit = blockIdx.x / CL;
+  constexpr int GU = GROUP_M / CL;
+  const int group = GU * tiles_n, first = (unit / group) * GU, gsize = min(units_m - first, GU);
+  const int m0 = ((first + (unit % group) % gsize) * CL + (int)rank) * BM;
+  const int n0 = ((unit % group) / gsize) * BN;
   const int ktiles = (K + BK - 1) / BK;
   const int wg = threadIdx.x / 128;
-  // grouped tile order: GROUP_M row-tiles side by side share B tiles in L2
-  auto origin = [&](int id, int& m0, int& n0) {
-    const int group = GROUP_M * tiles_n, first_m = (id / group) * GROUP_M, gsize = min(tiles_m - first_m, GROUP_M);
-    m0 = (first_m + (id % group) % gsize) * BM;
-    n0 = ((id % group) / gsize) * BN;
-  };
-  const int step = PERSIST ? gridDim.x : tiles;
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
       mbar_init(&full[s], 1);
-      mbar_init(&empty[s], 8);  // the 8 consumer warps
+      mbar_init(&empty[s], 8 * CL);  // the 8 consumer warps of every CTA in the cluster
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   }
-  __syncthreads();
+  if constexpr (CL > 1) cluster_sync();  // the partner's barriers exist before anything lands in them
+  else __syncthreads();
 
   if (wg == 0) {  // ---- producer
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
     if (threadIdx.x == 0) {
-      int it = 0;  // k-tiles issued so far, across tiles: stage = it % STAGES, round = it / STAGES
-      for (int tile = blockIdx.x; tile < tiles; tile += step) {
-        int m0, n0;
-        origin(tile, m0, n0);
-        for (int kt = 0; kt < ktiles; ++kt, ++it) {
-          const int s = it % STAGES;
-          if (it >= STAGES) mbar_wait(&empty[s], ((it / STAGES) - 1) & 1);
-          uint8_t* a = smem + s * STAGE;
-          uint8_t* b = a + A_BYTES;
-          const int k0 = kt * BK;
-          mbar_expect_tx(&full[s], STAGE);
-          if constexpr (MN_A) {
+      for (int kt = 0; kt < ktiles; ++kt) {
+        const int s = kt % STAGES;
+        if (kt >= STAGES) mbar_wait(&empty[s], ((kt / STAGES) - 1) & 1);
+        uint8_t* a = smem + s * STAGE;
+        uint8_t* b = a + A_BYTES;
+        const int k0 = kt * BK;
+        mbar_expect_tx(&full[s], STAGE);  // own A + the whole B tile (half of it from the partner)
+        if constexpr (MN_A) {
 #pragma unroll
-            for (int j = 0; j < BM / 64; ++j) tma_load_2d(a + j * CHUNK, tmA, &full[s], m0 + 64 * j, k0);
-          } else {
-            tma_load_2d(a, tmA, &full[s], k0, m0);
-          }
+          for (int j = 0; j < BM / 64; ++j) tma_load_2d(a + j * CHUNK, tmA, &full[s], m0 + 64 * j, k0);
+        } else {
+          tma_load_2d(a, tmA, &full[s], k0, m0);
+        }
+        if constexpr (CL == 1) {
           if constexpr (MN_B) {
 #pragma unroll
             for (int j = 0; j < BN / 64; ++j) tma_load_2d(b + j * CHUNK, tmB, &full[s], n0 + 64 * j, k0);
           } else {
             tma_load_2d(b, tmB, &full[s], k0, n0);
           }
+        } else {
+          if constexpr (MN_B) {  // chunks rank*BN/128 .. : half of the 64-wide chunks
+#pragma unroll
+            for (int j = 0; j < BN / 128; ++j) {
+              const int c = (int)rank * (BN / 128) + j;
+              tma_load_2d_mc(b + c * CHUNK, tmB, &full[s], n0 + 64 * c, k0, 0x3);
+            }
+          } else {  // rows rank*BN/2 .. of the K-major tile (the tensor map's box is BN/2 rows)
+            tma_load_2d_mc(b + rank * (BN / 2) * 128, tmB, &full[s], k0, n0 + (int)rank * (BN / 2), 0x3);
+          }
         }
       }
     }
-    return;
-  }
-
-  // ---- consumers
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
-  const int cw = wg - 1;  // rows cw*64 .. cw*64+63 of the tile
-  const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
-  const bool pairs = (ldc % 2 == 0) && (reinterpret_cast<uintptr_t>(C) % (2 * sizeof(T)) == 0);
-  float d[NACC];
-  int it = 0;
-  for (int tile = blockIdx.x; tile < tiles; tile += step) {
-    int m0, n0;
-    origin(tile, m0, n0);
+  } else {
+    // ---- consumers
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
+    const int cw = wg - 1;  // rows cw*64 .. cw*64+63 of the tile
+    const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
+    float d[NACC];
 #pragma unroll
     for (int i = 0; i < NACC; ++i) d[i] = 0.0f;
-    for (int kt = 0; kt < ktiles; ++kt, ++it) {
-      const int s = it % STAGES;
-      mbar_wait(&full[s], (it / STAGES) & 1);
+
+    auto release = [&](int s) {
+      if (lane == 0) {
+        if constexpr (CL == 1) {
+          mbar_arrive(&empty[s]);
+        } else {
+#pragma unroll
+          for (int c = 0; c < CL; ++c) mbar_arrive_cluster(&empty[s], c);
+        }
+      }
+    };
+    for (int kt = 0; kt < ktiles; ++kt) {
+      const int s = kt % STAGES;
+      mbar_wait(&full[s], (kt / STAGES) & 1);
       const uint8_t* a = smem + s * STAGE + cw * (BM / 2) * 128;  // 64 rows of 128 B (K-major) == one chunk (MN-major)
       const uint8_t* b = smem + s * STAGE + A_BYTES;
       fence_acc(d);
@@ -211,16 +252,16 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
         X::template run<BN, MN_A, MN_B>(d, da, db);
       }
       wgmma_commit();
-      wgmma_wait<1>();  // the MMAs of the previous k-tile are done: hand its stage back to the producer
+      wgmma_wait<1>();  // the MMAs of stage kt-1 are done: hand that stage back to the producer(s)
       fence_acc(d);
-      if (kt > 0 && lane == 0) mbar_arrive(&empty[(it - 1) % STAGES]);
+      if (kt > 0) release((kt - 1) % STAGES);
     }
     wgmma_wait<0>();
     fence_acc(d);
-    if (lane == 0) mbar_arrive(&empty[(it - 1) % STAGES]);  // the tile's last stage
 
     // ---- epilogue: accumulator fragment (row 16*warp + lane/4 (+8), columns 8j + 2*(lane%4) (+1))
     const int row0 = m0 + cw * 64 + warp * 16 + lane / 4;
+    const bool pairs = (ldc % 2 == 0) && (reinterpret_cast<uintptr_t>(C) % (2 * sizeof(T)) == 0);
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) {
       const int col = n0 + 8 * j + 2 * (lane % 4);
@@ -245,13 +286,15 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
       }
     }
   }
+  // no CTA may leave while its partner can still multicast into it or arrive on its barriers
+  if constexpr (CL > 1) cluster_sync();
 }
 
 }  // namespace
 
 // Dynamic shared memory per launch: STAGES * (128 + BN) * 128 bytes + 1024 (alignment) + barriers;
-// 384 threads; a 1-D grid of ceil(M / 128) * ceil(N / BN) CTAs, or (persistent "_p" kernels) at
-// most one per SM.
+// 384 threads; a 1-D grid of ceil(M / 128) * ceil(N / BN) CTAs, or for the "_c2" kernels
+// ceil(M / 256) * ceil(N / BN) clusters of 2 CTAs.
 #define KIT_SM90_KERNEL(NAME, T, BN, MNA, MNB, P)                                                           \
   extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
       NAME(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M, int N, \
@@ -259,10 +302,10 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
     gemm_sm90<T, BN, MNA, MNB, P>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc);                               \
   }
 #define KIT_SM90_PAIR(NAME, T, BN, MNA, MNB) \
-  KIT_SM90_KERNEL(NAME, T, BN, MNA, MNB, false) KIT_SM90_KERNEL(NAME##_p, T, BN, MNA, MNB, true)
+  KIT_SM90_KERNEL(NAME, T, BN, MNA, MNB, 1) KIT_SM90_KERNEL(NAME##_c2, T, BN, MNA, MNB, 2)
 
-// name: gemm_sm90_<type>_<BN>_<A layout><B layout>[_p], layout k = K-major (row-major A /
-// transposed B), m = MN-major (transposed A / row-major B); _p = persistent
+// name: gemm_sm90_<type>_<BN>_<A layout><B layout>[_c2], layout k = K-major (row-major A /
+// transposed B), m = MN-major (transposed A / row-major B); _c2 = clusters of 2 with B multicast
 KIT_SM90_PAIR(gemm_sm90_bf16_256_kk, __nv_bfloat16, 256, 0, 0)
 KIT_SM90_PAIR(gemm_sm90_bf16_256_km, __nv_bfloat16, 256, 0, 1)
 KIT_SM90_PAIR(gemm_sm90_bf16_256_mk, __nv_bfloat16, 256, 1, 0)

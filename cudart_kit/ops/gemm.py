@@ -18,17 +18,16 @@ from . import _gemm_sm90 as _sm90
 
 __all__ = ["matmul", "ALGOS", "choose_algo", "layout_of"]
 
-ALGOS = ("auto", "naive", "tiled", "simt", "simt16", "simtcp", "simtcp32", "tf32", "bf16", "fp16", "tf32_sm90", "bf16_sm90", "fp16_sm90",
+ALGOS = ("auto", "naive", "tiled", "simt", "simt16", "simt128t", "tf32", "bf16", "fp16", "tf32_sm90", "bf16_sm90", "fp16_sm90",
          "cublas")
 _F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
 _BF16 = (bfloat16,) if bfloat16 is not None else ()
-_DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), "simt": (_F32,), "simt16": (_F32,), "simtcp": (_F32,),
-              "simtcp32": (_F32,), "tf32": (_F32,), "fp16": (_F16,),
+_DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), "simt": (_F32,), "simt16": (_F32,), "simt128t": (_F32,),
+              "tf32": (_F32,), "fp16": (_F16,),
               "tf32_sm90": (_F32,), "fp16_sm90": (_F16,), "bf16_sm90": _BF16, "bf16": _BF16,
               "cublas": (_F32, _F16) + _BF16}
-# simt kernels -> dynamic shared memory: the cp.async ones keep STAGES x (A tile with 16-byte
-# padded rows + B tile) in dynamic shared memory (more than the 48 KiB static limit)
-_SIMT = {"simt": 0, "simt16": 0, "simtcp": 4 * (128 * 20 + 16 * 128) * 4, "simtcp32": 3 * (128 * 36 + 32 * 128) * 4}
+# simt kernels (128x128 tiles, row-major operands) -> threads per CTA
+_SIMT = {"simt": 256, "simt16": 256, "simt128t": 128}
 
 
 def _kernel(name: str) -> Kernel:
@@ -141,8 +140,8 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
     elif name in _SIMT:
         vec_ok = int(lda % 4 == 0 and ldb % 4 == 0 and A.ptr % 16 == 0 and B.ptr % 16 == 0)
         grid = ((N + 127) // 128, (M + 127) // 128)
-        rec = launch(_kernel(f"gemm_{name}_f32"), grid, 256, M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc,
-                     vec_ok, stream=s, timed=timed, shared_mem_bytes=_SIMT[name])
+        rec = launch(_kernel(f"gemm_{name}_f32"), grid, _SIMT[name], M, N, K, alpha32, A, lda, B, ldb, beta32, O,
+                     ldc, vec_ok, stream=s, timed=timed)
     else:
         grid = ((N + 127) // 128, (M + 127) // 128)
         rec = launch(_kernel(f"gemm_{name}"), grid, 256, M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O,
