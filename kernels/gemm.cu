@@ -67,7 +67,9 @@ extern "C" __global__ void gemm_tiled_f32(int M, int N, int K, float alpha, cons
 #define SBM 128
 #define SBN 128
 namespace {
-template <int BK>
+// PF: prefetch the next k's fragments from shared memory into registers while the current k's
+// FMAs run (two fragment sets live), instead of leaving that overlap to the compiler.
+template <int BK, bool PF = false>
 __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B,
                                           int ldb, float beta, float* C, int ldc, int vec_ok) {
   constexpr int PER = BK / 2;                 // elements of A (and of B) each thread stages
@@ -76,7 +78,9 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
   __shared__ __align__(16) float Bs[2][BK][SBN];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int m0 = blockIdx.y * SBM, n0 = blockIdx.x * SBN;
-  const int a_row = m0 + (tid >> 1), a_k = (tid & 1) * PER;
+  // a warp stages 32 consecutive rows of A at one k offset: its transposed stores As[k][row] hit
+  // 32 different banks (rows tid>>1 with two k halves per warp put two threads on each bank)
+  const int a_row = m0 + (tid & 127), a_k = (tid >> 7) * PER;
   const int b_k = tid / BT, b_c = (tid % BT) * PER, b_col = n0 + b_c;
   float ra[PER], rb[PER];
 
@@ -106,7 +110,7 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
   };
   auto store = [&](int buf) {
 #pragma unroll
-    for (int i = 0; i < PER; ++i) As[buf][a_k + i][tid >> 1] = ra[i];
+    for (int i = 0; i < PER; ++i) As[buf][a_k + i][tid & 127] = ra[i];
 #pragma unroll
     for (int v = 0; v < PER / 4; ++v)
       *reinterpret_cast<float4*>(&Bs[buf][b_k][b_c + 4 * v]) =
@@ -126,18 +130,40 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
   for (int t = 0; t < ntiles; ++t) {
     const int cur = t & 1;
     if (t + 1 < ntiles) load((t + 1) * BK);  // global loads in flight while we compute
+    if constexpr (PF) {
+      float4 fa[2][2], fb[2][2];  // [slot][half]
+      auto frag = [&](int k, int slot) {
+        fa[slot][0] = *reinterpret_cast<const float4*>(&As[cur][k][ty * 4]);
+        fa[slot][1] = *reinterpret_cast<const float4*>(&As[cur][k][64 + ty * 4]);
+        fb[slot][0] = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
+        fb[slot][1] = *reinterpret_cast<const float4*>(&Bs[cur][k][64 + tx * 4]);
+      };
+      frag(0, 0);
 #pragma unroll
-    for (int k = 0; k < BK; ++k) {
-      const float4 a0 = *reinterpret_cast<const float4*>(&As[cur][k][ty * 4]);
-      const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][64 + ty * 4]);
-      const float4 b0 = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
-      const float4 b1 = *reinterpret_cast<const float4*>(&Bs[cur][k][64 + tx * 4]);
-      const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-      const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+      for (int k = 0; k < BK; ++k) {
+        if (k + 1 < BK) frag(k + 1, (k + 1) & 1);
+        const float4 a0 = fa[k & 1][0], a1 = fa[k & 1][1], b0 = fb[k & 1][0], b1 = fb[k & 1][1];
+        const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+        const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll
-      for (int i = 0; i < 8; ++i)
+        for (int i = 0; i < 8; ++i)
 #pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+          for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < BK; ++k) {
+        const float4 a0 = *reinterpret_cast<const float4*>(&As[cur][k][ty * 4]);
+        const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][64 + ty * 4]);
+        const float4 b0 = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
+        const float4 b1 = *reinterpret_cast<const float4*>(&Bs[cur][k][64 + tx * 4]);
+        const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+        const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+#pragma unroll
+          for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+      }
     }
     // the other buffer was last read in iteration t-1, which ended with a barrier
     if (t + 1 < ntiles) store(cur ^ 1);
@@ -168,6 +194,18 @@ extern "C" __global__ void __launch_bounds__(256)
 gemm_simt16_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
                 float beta, float* C, int ldc, int vec_ok) {
   simt_gemm<16>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
+}
+
+// fragment-prefetching twins of simt / simt16 (candidates; see tools/matmul_notes.md)
+extern "C" __global__ void __launch_bounds__(256)
+gemm_simtp_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+               float beta, float* C, int ldc, int vec_ok) {
+  simt_gemm<8, true>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
+}
+extern "C" __global__ void __launch_bounds__(256)
+gemm_simt16p_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                 float beta, float* C, int ldc, int vec_ok) {
+  simt_gemm<16, true>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
 }
 
 // ---- simt128t: 128x128 tile with 4 warps of 64x64, 8x16 outputs per thread ------------------

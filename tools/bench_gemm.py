@@ -19,7 +19,7 @@ from cudart_kit.ops import _gemm_sm90
 from cudart_kit.ops.gemm import matmul
 
 PEER = {"cublas": "sgemm", "cublas_bf16": "bf16", "naive": "sgemm", "tiled": "sgemm", "simt": "sgemm",
-        "simt16": "sgemm", "simt128t": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16", "tf32_sm90": "tf32",
+        "simt16": "sgemm", "simtp": "sgemm", "simt16p": "sgemm", "simt128t": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16", "tf32_sm90": "tf32",
         "tf32_sm90_nt": "tf32",
         "bf16_sm90": "bf16", "bf16_sm90_nt": "bf16", "fp16_sm90": "fp16", "tf32_sm90_c2": "tf32", "tf32_sm90_nt_c2": "tf32",
         "bf16_sm90_c2": "bf16", "bf16_sm90_nt_c2": "bf16", "fp16_sm90_c2": "fp16"}
@@ -84,6 +84,8 @@ def main(argv=None) -> int:
             "tiled": lambda st: matmul(a32, b32, c32, algo="tiled", stream=st),
             "simt": lambda st: matmul(a32, b32, c32, algo="simt", stream=st),
             "simt16": lambda st: matmul(a32, b32, c32, algo="simt16", stream=st),
+            "simtp": lambda st: matmul(a32, b32, c32, algo="simtp", stream=st),
+            "simt16p": lambda st: matmul(a32, b32, c32, algo="simt16p", stream=st),
             "simt128t": lambda st: matmul(a32, b32, c32, algo="simt128t", stream=st),
             "tf32": lambda st: matmul(a32, b32, c32, algo="tf32", stream=st),
             "bf16": lambda st: matmul(a16, b16, c16, algo="bf16", stream=st),
