@@ -67,9 +67,7 @@ extern "C" __global__ void gemm_tiled_f32(int M, int N, int K, float alpha, cons
 #define SBM 128
 #define SBN 128
 namespace {
-// PF: prefetch the next k's fragments from shared memory into registers while the current k's
-// FMAs run (two fragment sets live), instead of leaving that overlap to the compiler.
-template <int BK, bool PF = false>
+template <int BK>
 __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B,
                                           int ldb, float beta, float* C, int ldc, int vec_ok) {
   constexpr int PER = BK / 2;                 // elements of A (and of B) each thread stages
@@ -78,9 +76,7 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
   __shared__ __align__(16) float Bs[2][BK][SBN];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int m0 = blockIdx.y * SBM, n0 = blockIdx.x * SBN;
-  // a warp stages 32 consecutive rows of A at one k offset: its transposed stores As[k][row] hit
-  // 32 different banks (rows tid>>1 with two k halves per warp put two threads on each bank)
-  const int a_row = m0 + (tid & 127), a_k = (tid >> 7) * PER;
+  const int a_row = m0 + (tid >> 1), a_k = (tid & 1) * PER;
   const int b_k = tid / BT, b_c = (tid % BT) * PER, b_col = n0 + b_c;
   float ra[PER], rb[PER];
 
@@ -110,7 +106,7 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
   };
   auto store = [&](int buf) {
 #pragma unroll
-    for (int i = 0; i < PER; ++i) As[buf][a_k + i][tid & 127] = ra[i];
+    for (int i = 0; i < PER; ++i) As[buf][a_k + i][tid >> 1] = ra[i];
 #pragma unroll
     for (int v = 0; v < PER / 4; ++v)
       *reinterpret_cast<float4*>(&Bs[buf][b_k][b_c + 4 * v]) =
@@ -130,40 +126,18 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
   for (int t = 0; t < ntiles; ++t) {
     const int cur = t & 1;
     if (t + 1 < ntiles) load((t + 1) * BK);  // global loads in flight while we compute
-    if constexpr (PF) {
-      float4 fa[2][2], fb[2][2];  // [slot][half]
-      auto frag = [&](int k, int slot) {
-        fa[slot][0] = *reinterpret_cast<const float4*>(&As[cur][k][ty * 4]);
-        fa[slot][1] = *reinterpret_cast<const float4*>(&As[cur][k][64 + ty * 4]);
-        fb[slot][0] = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
-        fb[slot][1] = *reinterpret_cast<const float4*>(&Bs[cur][k][64 + tx * 4]);
-      };
-      frag(0, 0);
 #pragma unroll
-      for (int k = 0; k < BK; ++k) {
-        if (k + 1 < BK) frag(k + 1, (k + 1) & 1);
-        const float4 a0 = fa[k & 1][0], a1 = fa[k & 1][1], b0 = fb[k & 1][0], b1 = fb[k & 1][1];
-        const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-        const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+    for (int k = 0; k < BK; ++k) {
+      const float4 a0 = *reinterpret_cast<const float4*>(&As[cur][k][ty * 4]);
+      const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][64 + ty * 4]);
+      const float4 b0 = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
+      const float4 b1 = *reinterpret_cast<const float4*>(&Bs[cur][k][64 + tx * 4]);
+      const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+      const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll
-        for (int i = 0; i < 8; ++i)
+      for (int i = 0; i < 8; ++i)
 #pragma unroll
-          for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-      }
-    } else {
-#pragma unroll
-      for (int k = 0; k < BK; ++k) {
-        const float4 a0 = *reinterpret_cast<const float4*>(&As[cur][k][ty * 4]);
-        const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][64 + ty * 4]);
-        const float4 b0 = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
-        const float4 b1 = *reinterpret_cast<const float4*>(&Bs[cur][k][64 + tx * 4]);
-        const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-        const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
-#pragma unroll
-        for (int i = 0; i < 8; ++i)
-#pragma unroll
-          for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-      }
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
     }
     // the other buffer was last read in iteration t-1, which ended with a barrier
     if (t + 1 < ntiles) store(cur ^ 1);
@@ -196,50 +170,40 @@ gemm_simt16_f32(int M, int N, int K, float alpha, const float* A, int lda, const
   simt_gemm<16>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
 }
 
-// fragment-prefetching twins of simt / simt16 (candidates; see tools/matmul_notes.md)
-extern "C" __global__ void __launch_bounds__(256)
-gemm_simtp_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
-               float beta, float* C, int ldc, int vec_ok) {
-  simt_gemm<8, true>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
-}
-extern "C" __global__ void __launch_bounds__(256)
-gemm_simt16p_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
-                 float beta, float* C, int ldc, int vec_ok) {
-  simt_gemm<16, true>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
-}
-
-// ---- simt128t: 128x128 tile with 4 warps of 64x64, 8x16 outputs per thread ------------------
-// 128 threads, 128 accumulators each (about 200 registers, 2 CTAs/SM): per k a thread reads
-// 2 float4 of A and 4 of B for 128 FMAs. A is staged one row per thread (4 float4 along k) and
-// stored transposed (As[k][m], a warp writes 32 consecutive words); B one row-segment per warp
-// (32 consecutive float4). Same double buffer and register prefetch as simt.
+// ---- simt16s: simt16 with coalesced staging -------------------------------------------------
+// Same tile, thread layout and FMA loop as simt16; only the global->shared staging differs: four
+// threads per A row (a warp reads 8 rows x 64 contiguous bytes) and one B row per warp instruction
+// (512 contiguous bytes), so each load instruction touches half as many cache lines. The
+// transposed A stores are XOR-swizzled at float4 granularity (column group ^ 2 * (k / 4 % 4)) so
+// that a warp's 32 stores hit 32 banks; the float4 reads undo the swizzle.
 namespace {
-__device__ __forceinline__ void simt128t_gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B,
-                                              int ldb, float beta, float* C, int ldc, int vec_ok) {
+__device__ __forceinline__ int swz(int k, int col4) { return col4 ^ (((k >> 2) & 3) << 1); }
+
+__device__ __forceinline__ void simt16s_gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                                             int ldb, float beta, float* C, int ldc, int vec_ok) {
   constexpr int BK = 16;
-  __shared__ __align__(16) float As[2][BK][SBM];
+  __shared__ __align__(16) float As[2][BK][SBM];  // As[k][4 * swz(k, m / 4) + m % 4]
   __shared__ __align__(16) float Bs[2][BK][SBN];
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int wm = (warp >> 1) * 64, wn = (warp & 1) * 64;  // the warp's 64x64 block of the tile
-  const int ly = lane >> 2, lx = lane & 3;
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4, warp = tid >> 5, lane = tid & 31;
   const int m0 = blockIdx.y * SBM, n0 = blockIdx.x * SBN;
-  float ra[16], rb[16];
+  const int a_r = tid >> 2, a_k = (tid & 3) * 4;  // rows a_r and a_r + 64, k a_k .. a_k + 3
+  float ra[8], rb[8];
 
   auto load = [&](int k0) {
-    const int m = m0 + tid;  // A: row m, k0 .. k0+15
-    if (vec_ok && m < M && k0 + 15 < K) {
 #pragma unroll
-      for (int v = 0; v < 4; ++v) {
-        const float4 x = *reinterpret_cast<const float4*>(A + (size_t)m * lda + k0 + 4 * v);
-        ra[4 * v] = x.x; ra[4 * v + 1] = x.y; ra[4 * v + 2] = x.z; ra[4 * v + 3] = x.w;
+    for (int h = 0; h < 2; ++h) {
+      const int m = m0 + a_r + 64 * h, k = k0 + a_k;
+      if (vec_ok && m < M && k + 3 < K) {
+        const float4 x = *reinterpret_cast<const float4*>(A + (size_t)m * lda + k);
+        ra[4 * h] = x.x; ra[4 * h + 1] = x.y; ra[4 * h + 2] = x.z; ra[4 * h + 3] = x.w;
+      } else {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) ra[4 * h + i] = (m < M && k + i < K) ? A[(size_t)m * lda + k + i] : 0.0f;
       }
-    } else {
-#pragma unroll
-      for (int i = 0; i < 16; ++i) ra[i] = (m < M && k0 + i < K) ? A[(size_t)m * lda + k0 + i] : 0.0f;
     }
 #pragma unroll
-    for (int v = 0; v < 4; ++v) {  // B: rows k0 + warp + 4v, columns 4*lane .. 4*lane+3
-      const int k = k0 + warp + 4 * v, n = n0 + 4 * lane;
+    for (int v = 0; v < 2; ++v) {  // B rows k0 + warp + 8v, columns 4 * lane ..
+      const int k = k0 + warp + 8 * v, n = n0 + 4 * lane;
       if (vec_ok && k < K && n + 3 < N) {
         const float4 x = *reinterpret_cast<const float4*>(B + (size_t)k * ldb + n);
         rb[4 * v] = x.x; rb[4 * v + 1] = x.y; rb[4 * v + 2] = x.z; rb[4 * v + 3] = x.w;
@@ -251,18 +215,22 @@ __device__ __forceinline__ void simt128t_gemm(int M, int N, int K, float alpha, 
   };
   auto store = [&](int buf) {
 #pragma unroll
-    for (int i = 0; i < 16; ++i) As[buf][i][tid] = ra[i];
+    for (int h = 0; h < 2; ++h)
 #pragma unroll
-    for (int v = 0; v < 4; ++v)
-      *reinterpret_cast<float4*>(&Bs[buf][warp + 4 * v][4 * lane]) =
-          make_float4(rb[4 * v], rb[4 * v + 1], rb[4 * v + 2], rb[4 * v + 3]);
+      for (int i = 0; i < 4; ++i) {
+        const int k = a_k + i, m = a_r + 64 * h;
+        As[buf][k][4 * swz(k, m >> 2) + (m & 3)] = ra[4 * h + i];
+      }
+#pragma unroll
+    for (int v = 0; v < 2; ++v)
+      *reinterpret_cast<float4*>(&Bs[buf][warp + 8 * v][4 * lane]) = make_float4(rb[4 * v], rb[4 * v + 1], rb[4 * v + 2], rb[4 * v + 3]);
   };
 
-  float acc[8][16];
+  float acc[8][8];
 #pragma unroll
   for (int i = 0; i < 8; ++i)
 #pragma unroll
-    for (int j = 0; j < 16; ++j) acc[i][j] = 0.0f;
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
 
   load(0);
   store(0);
@@ -273,40 +241,37 @@ __device__ __forceinline__ void simt128t_gemm(int M, int N, int K, float alpha, 
     if (t + 1 < ntiles) load((t + 1) * BK);
 #pragma unroll
     for (int k = 0; k < BK; ++k) {
-      const float4 a0 = *reinterpret_cast<const float4*>(&As[cur][k][wm + 4 * ly]);
-      const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][wm + 32 + 4 * ly]);
+      const float4 a0 = *reinterpret_cast<const float4*>(&As[cur][k][4 * swz(k, ty)]);
+      const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][4 * swz(k, 16 + ty)]);
+      const float4 b0 = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
+      const float4 b1 = *reinterpret_cast<const float4*>(&Bs[cur][k][64 + tx * 4]);
       const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-      float b[16];
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const float4 x = *reinterpret_cast<const float4*>(&Bs[cur][k][wn + 16 * q + 4 * lx]);
-        b[4 * q] = x.x; b[4 * q + 1] = x.y; b[4 * q + 2] = x.z; b[4 * q + 3] = x.w;
-      }
+      const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll
       for (int i = 0; i < 8; ++i)
 #pragma unroll
-        for (int j = 0; j < 16; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
     }
     if (t + 1 < ntiles) store(cur ^ 1);
     __syncthreads();
   }
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
-    const int m = m0 + wm + (i < 4 ? 4 * ly + i : 32 + 4 * ly + i - 4);
+    const int m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
     if (m >= M) continue;
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      const int n = n0 + wn + 16 * (j / 4) + 4 * lx + j % 4;
+    for (int j = 0; j < 8; ++j) {
+      const int n = n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + j - 4);
       if (n < N) store_c(C, ldc, m, n, alpha, acc[i][j], beta);
     }
   }
 }
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(128, 2)
-gemm_simt128t_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
-                  float beta, float* C, int ldc, int vec_ok) {
-  simt128t_gemm(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
+extern "C" __global__ void __launch_bounds__(256, 2)
+gemm_simt16s_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                 float beta, float* C, int ldc, int vec_ok) {
+  simt16s_gemm(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
 }
 
 // ---- tensor cores through WMMA: 256 threads = 8 warps as 2 (M) x 4 (N), warp tile 64x32 ----

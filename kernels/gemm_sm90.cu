@@ -59,34 +59,6 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, u
       "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1)
       : "memory");
 }
-// the same box, written at the same shared-memory offset of every CTA in cta_mask (cluster
-// multicast); each receiving CTA's barrier at `bar`'s offset gets the completed bytes
-__device__ __forceinline__ void tma_load_2d_mc(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1,
-                                               uint16_t cta_mask) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster"
-      " [%0], [%1, {%3, %4}], [%2], %5;" ::"r"(smem_u32(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "h"(cta_mask)
-      : "memory");
-}
-// arrive on the barrier at `bar`'s offset in cluster CTA `cta` (this CTA included). Default
-// (CTA-scope) release semantics: what it orders is this warp's finished wgmma reads of the stage;
-// a .release.cluster arrive costs a cluster-wide memory fence per call (measured: half the speed).
-__device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t cta) {
-  asm volatile(
-      "{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\n"
-      "mbarrier.arrive.shared::cluster.b64 _, [ra];\n}\n" ::"r"(smem_u32(bar)),
-      "r"(cta)
-      : "memory");
-}
-__device__ __forceinline__ uint32_t cluster_rank() {
-  uint32_t r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-  return r;
-}
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
-}
 // wgmma shared-memory matrix descriptor: start address, leading / stride byte offsets, SW128
 __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint32_t sbo) {
   return (uint64_t)((smem_u32(p) & 0x3FFFF) >> 4) | ((uint64_t)(lbo >> 4) << 16) | ((uint64_t)(sbo >> 4) << 32) |
@@ -141,10 +113,8 @@ template <> struct Mma<float> {  // TF32 inputs (the tensor cores read the top 1
   __device__ static void store1(float* p, float x) { *p = x; }
 };
 
-// MN_A: A stored K x M (M contiguous); MN_B: B stored K x N (N contiguous, the row-major default).
-// CL = 2: clusters of two CTAs on vertically adjacent tiles (same B tile); each CTA loads half of
-// the B tile and multicasts it to both, and a stage is free only when both CTAs' consumers are done.
-template <typename T, int BN, int MN_A, int MN_B, int CL>
+// MN_A: A stored K x M (M contiguous); MN_B: B stored K x N (N contiguous, the row-major default)
+template <typename T, int BN, int MN_A, int MN_B>
 __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensorMap* tmB, int M, int N, int K,
                                           float alpha, float beta, T* C, int ldc) {
   using X = Mma<T>;
@@ -152,36 +122,29 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   constexpr int A_BYTES = BM * BK * sizeof(T), B_BYTES = BN * BK * sizeof(T), STAGE = A_BYTES + B_BYTES;
   constexpr int CHUNK = 64 * BK * sizeof(T);  // one 64-wide MN-major box (8 KiB)
   constexpr int NACC = BN / 2;
-  static_assert(CL == 1 || CL == 2, "clusters of 1 or 2 CTAs");
 
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * STAGE);
   uint64_t* empty = full + STAGES;
 
-  // grouped tile order: GROUP_M row-tiles side by side share B tiles in L2. With clusters the
-  // unit is a pair of row-tiles (the cluster); a CTA whose rows start past M computes zeros
-  // (TMA fills them) and stores nothing, but still loads its half of B for its partner.
+  // grouped tile order: GROUP_M row-tiles side by side share B tiles in L2
   const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
-  const uint32_t rank = CL == 1 ? 0 : cluster_rank();
-  const int units_m = (tiles_m + CL - 1) / CL, unit = blockIdx.x / CL;
-  constexpr int GU = GROUP_M / CL;
-  const int group = GU * tiles_n, first = (unit / group) * GU, gsize = min(units_m - first, GU);
-  const int m0 = ((first + (unit % group) % gsize) * CL + (int)rank) * BM;
-  const int n0 = ((unit % group) / gsize) * BN;
+  const int id = blockIdx.x, group = GROUP_M * tiles_n;
+  const int first_m = (id / group) * GROUP_M, gsize = min(tiles_m - first_m, GROUP_M);
+  const int m0 = (first_m + (id % group) % gsize) * BM, n0 = ((id % group) / gsize) * BN;
   const int ktiles = (K + BK - 1) / BK;
   const int wg = threadIdx.x / 128;
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
       mbar_init(&full[s], 1);
-      mbar_init(&empty[s], 8 * CL);  // the 8 consumer warps of every CTA in the cluster
+      mbar_init(&empty[s], 8);  // the 8 consumer warps
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   }
-  if constexpr (CL > 1) cluster_sync();  // the partner's barriers exist before anything lands in them
-  else __syncthreads();
+  __syncthreads();
 
   if (wg == 0) {  // ---- producer
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
@@ -192,137 +155,111 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
         uint8_t* a = smem + s * STAGE;
         uint8_t* b = a + A_BYTES;
         const int k0 = kt * BK;
-        mbar_expect_tx(&full[s], STAGE);  // own A + the whole B tile (half of it from the partner)
+        mbar_expect_tx(&full[s], STAGE);
         if constexpr (MN_A) {
 #pragma unroll
           for (int j = 0; j < BM / 64; ++j) tma_load_2d(a + j * CHUNK, tmA, &full[s], m0 + 64 * j, k0);
         } else {
           tma_load_2d(a, tmA, &full[s], k0, m0);
         }
-        if constexpr (CL == 1) {
-          if constexpr (MN_B) {
+        if constexpr (MN_B) {
 #pragma unroll
-            for (int j = 0; j < BN / 64; ++j) tma_load_2d(b + j * CHUNK, tmB, &full[s], n0 + 64 * j, k0);
-          } else {
-            tma_load_2d(b, tmB, &full[s], k0, n0);
-          }
+          for (int j = 0; j < BN / 64; ++j) tma_load_2d(b + j * CHUNK, tmB, &full[s], n0 + 64 * j, k0);
         } else {
-          if constexpr (MN_B) {  // chunks rank*BN/128 .. : half of the 64-wide chunks
-#pragma unroll
-            for (int j = 0; j < BN / 128; ++j) {
-              const int c = (int)rank * (BN / 128) + j;
-              tma_load_2d_mc(b + c * CHUNK, tmB, &full[s], n0 + 64 * c, k0, 0x3);
-            }
-          } else {  // rows rank*BN/2 .. of the K-major tile (the tensor map's box is BN/2 rows)
-            tma_load_2d_mc(b + rank * (BN / 2) * 128, tmB, &full[s], k0, n0 + (int)rank * (BN / 2), 0x3);
-          }
+          tma_load_2d(b, tmB, &full[s], k0, n0);
         }
       }
     }
-  } else {
-    // ---- consumers
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
-    const int cw = wg - 1;  // rows cw*64 .. cw*64+63 of the tile
-    const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
-    float d[NACC];
-#pragma unroll
-    for (int i = 0; i < NACC; ++i) d[i] = 0.0f;
+    return;
+  }
 
-    auto release = [&](int s) {
-      if (lane == 0) {
-        if constexpr (CL == 1) {
-          mbar_arrive(&empty[s]);
-        } else {
+  // ---- consumers
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
+  const int cw = wg - 1;  // rows cw*64 .. cw*64+63 of the tile
+  const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
+  float d[NACC];
 #pragma unroll
-          for (int c = 0; c < CL; ++c) mbar_arrive_cluster(&empty[s], c);
-        }
-      }
-    };
-    for (int kt = 0; kt < ktiles; ++kt) {
-      const int s = kt % STAGES;
-      mbar_wait(&full[s], (kt / STAGES) & 1);
-      const uint8_t* a = smem + s * STAGE + cw * (BM / 2) * 128;  // 64 rows of 128 B (K-major) == one chunk (MN-major)
-      const uint8_t* b = smem + s * STAGE + A_BYTES;
-      fence_acc(d);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < BK / X::K; ++kk) {
-        // K-major: the next k-slice starts 32 bytes further along the swizzled row;
-        // MN-major: X::K rows of 128 bytes further down each chunk
-        const uint64_t da = MN_A ? smem_desc(a + kk * X::K * 128, CHUNK, 1024) : smem_desc(a + kk * 32, 16, 1024);
-        const uint64_t db = MN_B ? smem_desc(b + kk * X::K * 128, CHUNK, 1024) : smem_desc(b + kk * 32, 16, 1024);
-        X::template run<BN, MN_A, MN_B>(d, da, db);
-      }
-      wgmma_commit();
-      wgmma_wait<1>();  // the MMAs of stage kt-1 are done: hand that stage back to the producer(s)
-      fence_acc(d);
-      if (kt > 0) release((kt - 1) % STAGES);
-    }
-    wgmma_wait<0>();
+  for (int i = 0; i < NACC; ++i) d[i] = 0.0f;
+
+  for (int kt = 0; kt < ktiles; ++kt) {
+    const int s = kt % STAGES;
+    mbar_wait(&full[s], (kt / STAGES) & 1);
+    const uint8_t* a = smem + s * STAGE + cw * (BM / 2) * 128;  // 64 rows of 128 B (K-major) == one chunk (MN-major)
+    const uint8_t* b = smem + s * STAGE + A_BYTES;
     fence_acc(d);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BK / X::K; ++kk) {
+      // K-major: the next k-slice starts 32 bytes further along the swizzled row;
+      // MN-major: X::K rows of 128 bytes further down each chunk
+      const uint64_t da = MN_A ? smem_desc(a + kk * X::K * 128, CHUNK, 1024) : smem_desc(a + kk * 32, 16, 1024);
+      const uint64_t db = MN_B ? smem_desc(b + kk * X::K * 128, CHUNK, 1024) : smem_desc(b + kk * 32, 16, 1024);
+      X::template run<BN, MN_A, MN_B>(d, da, db);
+    }
+    wgmma_commit();
+    wgmma_wait<1>();  // the MMAs of stage kt-1 are done: hand that stage back to the producer
+    fence_acc(d);
+    if (kt > 0 && lane == 0) mbar_arrive(&empty[(kt - 1) % STAGES]);
+  }
+  wgmma_wait<0>();
+  fence_acc(d);
 
-    // ---- epilogue: accumulator fragment (row 16*warp + lane/4 (+8), columns 8j + 2*(lane%4) (+1))
-    const int row0 = m0 + cw * 64 + warp * 16 + lane / 4;
-    const bool pairs = (ldc % 2 == 0) && (reinterpret_cast<uintptr_t>(C) % (2 * sizeof(T)) == 0);
+  // ---- epilogue: accumulator fragment (row 16*warp + lane/4 (+8), columns 8j + 2*(lane%4) (+1))
+  const int row0 = m0 + cw * 64 + warp * 16 + lane / 4;
+  const bool pairs = (ldc % 2 == 0) && (reinterpret_cast<uintptr_t>(C) % (2 * sizeof(T)) == 0);
 #pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-      const int col = n0 + 8 * j + 2 * (lane % 4);
-      if (col >= N) continue;
+  for (int j = 0; j < BN / 8; ++j) {
+    const int col = n0 + 8 * j + 2 * (lane % 4);
+    if (col >= N) continue;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int row = row0 + 8 * h;
-        if (row >= M) continue;
-        T* p = C + (size_t)row * ldc + col;
-        float x = alpha * d[4 * j + 2 * h], y = alpha * d[4 * j + 2 * h + 1];
-        const bool two = col + 1 < N;
-        if (beta != 0.0f) {
-          x = fmaf(beta, X::to_f(p[0]), x);
-          if (two) y = fmaf(beta, X::to_f(p[1]), y);
-        }
-        if (two && pairs) {
-          X::store2(p, x, y);
-        } else {
-          X::store1(p, x);
-          if (two) X::store1(p + 1, y);
-        }
+    for (int h = 0; h < 2; ++h) {
+      const int row = row0 + 8 * h;
+      if (row >= M) continue;
+      T* p = C + (size_t)row * ldc + col;
+      float x = alpha * d[4 * j + 2 * h], y = alpha * d[4 * j + 2 * h + 1];
+      const bool two = col + 1 < N;
+      if (beta != 0.0f) {
+        x = fmaf(beta, X::to_f(p[0]), x);
+        if (two) y = fmaf(beta, X::to_f(p[1]), y);
+      }
+      if (two && pairs) {
+        X::store2(p, x, y);
+      } else {
+        X::store1(p, x);
+        if (two) X::store1(p + 1, y);
       }
     }
   }
-  // no CTA may leave while its partner can still multicast into it or arrive on its barriers
-  if constexpr (CL > 1) cluster_sync();
 }
 
 }  // namespace
 
 // Dynamic shared memory per launch: STAGES * (128 + BN) * 128 bytes + 1024 (alignment) + barriers;
-// 384 threads; a 1-D grid of ceil(M / 128) * ceil(N / BN) CTAs, or for the "_c2" kernels
-// ceil(M / 256) * ceil(N / BN) clusters of 2 CTAs.
-#define KIT_SM90_KERNEL(NAME, T, BN, MNA, MNB, P)                                                           \
+// grid = ceil(M / 128) * ceil(N / BN) CTAs (1-D), 384 threads.
+#define KIT_SM90_KERNEL(NAME, T, BN, MNA, MNB)                                                              \
   extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
       NAME(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M, int N, \
            int K, float alpha, float beta, T* C, int ldc) {                                                  \
-    gemm_sm90<T, BN, MNA, MNB, P>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc);                               \
+    gemm_sm90<T, BN, MNA, MNB>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc);                                  \
   }
-#define KIT_SM90_PAIR(NAME, T, BN, MNA, MNB) \
-  KIT_SM90_KERNEL(NAME, T, BN, MNA, MNB, 1) KIT_SM90_KERNEL(NAME##_c2, T, BN, MNA, MNB, 2)
 
-// name: gemm_sm90_<type>_<BN>_<A layout><B layout>[_c2], layout k = K-major (row-major A /
-// transposed B), m = MN-major (transposed A / row-major B); _c2 = clusters of 2 with B multicast
-KIT_SM90_PAIR(gemm_sm90_bf16_256_kk, __nv_bfloat16, 256, 0, 0)
-KIT_SM90_PAIR(gemm_sm90_bf16_256_km, __nv_bfloat16, 256, 0, 1)
-KIT_SM90_PAIR(gemm_sm90_bf16_256_mk, __nv_bfloat16, 256, 1, 0)
-KIT_SM90_PAIR(gemm_sm90_bf16_256_mm, __nv_bfloat16, 256, 1, 1)
-KIT_SM90_PAIR(gemm_sm90_bf16_128_kk, __nv_bfloat16, 128, 0, 0)
-KIT_SM90_PAIR(gemm_sm90_bf16_128_km, __nv_bfloat16, 128, 0, 1)
-KIT_SM90_PAIR(gemm_sm90_bf16_128_mk, __nv_bfloat16, 128, 1, 0)
-KIT_SM90_PAIR(gemm_sm90_bf16_128_mm, __nv_bfloat16, 128, 1, 1)
-KIT_SM90_PAIR(gemm_sm90_f16_256_kk, __half, 256, 0, 0)
-KIT_SM90_PAIR(gemm_sm90_f16_256_km, __half, 256, 0, 1)
-KIT_SM90_PAIR(gemm_sm90_f16_256_mk, __half, 256, 1, 0)
-KIT_SM90_PAIR(gemm_sm90_f16_256_mm, __half, 256, 1, 1)
-KIT_SM90_PAIR(gemm_sm90_f16_128_kk, __half, 128, 0, 0)
-KIT_SM90_PAIR(gemm_sm90_f16_128_km, __half, 128, 0, 1)
-KIT_SM90_PAIR(gemm_sm90_f16_128_mk, __half, 128, 1, 0)
-KIT_SM90_PAIR(gemm_sm90_f16_128_mm, __half, 128, 1, 1)
-KIT_SM90_PAIR(gemm_sm90_tf32_256_kk, float, 256, 0, 0)
-KIT_SM90_PAIR(gemm_sm90_tf32_128_kk, float, 128, 0, 0)
+// name: gemm_sm90_<type>_<BN>_<A layout><B layout>, layout k = K-major (row-major A / transposed B),
+// m = MN-major (transposed A / row-major B)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_kk, __nv_bfloat16, 256, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_km, __nv_bfloat16, 256, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_mk, __nv_bfloat16, 256, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_mm, __nv_bfloat16, 256, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_kk, __nv_bfloat16, 128, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_km, __nv_bfloat16, 128, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_mk, __nv_bfloat16, 128, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_mm, __nv_bfloat16, 128, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_kk, __half, 256, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_km, __half, 256, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_mk, __half, 256, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_mm, __half, 256, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_kk, __half, 128, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_km, __half, 128, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_mk, __half, 128, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_mm, __half, 128, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_tf32_256_kk, float, 256, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_tf32_128_kk, float, 128, 0, 0)

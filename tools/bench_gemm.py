@@ -15,14 +15,12 @@ import numpy as np
 
 import cudart_kit as ck
 from cudart_kit.memory import bfloat16
-from cudart_kit.ops import _gemm_sm90
 from cudart_kit.ops.gemm import matmul
 
+# which cuBLAS row each algorithm is compared with ("_nt": B stored N x K, i.e. transpose_b=True)
 PEER = {"cublas": "sgemm", "cublas_bf16": "bf16", "naive": "sgemm", "tiled": "sgemm", "simt": "sgemm",
-        "simt16": "sgemm", "simtp": "sgemm", "simt16p": "sgemm", "simt128t": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16", "tf32_sm90": "tf32",
-        "tf32_sm90_nt": "tf32",
-        "bf16_sm90": "bf16", "bf16_sm90_nt": "bf16", "fp16_sm90": "fp16", "tf32_sm90_c2": "tf32", "tf32_sm90_nt_c2": "tf32",
-        "bf16_sm90_c2": "bf16", "bf16_sm90_nt_c2": "bf16", "fp16_sm90_c2": "fp16"}
+        "simt16": "sgemm", "simt16s": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16",
+        "tf32_sm90": "tf32", "tf32_sm90_nt": "tf32", "bf16_sm90": "bf16", "bf16_sm90_nt": "bf16", "fp16_sm90": "fp16"}
 
 
 def main(argv=None) -> int:
@@ -84,9 +82,7 @@ def main(argv=None) -> int:
             "tiled": lambda st: matmul(a32, b32, c32, algo="tiled", stream=st),
             "simt": lambda st: matmul(a32, b32, c32, algo="simt", stream=st),
             "simt16": lambda st: matmul(a32, b32, c32, algo="simt16", stream=st),
-            "simtp": lambda st: matmul(a32, b32, c32, algo="simtp", stream=st),
-            "simt16p": lambda st: matmul(a32, b32, c32, algo="simt16p", stream=st),
-            "simt128t": lambda st: matmul(a32, b32, c32, algo="simt128t", stream=st),
+            "simt16s": lambda st: matmul(a32, b32, c32, algo="simt16s", stream=st),
             "tf32": lambda st: matmul(a32, b32, c32, algo="tf32", stream=st),
             "bf16": lambda st: matmul(a16, b16, c16, algo="bf16", stream=st),
             "fp16": lambda st: matmul(h16a, h16b, h16c, algo="fp16", stream=st),
@@ -99,17 +95,6 @@ def main(argv=None) -> int:
                 "bf16_sm90_nt": lambda st: matmul(a16, b16t, c16, algo="bf16_sm90", transpose_b=True, stream=st),
                 "fp16_sm90": lambda st: matmul(h16a, h16b, h16c, algo="fp16_sm90", stream=st),
             })
-            # the same kernels in clusters of 2 CTAs with B multicast
-            def clustered(fn):
-                def go(st):
-                    _gemm_sm90.CLUSTER = 2
-                    try:
-                        fn(st)
-                    finally:
-                        _gemm_sm90.CLUSTER = 1
-                return go
-            for k in ("tf32_sm90", "tf32_sm90_nt", "bf16_sm90", "bf16_sm90_nt", "fp16_sm90"):
-                runs[k + "_c2"] = clustered(runs[k])
         if args.algos:
             runs = {k: v for k, v in runs.items() if k in args.algos.split(",")}
         try:

@@ -11,19 +11,17 @@ import numpy as np
 
 import cudart_kit as ck
 from cudart_kit.memory import bfloat16
-from cudart_kit.ops import _gemm_sm90
 from cudart_kit.ops.gemm import matmul
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-p.add_argument("algos", nargs="+", help="matmul algo names; a _c2 suffix runs the sm90 kernels in clusters of 2")
+p.add_argument("algos", nargs="+", help="matmul algo names")
 p.add_argument("--n", type=int, default=4096)
 args = p.parse_args()
 s = ck.Stream.create(0)
 rng = np.random.default_rng(0)
 n = args.n
 for algo in args.algos:
-    base = algo[:-3] if algo.endswith("_c2") else algo
-    _gemm_sm90.CLUSTER = 2 if algo.endswith("_c2") else 1
+    base = algo
     dt = bfloat16 if base.startswith("bf16") else np.float16 if base.startswith("fp16") else np.float32
     a = ck.to_device(rng.uniform(-1, 1, (n, n)).astype(dt), stream=s)
     b = ck.to_device(rng.uniform(-1, 1, (n, n)).astype(dt), stream=s)

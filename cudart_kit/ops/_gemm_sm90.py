@@ -46,8 +46,6 @@ def unsupported(dev):
 
 
 FORCE_BN = None  # tests set 128 or 256 to run one tile shape whatever the problem size
-# CTAs per cluster: 2 runs the "_c2" kernels (pairs of row-tiles share B through TMA multicast)
-CLUSTER = 1
 
 
 def pick_bn(M: int, N: int, sms: int) -> int:
@@ -100,25 +98,6 @@ def tensor_map(dev, kind: str, ptr: int, shape: tuple, ld: int, box: tuple):
         _tmaps.clear()
     _tmaps[key] = tm
     return tm
-
-
-_cluster_configs: dict = {}
-
-
-def _cluster_config(units: int, cl: int, smem: int):
-    if cl == 1:
-        return _config((units, 1, 1), (THREADS, 1, 1), smem)
-    key = (units, cl, smem)
-    cfg = _cluster_configs.get(key)
-    if cfg is None:
-        from cuda.core import LaunchConfig
-
-        # with a cluster, cuda.core's grid counts clusters
-        cfg = LaunchConfig(grid=(units, 1, 1), cluster=(cl, 1, 1), block=(THREADS, 1, 1), shmem_size=smem)
-        if len(_cluster_configs) > 1024:
-            _cluster_configs.clear()
-        _cluster_configs[key] = cfg
-    return cfg
 
 
 def _transposed(src, rows: int, cols: int, ld: int, s) -> tuple[Array, int]:
@@ -175,15 +154,13 @@ def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb
     a_shape = (M, K) if a_k else (K, M)
     b_shape = (N, K) if b_k else (K, N)
     tmA = tensor_map(dev, kind, a_ptr, a_shape, _tma_ld(lda, a_shape[0], it), (BM, bk) if a_k else (bk, 64))
-    cl = CLUSTER
-    # with a cluster of 2 each CTA loads half of a K-major B tile: the box is half as tall
-    tmB = tensor_map(dev, kind, b_ptr, b_shape, _tma_ld(ldb, b_shape[0], it), (bn // cl, bk) if b_k else (bk, 64))
-    name = f"gemm_sm90_{kind}_{bn}_{'k' if a_k else 'm'}{'k' if b_k else 'm'}{'_c2' if cl == 2 else ''}"
+    tmB = tensor_map(dev, kind, b_ptr, b_shape, _tma_ld(ldb, b_shape[0], it), (bn, bk) if b_k else (bk, 64))
+    name = f"gemm_sm90_{kind}_{bn}_{'k' if a_k else 'm'}{'k' if b_k else 'm'}"
     kern = kit_kernel("gemm_sm90", name)
     smem = shared_bytes(bn)
     kern.ensure_dynamic_shared(dev, smem)
-    units = -(-M // (BM * cl)) * -(-N // bn)  # CTAs, or clusters of cl CTAs
-    _do_launch(s, _cluster_config(units, cl, smem), kern,
+    grid = -(-M // BM) * -(-N // bn)
+    _do_launch(s, _config((grid, 1, 1), (THREADS, 1, 1), smem), kern,
                (tmA, tmB, np.int32(M), np.int32(N), np.int32(K), alpha32, beta32, o_ptr, np.int32(ldc)))
     del keep  # the workspaces were allocated on s: freed in s's order, after the kernel
     return end_timing(name, s, start, {"bn": bn}) if timed else None

@@ -18,17 +18,16 @@ from . import _gemm_sm90 as _sm90
 
 __all__ = ["matmul", "ALGOS", "choose_algo", "layout_of"]
 
-ALGOS = ("auto", "naive", "tiled", "simt", "simt16", "simtp", "simt16p", "simt128t", "tf32", "bf16", "fp16", "tf32_sm90", "bf16_sm90", "fp16_sm90",
+ALGOS = ("auto", "naive", "tiled", "simt", "simt16", "simt16s", "tf32", "bf16", "fp16", "tf32_sm90", "bf16_sm90", "fp16_sm90",
          "cublas")
 _F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
 _BF16 = (bfloat16,) if bfloat16 is not None else ()
-_DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), "simt": (_F32,), "simt16": (_F32,), "simtp": (_F32,),
-              "simt16p": (_F32,), "simt128t": (_F32,),
+_DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), "simt": (_F32,), "simt16": (_F32,), "simt16s": (_F32,),
               "tf32": (_F32,), "fp16": (_F16,),
               "tf32_sm90": (_F32,), "fp16_sm90": (_F16,), "bf16_sm90": _BF16, "bf16": _BF16,
               "cublas": (_F32, _F16) + _BF16}
 # simt kernels (128x128 tiles, row-major operands) -> threads per CTA
-_SIMT = {"simt": 256, "simt16": 256, "simtp": 256, "simt16p": 256, "simt128t": 128}
+_SIMT = {"simt": 256, "simt16": 256, "simt16s": 256}
 
 
 def _kernel(name: str) -> Kernel:

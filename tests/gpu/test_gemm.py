@@ -10,14 +10,14 @@ from cudart_kit.memory import bfloat16
 from cudart_kit.ops.gemm import matmul
 
 ODD = [(1, 1, 1), (1, 4096, 1), (127, 129, 131), (1000, 1, 1000), (4097, 4095, 33)]
-TOL = {"naive": 1e-5, "tiled": 1e-5, "simt": 1e-5, "simt16": 1e-5, "simtp": 1e-5, "simt16p": 1e-5, "simt128t": 1e-5, "tf32": 5e-3, "bf16": 2e-2,
+TOL = {"naive": 1e-5, "tiled": 1e-5, "simt": 1e-5, "simt16": 1e-5, "simt16s": 1e-5, "tf32": 5e-3, "bf16": 2e-2,
        "fp16": 2e-2,
        "tf32_sm90": 5e-3, "bf16_sm90": 2e-2, "fp16_sm90": 2e-2}
-DT = {"naive": np.float32, "tiled": np.float32, "simt": np.float32, "simt16": np.float32, "simtp": np.float32, "simt16p": np.float32, "simt128t": np.float32,
+DT = {"naive": np.float32, "tiled": np.float32, "simt": np.float32, "simt16": np.float32, "simt16s": np.float32,
       "tf32": np.float32,
       "bf16": bfloat16, "fp16": np.float16, "tf32_sm90": np.float32, "bf16_sm90": bfloat16, "fp16_sm90": np.float16}
 SM90 = ["tf32_sm90", "bf16_sm90", "fp16_sm90"]
-PORTABLE = ["naive", "tiled", "simt", "simt16", "simtp", "simt16p", "simt128t", "tf32", "bf16", "fp16"]
+PORTABLE = ["naive", "tiled", "simt", "simt16", "simt16s", "tf32", "bf16", "fp16"]
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +56,7 @@ def test_odd_shapes(algo, shape, stream, rng):
     assert run(algo, *shape, stream, rng) < TOL[algo]
 
 
-@pytest.mark.parametrize("algo", ["tiled", "simt", "simt16", "simtp", "simt16p", "simt128t", "tf32", "bf16"] + SM90)
+@pytest.mark.parametrize("algo", ["tiled", "simt", "simt16", "simt16s", "tf32", "bf16"] + SM90)
 def test_k_4096_alpha_beta(algo, stream, rng):
     assert run(algo, 256, 384, 4096, stream, rng, alpha=0.75, beta=-1.5) < TOL[algo]
 
@@ -67,7 +67,7 @@ def test_transposed(algo, ta, tb, stream, rng):
     assert run(algo, 130, 67, 99, stream, rng, alpha=2.0, ta=ta, tb=tb) < TOL[algo]
 
 
-@pytest.mark.parametrize("algo", ["simt", "simt16", "simtp", "simt16p", "simt128t"])
+@pytest.mark.parametrize("algo", ["simt", "simt16", "simt16s"])
 def test_simt_unaligned_pitch(algo, stream, rng):
     """Pitches that are not multiples of 4 floats take the scalar-copy path (vec_ok = 0)."""
     cp = pytest.importorskip("cupy")
@@ -80,27 +80,22 @@ def test_simt_unaligned_pitch(algo, stream, rng):
 
 @pytest.mark.parametrize("algo", SM90)
 @pytest.mark.parametrize("bn", [128, 256])
-@pytest.mark.parametrize("cluster", [1, 2])
 @pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
-def test_sm90_tiles_and_layouts(algo, bn, cluster, ta, tb, stream, rng, monkeypatch):
-    """Both tile widths, with and without 2-CTA clusters (B multicast), every operand layout (each a
-    different kernel or staging path), several CTAs and many k-tiles around the 4-stage ring,
-    ragged edges in M, N and K (an odd number of row-tiles: the last cluster has an idle half)."""
+def test_sm90_tiles_and_layouts(algo, bn, ta, tb, stream, rng, monkeypatch):
+    """Both tile widths, every operand layout (each a different kernel or staging path), several
+    CTAs and many k-tiles around the 4-stage ring, ragged edges in M, N and K."""
     from cudart_kit.ops import _gemm_sm90
 
     monkeypatch.setattr(_gemm_sm90, "FORCE_BN", bn)
-    monkeypatch.setattr(_gemm_sm90, "CLUSTER", cluster)
     assert run(algo, 333, 700, 1031, stream, rng, alpha=-0.5, beta=0.25, ta=ta, tb=tb) < TOL[algo]
 
 
 @pytest.mark.parametrize("algo", SM90)
-@pytest.mark.parametrize("cluster", [1, 2])
-def test_sm90_many_tiles(algo, cluster, stream, rng, monkeypatch):
+def test_sm90_many_tiles(algo, stream, rng, monkeypatch):
     """More tiles than SMs (16 x 15 tiles of 128 x 128), and the single-row / single-column edge."""
     from cudart_kit.ops import _gemm_sm90
 
     monkeypatch.setattr(_gemm_sm90, "FORCE_BN", 128)
-    monkeypatch.setattr(_gemm_sm90, "CLUSTER", cluster)
     assert run(algo, 2000, 1900, 200, stream, rng, alpha=1.25, beta=-1.0) < TOL[algo]
     assert run(algo, 1, 4096, 1, stream, rng) < TOL[algo]
 
