@@ -1,4 +1,5 @@
-"""Matrix multiply over kernels/gemm.cu: C = alpha * op(A) @ op(B) + beta * C on a given stream.
+"""Matrix multiply over kernels/gemm.cu (every GPU from sm_80) and kernels/gemm_sm90.cu (wgmma +
+TMA, compute capability 9.0 only): C = alpha * op(A) @ op(B) + beta * C on a given stream.
 
 Row-major throughout. A 2-D input may be row-major with a leading dimension (rows further apart
 than their length, e.g. a sub-matrix) or column-major (a transposed view, e.g. ``x.T`` of a
@@ -18,16 +19,13 @@ from . import _gemm_sm90 as _sm90
 
 __all__ = ["matmul", "ALGOS", "choose_algo", "layout_of"]
 
-ALGOS = ("auto", "naive", "tiled", "simt", "simt16", "simt16s", "tf32", "bf16", "fp16", "tf32_sm90", "bf16_sm90", "fp16_sm90",
+ALGOS = ("auto", "naive", "tiled", "simt", "simt16", "tf32", "bf16", "fp16", "tf32_sm90", "bf16_sm90", "fp16_sm90",
          "cublas")
 _F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
 _BF16 = (bfloat16,) if bfloat16 is not None else ()
-_DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), "simt": (_F32,), "simt16": (_F32,), "simt16s": (_F32,),
-              "tf32": (_F32,), "fp16": (_F16,),
+_DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), "simt": (_F32,), "simt16": (_F32,), "tf32": (_F32,), "fp16": (_F16,),
               "tf32_sm90": (_F32,), "fp16_sm90": (_F16,), "bf16_sm90": _BF16, "bf16": _BF16,
               "cublas": (_F32, _F16) + _BF16}
-# simt kernels (128x128 tiles, row-major operands) -> threads per CTA
-_SIMT = {"simt": 256, "simt16": 256, "simt16s": 256}
 
 
 def _kernel(name: str) -> Kernel:
@@ -52,10 +50,10 @@ def layout_of(arr: Array, what: str) -> tuple[int, int]:
 
 
 def choose_algo(dtype: np.dtype, ta: int, tb: int, allow_tf32: bool, sm90: bool = False) -> str:
-    """What 'auto' runs. ``sm90``: the Hopper kernels can take the problem (a compute capability
-    9.0 device and TMA-aligned operands). float32 -> simt16 (tiled when an input is transposed,
-    which simt does not read); with ``allow_tf32`` tf32_sm90, else tf32. bfloat16 -> bf16_sm90,
-    else bf16; float16 -> fp16_sm90, else fp16."""
+    """What 'auto' runs. ``sm90``: the device runs the Hopper kernels (compute capability 9.0).
+    float32 -> simt16 (tiled when an input is transposed, which simt does not read); with
+    ``allow_tf32`` tf32_sm90, else tf32. bfloat16 -> bf16_sm90, else bf16; float16 -> fp16_sm90,
+    else fp16. On the H100 each choice was the fastest of its dtype in tools/bench_gemm.py."""
     if dtype == _F32:
         if allow_tf32:
             return "tf32_sm90" if sm90 else "tf32"
@@ -110,7 +108,7 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
         why = _sm90.unsupported(s.device)
         if why is not None:
             raise DeviceCapabilityError(f"matmul algo {name!r}: {why}")
-    if name in _SIMT and (ta or tb):
+    if name in ("simt", "simt16") and (ta or tb):
         raise ShapeError(f"matmul: algo {name!r} reads row-major inputs only; use 'tiled' or 'auto' for transposed ones")
     if out is None:
         if beta != 0:
@@ -137,11 +135,11 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
         grid = ((N + 15) // 16, (M + 15) // 16)
         rec = launch(_kernel(f"gemm_{name}_f32"), grid, (16, 16), M, N, K, alpha32, A, lda, ta, B, ldb, tb,
                      beta32, O, ldc, stream=s, timed=timed)
-    elif name in _SIMT:
+    elif name in ("simt", "simt16"):
         vec_ok = int(lda % 4 == 0 and ldb % 4 == 0 and A.ptr % 16 == 0 and B.ptr % 16 == 0)
         grid = ((N + 127) // 128, (M + 127) // 128)
-        rec = launch(_kernel(f"gemm_{name}_f32"), grid, _SIMT[name], M, N, K, alpha32, A, lda, B, ldb, beta32, O,
-                     ldc, vec_ok, stream=s, timed=timed)
+        rec = launch(_kernel(f"gemm_{name}_f32"), grid, 256, M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc,
+                     vec_ok, stream=s, timed=timed)
     else:
         grid = ((N + 127) // 128, (M + 127) // 128)
         rec = launch(_kernel(f"gemm_{name}"), grid, 256, M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O,
