@@ -67,3 +67,14 @@ def test_wgmma_header_is_generated():
     tool = Path(__file__).resolve().parent.parent / "tools" / "gen_wgmma.py"
     r = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_tool_scripts_compile():
+    """The device-side scripts in tools/ run only on the GPU machine: catch syntax errors here."""
+    import py_compile
+    from pathlib import Path
+
+    tools = sorted((Path(__file__).resolve().parent.parent / "tools").glob("*.py"))
+    assert tools
+    for path in tools:
+        py_compile.compile(str(path), doraise=True, cfile=str(Path("/tmp") / (path.name + "c")))

@@ -19,7 +19,7 @@ from cudart_kit.ops.gemm import matmul
 
 # which cuBLAS row each algorithm is compared with ("_nt": B stored N x K, i.e. transpose_b=True)
 PEER = {"cublas": "sgemm", "cublas_bf16": "bf16", "naive": "sgemm", "tiled": "sgemm", "simt": "sgemm",
-        "simt16": "sgemm": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16",
+        "simt16": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16",
         "tf32_sm90": "tf32", "tf32_sm90_nt": "tf32", "bf16_sm90": "bf16", "bf16_sm90_nt": "bf16", "fp16_sm90": "fp16"}
 
 
