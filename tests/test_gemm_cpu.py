@@ -69,7 +69,7 @@ def test_wgmma_header_is_generated():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_tool_scripts_compile():
+def test_tool_scripts_compile(tmp_path):
     """The device-side scripts in tools/ run only on the GPU machine: catch syntax errors here."""
     import py_compile
     from pathlib import Path
@@ -77,4 +77,4 @@ def test_tool_scripts_compile():
     tools = sorted((Path(__file__).resolve().parent.parent / "tools").glob("*.py"))
     assert tools
     for path in tools:
-        py_compile.compile(str(path), doraise=True, cfile=str(Path("/tmp") / (path.name + "c")))
+        py_compile.compile(str(path), doraise=True, cfile=str(tmp_path / (path.name + "c")))
