@@ -8,6 +8,8 @@ numpy-style array): the kernels read both. ``transpose_a`` / ``transpose_b`` tra
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..errors import CudaKitError, DeviceCapabilityError, DeviceMismatchError, DTypeError, ShapeError
@@ -165,48 +167,56 @@ def _tensor_view(arr: Array, s: Stream):
                            "install torch or cupy") from None
 
 
-def _contiguous_on(t, s: Stream):
-    if hasattr(t, "contiguous"):  # PyTorch
-        import torch
+def _geometry(t) -> tuple:
+    stride = t.stride() if callable(getattr(t, "stride", None)) else t.strides
+    return type(t).__module__, str(t.dtype), tuple(t.shape), tuple(stride)
 
-        with torch.cuda.stream(torch.cuda.ExternalStream(s.handle)):
-            return t.contiguous()
-    import cupy
 
-    with cupy.cuda.ExternalStream(s.handle):
-        return cupy.ascontiguousarray(t)
+# Planned nvmath Matmul objects by problem geometry (least recently used last out): planning
+# (cublasLt heuristics, workspace) costs about a millisecond, a planned execute a few µs.
+_PLAN_CACHE_SIZE = 16
+_plans: dict = {}
+_plans_lock = threading.Lock()
 
 
 def _cublas(A: Array, B: Array, O: Array, alpha: float, beta: float, transpose_a: bool, transpose_b: bool,
             s: Stream, timed: bool):
-    """cuBLAS (cublasLt) through nvmath-python on ``s``; the result is copied into ``out`` on
-    ``s`` (nvmath returns a new tensor)."""
+    """cuBLAS (cublasLt) through nvmath-python on ``s``, written in place into ``out``. The plan
+    for each geometry (dtypes, shapes, strides, device) is made once and reused; the operands are
+    swapped in with ``reset_operands`` and released after each launch."""
     try:
-        from nvmath.linalg.advanced import matmul as nv_matmul
+        from nvmath.linalg.advanced import Matmul
     except ImportError:
         raise CudaKitError("algo='cublas' needs nvmath-python (NVIDIA's cuBLAS bindings): "
                            "pip install 'cudart-kit[cublas]'") from None
     from ..event import begin_timing, end_timing
-    from ..memory import copy as mem_copy
+    from ..launcher import _pointer_of
 
-    a, b = _tensor_view(A, s), _tensor_view(B, s)
+    for arr in (A, B, O):  # device checks; the arrays are recorded as used on s
+        _pointer_of(arr, s)
+    a, b, c = _tensor_view(A, s), _tensor_view(B, s), _tensor_view(O, s)
     if transpose_a:
         a = a.T
     if transpose_b:
         b = b.T
-    start = begin_timing(s, timed)
-    try:
-        if beta != 0.0:
-            res = nv_matmul(a, b, _tensor_view(O, s), alpha=alpha, beta=beta, stream=s.handle)
-        else:
-            res = nv_matmul(a, b, alpha=alpha, stream=s.handle)
-    except Exception as exc:
-        raise CudaKitError(f"nvmath-python matmul failed: {type(exc).__name__}: {exc}") from exc
-    res_arr = asarray(res, stream=s)
-    if not res_arr.c_contiguous:  # a column-major result: make it row-major on the same stream
-        res_arr = asarray(_contiguous_on(res, s), stream=s)
-    # nvmath allocated ``res`` on ``s`` through the tensor library's stream-ordered allocator,
-    # so the copy below, also on ``s``, finishes before that memory can be reused.
-    mem_copy(O, res_arr, stream=s)
-    rec = end_timing("cublas", s, start)
+    key = (s.device.ordinal, _geometry(a), _geometry(b), _geometry(c))
+    with _plans_lock:
+        mm = _plans.pop(key, None)
+        try:
+            if mm is None:
+                mm = Matmul(a, b, c, alpha=alpha, beta=beta, options={"inplace": True}, stream=s.handle)
+                mm.plan(stream=s.handle)
+            else:
+                mm.reset_operands(a=a, b=b, c=c, alpha=alpha, beta=beta, stream=s.handle)
+            start = begin_timing(s, timed)
+            mm.execute(stream=s.handle)
+            rec = end_timing("cublas", s, start)
+            mm.release_operands()  # the plan must not keep the caller's arrays alive
+        except Exception as exc:
+            if mm is not None:
+                mm.free()
+            raise CudaKitError(f"nvmath-python matmul failed: {type(exc).__name__}: {exc}") from exc
+        _plans[key] = mm
+        while len(_plans) > _PLAN_CACHE_SIZE:
+            _plans.pop(next(iter(_plans))).free()
     return (O, rec) if timed else O

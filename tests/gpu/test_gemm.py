@@ -180,6 +180,26 @@ def test_cublas_backend(dt, tol, stream, rng):
     assert rel_fro(fresh.to_numpy(stream=stream), ah.astype(np.float64) @ bh.astype(np.float64).T) < tol
 
 
+def test_cublas_plan_reused_in_place(stream, rng):
+    """Same geometry, new data and alpha: one cached plan, results written into out (NaN-poisoned
+    first, beta = 0: never read), inputs still freed normally afterwards."""
+    pytest.importorskip("nvmath", reason="nvmath-python (the cublas extra) is not installed")
+    from cudart_kit.ops import gemm
+
+    M, N, K = 200, 136, 72
+    before = len(gemm._plans)
+    for i in range(3):
+        ah = rng.uniform(-1, 1, (M, K)).astype(np.float32)
+        bh = rng.uniform(-1, 1, (K, N)).astype(np.float32)
+        a, b = ck.to_device(ah, stream=stream), ck.to_device(bh, stream=stream)
+        out = ck.to_device(np.full((M, N), np.nan, np.float32), stream=stream)
+        res, rec = matmul(a, b, out, alpha=1.0 + i, algo="cublas", stream=stream, timed=True)
+        assert res is out
+        assert rel_fro(out.to_numpy(stream=stream), (1.0 + i) * (ah.astype(np.float64) @ bh)) < 1e-5
+        assert rec.sync().elapsed_ms() > 0
+    assert len(gemm._plans) <= before + 1
+
+
 def test_cublas_missing_is_clear(stream, monkeypatch):
     import builtins
 
