@@ -23,6 +23,19 @@ PEER = {"cublas": "sgemm", "cublas_bf16": "bf16", "naive": "sgemm", "tiled": "sg
         "tf32_sm90": "tf32", "tf32_sm90_nt": "tf32", "bf16_sm90": "bf16", "bf16_sm90_nt": "bf16", "fp16_sm90": "fp16"}
 
 
+def _host_us(call, s, n=2000) -> float:
+    """Microseconds of host time per call, the calls queued back to back (after a warm-up)."""
+    for _ in range(50):
+        call()
+    s.sync()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        call()
+    t1 = time.perf_counter()
+    s.sync()
+    return 1e6 * (t1 - t0) / n
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="1024,2048,4096,8192")
@@ -30,6 +43,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--json", default=None)
     p.add_argument("--algos", default="", help="comma-separated subset of the algorithms (default: all)")
+    p.add_argument("--host", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time the host cost of one small call (default: on)")
     args = p.parse_args(argv)
     import cupy as cp
     import torch
@@ -113,15 +128,38 @@ def main(argv=None) -> int:
         for a in (a32, b32, c32, a16, b16, c16, h16a, h16b, h16c, b32t, b16t):
             a.close()
 
+    # host cost of one call: small problems, where the GPU waits for the host
+    host = []
+    if args.host:
+        n = 64
+        for label, dt, kw in (("kit matmul float32 (auto)", np.float32, {}),
+                              ("kit matmul bfloat16 (auto)", bfloat16, {}),
+                              ("kit matmul float32 (allow_tf32)", np.float32, {"allow_tf32": True})):
+            a, b, c = (ck.to_device(rng.uniform(-1, 1, (n, n)).astype(dt), stream=s) for _ in range(3))
+            host.append((label, _host_us(lambda: matmul(a, b, c, stream=s, **kw), s)))
+        ca, cb, cc = (cp.asarray(ck.to_device(rng.uniform(-1, 1, (n, n)).astype(np.float32), stream=s)) for _ in range(3))
+        with ext:
+            host.append(("cupy.matmul float32", _host_us(lambda: cp.matmul(ca, cb, out=cc), s)))
+        ta_, tb_ = torch.from_dlpack(ck.to_device(rng.uniform(-1, 1, (n, n)).astype(bfloat16), stream=s)), \
+            torch.from_dlpack(ck.to_device(rng.uniform(-1, 1, (n, n)).astype(bfloat16), stream=s))
+        tc_ = torch.empty((n, n), dtype=torch.bfloat16, device="cuda")
+        with torch.cuda.stream(tstream):
+            host.append(("torch.matmul bfloat16", _host_us(lambda: torch.matmul(ta_, tb_, out=tc_), s)))
+
     print(f"\nmatmul on {dev.name}: TFLOP/s (median of {args.repeat} event-timed runs, random data) "
           "and ratio to cuBLAS measured in the same run")
     print(f"{'M x N x K':>18} {'algo':12} {'ms':>9} {'TFLOP/s':>8} {'cuBLAS':>7} {'TFLOP/s':>8} {'ratio':>6}")
     for r in rows:
         print(f"{r['M']:>6}x{r['N']:>5}x{r['K']:>5} {r['algo']:12} {r['ms']:9.3f} {r['tflops']:8.1f} "
               f"{r['peer']:>7} {r['peer_tflops']:8.1f} {r['ratio']:6.3f}")
+    if host:
+        print(f"\nhost time per call, {64}x{64}x{64} (GPU idle-bound: the cost of the Python call itself)")
+        for label, us in host:
+            print(f"  {label:34} {us:7.1f} us")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": dev.name, "date": time.strftime("%Y-%m-%d"), "rows": rows}, f, indent=2)
+            json.dump({"device": dev.name, "date": time.strftime("%Y-%m-%d"), "rows": rows,
+                       "host_us_per_call": dict(host)}, f, indent=2)
     s.close()
     return 0
 

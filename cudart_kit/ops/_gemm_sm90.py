@@ -164,3 +164,37 @@ def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb
                (tmA, tmB, np.int32(M), np.int32(N), np.int32(K), alpha32, beta32, o_ptr, np.int32(ldc)))
     del keep  # the workspaces were allocated on s: freed in s's order, after the kernel
     return end_timing(name, s, start, {"bn": bn}) if timed else None
+
+
+def fast_plan(kind: str, M: int, N: int, K: int, dev):
+    """A launcher for row-major, kit-owned contiguous A (M x K), B (K x N) and out (M x N) that
+    need no staging (TMA-aligned rows; TF32 would need B transposed: no plan), or None. It looks
+    the tensor maps up by pointer and launches; it declines (returns False) when FORCE_BN has
+    changed since it was made."""
+    it = 4 if kind == "tf32" else 2
+    if kind == "tf32" or (M > 1 and (K * it) % 16) or (K > 1 and (N * it) % 16):
+        return None
+    bk, bn = 128 // it, pick_bn(M, N, dev.multiprocessor_count)
+    kern = kit_kernel("gemm_sm90", f"gemm_sm90_{kind}_{bn}_km")
+    smem = shared_bytes(bn)
+    kern.ensure_dynamic_shared(dev, smem)
+    cfg = _config((-(-M // BM) * -(-N // bn), 1, 1), (THREADS, 1, 1), smem)
+    a_shape, b_shape = (M, K), (K, N)
+    lda, ldb = _tma_ld(K, M, it), _tma_ld(N, K, it)
+    box_a, box_b = (BM, bk), (bk, 64)
+    dims = (np.int32(M), np.int32(N), np.int32(K))
+    ldc = np.int32(N)
+    ordinal, forced = dev.ordinal, FORCE_BN
+
+    def go(a: Array, b: Array, out: Array, alpha, beta, s) -> bool:
+        if FORCE_BN != forced:
+            return False
+        for arr in (a, b, out):
+            if arr.stream is not s:
+                arr.record_stream(s)
+        tma = _tmaps.get((ordinal, kind, a.ptr, a_shape, lda, box_a)) or tensor_map(dev, kind, a.ptr, a_shape, lda, box_a)
+        tmb = _tmaps.get((ordinal, kind, b.ptr, b_shape, ldb, box_b)) or tensor_map(dev, kind, b.ptr, b_shape, ldb, box_b)
+        _do_launch(s, cfg, kern, (tma, tmb, *dims, np.float32(alpha), np.float32(beta), out.ptr, ldc))
+        return True
+
+    return go

@@ -78,6 +78,13 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
     layout are checked before the launch. Returns ``out`` (``(out, TimingRecord)`` if ``timed``).
     """
     s = stream if type(stream) is Stream else as_stream(stream)
+    # Fast path: kit-owned contiguous arrays whose signatures (dtype, shape, device) were seen
+    # before with this algo: the checks below passed then and depend on nothing else, so a
+    # cached plan launches directly (small matmuls are bound by host time).
+    if type(a) is Array and type(b) is Array and type(out) is Array and not (transpose_a or transpose_b or timed):
+        plan = _fast.get((a.sig, b.sig, out.sig, algo, allow_tf32))
+        if plan is not None and a.sig[2] is s.device and a.ptr and b.ptr and out.ptr and plan(a, b, out, alpha, beta, s):
+            return out
     if algo not in ALGOS:
         raise ValueError(f"matmul: algo must be one of {ALGOS}, got {algo!r}")
     A, B = asarray(a, stream=s), asarray(b, stream=s)
@@ -130,23 +137,63 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
     alpha32, beta32 = np.float32(alpha), np.float32(beta)
     if name == "cublas":
         return _cublas(A, B, O, float(alpha), float(beta), bool(transpose_a), bool(transpose_b), s, timed)
+    # plans are kept for kit-owned contiguous arrays without transposes (their layout follows from
+    # the signature; kit allocations are at least 256-byte aligned)
+    plannable = (type(a) is Array and type(b) is Array and type(out) is Array and A.sig[3] and A.sig[4]
+                 and B.sig[3] and B.sig[4] and O.sig[3] and O.sig[4] and not (ta or tb))
+    key = (A.sig, B.sig, O.sig, algo, allow_tf32)
     if name in _sm90.KINDS:
         rec = _sm90.run(_sm90.KINDS[name], A, B, O, ta, tb, lda, ldb, ldc, M, N, K, alpha32, beta32, s, timed)
+        if plannable:
+            plan = _sm90.fast_plan(_sm90.KINDS[name], M, N, K, s.device)
+            if plan is not None:
+                _remember(key, plan)
         return (O, rec) if timed else O
     if name in ("naive", "tiled"):
-        grid = ((N + 15) // 16, (M + 15) // 16)
-        rec = launch(_kernel(f"gemm_{name}_f32"), grid, (16, 16), M, N, K, alpha32, A, lda, ta, B, ldb, tb,
-                     beta32, O, ldc, stream=s, timed=timed)
+        kernel, grid, block = _kernel(f"gemm_{name}_f32"), ((N + 15) // 16, (M + 15) // 16), (16, 16)
+        args = (M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O, ldc)
     elif name in ("simt", "simt16"):
         vec_ok = int(lda % 4 == 0 and ldb % 4 == 0 and A.ptr % 16 == 0 and B.ptr % 16 == 0)
-        grid = ((N + 127) // 128, (M + 127) // 128)
-        rec = launch(_kernel(f"gemm_{name}_f32"), grid, 256, M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc,
-                     vec_ok, stream=s, timed=timed)
+        kernel, grid, block = _kernel(f"gemm_{name}_f32"), ((N + 127) // 128, (M + 127) // 128), 256
+        args = (M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc, vec_ok)
     else:
-        grid = ((N + 127) // 128, (M + 127) // 128)
-        rec = launch(_kernel(f"gemm_{name}"), grid, 256, M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O,
-                     ldc, stream=s, timed=timed)
+        kernel, grid, block = _kernel(f"gemm_{name}"), ((N + 127) // 128, (M + 127) // 128), 256
+        args = (M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O, ldc)
+    rec = launch(kernel, grid, block, *args, stream=s, timed=timed)  # checked: geometry, argument widths
+    if plannable:
+        _remember(key, _simple_plan(kernel, grid, block, args, A, B, O, s))
     return (O, rec) if timed else O
+
+
+_fast: dict = {}
+
+
+def _remember(key, plan) -> None:
+    if len(_fast) > 1024:
+        _fast.clear()
+    _fast[key] = plan
+
+
+def _simple_plan(kernel: Kernel, grid, block, args: tuple, A: Array, B: Array, O: Array, s0: Stream):
+    """A launcher for the next calls with arrays of the same signatures: the argument list of this
+    (checked) launch with the three pointers, alpha and beta swapped in."""
+    from ..launcher import _config, _dim3, _do_launch, pack_args
+
+    packed = list(pack_args(kernel, args, s0))
+    ia, ib, io = [i for i, v in enumerate(args) if v is A or v is B or v is O]  # in this order in every list
+    ialpha, ibeta = [i for i, v in enumerate(args) if type(v) is np.float32]
+    cfg = _config(_dim3(grid, "grid"), _dim3(block, "block"), 0)
+
+    def go(a: Array, b: Array, out: Array, alpha, beta, s: Stream) -> bool:
+        for arr in (a, b, out):
+            if arr.stream is not s:
+                arr.record_stream(s)
+        p = packed.copy()
+        p[ia], p[ib], p[io], p[ialpha], p[ibeta] = a.ptr, b.ptr, out.ptr, np.float32(alpha), np.float32(beta)
+        _do_launch(s, cfg, kernel, tuple(p))
+        return True
+
+    return go
 
 
 def _tensor_view(arr: Array, s: Stream):

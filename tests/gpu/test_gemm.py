@@ -136,6 +136,35 @@ def test_sm90_refused_elsewhere(device, stream):
         matmul(a, a, algo="fp16_sm90", stream=stream)
 
 
+@pytest.mark.parametrize("algo", ["auto", "tiled", "simt16", "tf32", "fp16", "fp16_sm90", "bf16_sm90"])
+def test_cached_plan_swaps_arrays(algo, device, stream, rng):
+    """The second and later calls with arrays of the same signatures take the cached plan: new
+    pointers, alpha and beta must reach the kernel (fresh data each call, outputs poisoned)."""
+    from cudart_kit.ops import gemm
+
+    if algo.endswith("_sm90") and device.compute_capability != (9, 0):
+        pytest.skip("sm_90a kernel")
+    dt = np.float32 if algo in ("auto", "tiled", "simt16", "tf32") else (bfloat16 if algo.startswith("bf16") else np.float16)
+    if dt is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    tol = 1e-5 if dt == np.float32 and algo != "tf32" else 2e-2
+    M, N, K = 136, 200, 96
+    for i in range(3):
+        ah = rng.uniform(-1, 1, (M, K)).astype(dt)
+        bh = rng.uniform(-1, 1, (K, N)).astype(dt)
+        ch = rng.uniform(-1, 1, (M, N)).astype(dt)
+        a, b = ck.to_device(ah, stream=stream), ck.to_device(bh, stream=stream)
+        out = ck.to_device(ch if i == 2 else np.full((M, N), np.nan, dt), stream=stream)
+        alpha, beta = 0.5 + i, (-1.5 if i == 2 else 0.0)
+        assert matmul(a, b, out, alpha=alpha, beta=beta, algo=algo, stream=stream) is out
+        ref = alpha * (ah.astype(np.float64) @ bh.astype(np.float64)) + beta * ch.astype(np.float64)
+        assert rel_fro(out.to_numpy(stream=stream), ref) < tol, f"call {i}"
+        assert (a.sig, b.sig, out.sig, algo, False) in gemm._fast
+    a.close()
+    with pytest.raises(ck.ClosedError):
+        matmul(a, b, out, algo=algo, stream=stream)  # a closed array never reaches the cached launch
+
+
 def test_auto_and_views(stream, rng):
     ah = rng.uniform(-1, 1, (300, 200)).astype(np.float32)
     bh = rng.uniform(-1, 1, (200, 100)).astype(np.float32)
