@@ -167,21 +167,32 @@ def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb
 
 
 def fast_plan(kind: str, M: int, N: int, K: int, dev):
-    """A launcher for row-major, kit-owned contiguous A (M x K), B (K x N) and out (M x N) that
-    need no staging (TMA-aligned rows; TF32 would need B transposed: no plan), or None. It looks
-    the tensor maps up by pointer and launches; it declines (returns False) when FORCE_BN has
-    changed since it was made."""
+    """A launcher for row-major, kit-owned contiguous A (M x K), B (K x N) and out (M x N) whose
+    rows are TMA-aligned, or None. 16-bit B is read MN-major; TF32 B is transposed into a fresh
+    workspace on the stream first, as in :func:`run`. It looks the tensor maps up by pointer and
+    launches; it declines (returns False) when FORCE_BN has changed since it was made."""
     it = 4 if kind == "tf32" else 2
-    if kind == "tf32" or (M > 1 and (K * it) % 16) or (K > 1 and (N * it) % 16):
+    if (M > 1 and (K * it) % 16) or (kind != "tf32" and K > 1 and (N * it) % 16):
         return None
     bk, bn = 128 // it, pick_bn(M, N, dev.multiprocessor_count)
-    kern = kit_kernel("gemm_sm90", f"gemm_sm90_{kind}_{bn}_km")
+    b_kmajor = kind == "tf32"
+    kern = kit_kernel("gemm_sm90", f"gemm_sm90_{kind}_{bn}_k{'k' if b_kmajor else 'm'}")
     smem = shared_bytes(bn)
     kern.ensure_dynamic_shared(dev, smem)
     cfg = _config((-(-M // BM) * -(-N // bn), 1, 1), (THREADS, 1, 1), smem)
-    a_shape, b_shape = (M, K), (K, N)
-    lda, ldb = _tma_ld(K, M, it), _tma_ld(N, K, it)
-    box_a, box_b = (BM, bk), (bk, 64)
+    a_shape, lda, box_a = (M, K), _tma_ld(K, M, it), (BM, bk)
+    if b_kmajor:  # B^T (N x K), rows padded to 16 bytes, made by transpose_f32 (32x32 tiles, 32x8 threads)
+        ldt = -(-K // 4) * 4
+        b_shape, ldb, box_b = (N, K), _tma_ld(ldt, N, it), (bn, bk)
+        t_kern = kit_kernel("gemm", "transpose_f32")
+        t_grid = (-(-K // 32), -(-N // 32), 1)
+        if t_grid[1] > 65535:
+            return None
+        t_cfg = _config(t_grid, (32, 8, 1), 0)
+        t_args = (np.int32(K), np.int32(N), np.int32(N))
+        t_ld = np.int32(ldt)
+    else:
+        b_shape, ldb, box_b = (K, N), _tma_ld(N, K, it), (bk, 64)
     dims = (np.int32(M), np.int32(N), np.int32(K))
     ldc = np.int32(N)
     ordinal, forced = dev.ordinal, FORCE_BN
@@ -192,8 +203,13 @@ def fast_plan(kind: str, M: int, N: int, K: int, dev):
         for arr in (a, b, out):
             if arr.stream is not s:
                 arr.record_stream(s)
+        b_ptr = b.ptr
+        if b_kmajor:
+            bt = empty((N * ldt,), np.float32, stream=s)  # freed in s's order after the kernel
+            _do_launch(s, t_cfg, t_kern, (b.ptr, *t_args, bt.ptr, t_ld))
+            b_ptr = bt.ptr
         tma = _tmaps.get((ordinal, kind, a.ptr, a_shape, lda, box_a)) or tensor_map(dev, kind, a.ptr, a_shape, lda, box_a)
-        tmb = _tmaps.get((ordinal, kind, b.ptr, b_shape, ldb, box_b)) or tensor_map(dev, kind, b.ptr, b_shape, ldb, box_b)
+        tmb = _tmaps.get((ordinal, kind, b_ptr, b_shape, ldb, box_b)) or tensor_map(dev, kind, b_ptr, b_shape, ldb, box_b)
         _do_launch(s, cfg, kern, (tma, tmb, *dims, np.float32(alpha), np.float32(beta), out.ptr, ldc))
         return True
 

@@ -136,7 +136,7 @@ def test_sm90_refused_elsewhere(device, stream):
         matmul(a, a, algo="fp16_sm90", stream=stream)
 
 
-@pytest.mark.parametrize("algo", ["auto", "tiled", "simt16", "tf32", "fp16", "fp16_sm90", "bf16_sm90"])
+@pytest.mark.parametrize("algo", ["auto", "tiled", "simt16", "tf32", "fp16", "tf32_sm90", "fp16_sm90", "bf16_sm90"])
 def test_cached_plan_swaps_arrays(algo, device, stream, rng):
     """The second and later calls with arrays of the same signatures take the cached plan: new
     pointers, alpha and beta must reach the kernel (fresh data each call, outputs poisoned)."""
@@ -144,10 +144,10 @@ def test_cached_plan_swaps_arrays(algo, device, stream, rng):
 
     if algo.endswith("_sm90") and device.compute_capability != (9, 0):
         pytest.skip("sm_90a kernel")
-    dt = np.float32 if algo in ("auto", "tiled", "simt16", "tf32") else (bfloat16 if algo.startswith("bf16") else np.float16)
+    dt = {"bf16_sm90": bfloat16, "fp16": np.float16, "fp16_sm90": np.float16}.get(algo, np.float32)
     if dt is None:
         pytest.skip("bfloat16 needs ml_dtypes")
-    tol = 1e-5 if dt == np.float32 and algo != "tf32" else 2e-2
+    tol = TOL.get(algo, 1e-5)
     M, N, K = 136, 200, 96
     for i in range(3):
         ah = rng.uniform(-1, 1, (M, K)).astype(dt)
