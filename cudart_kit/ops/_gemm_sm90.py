@@ -137,6 +137,22 @@ def _operand(kind: str, src, rows: int, cols: int, ld: int, k_major: bool, s, ke
     return out.ptr, ldo, k_major
 
 
+def _setup(kind: str, a_k: bool, b_k: bool, M: int, N: int, K: int, lda: int, ldb: int, dev):
+    """Kernel, launch config, tile width and the two tensor-map geometries (shape, pitch, box) for
+    operands as stored: A (M x K if a_k else K x M, pitch lda), B (N x K if b_k else K x N)."""
+    it = 4 if kind == "tf32" else 2
+    bk, bn = 128 // it, pick_bn(M, N, dev.multiprocessor_count)
+    name = f"gemm_sm90_{kind}_{bn}_{'k' if a_k else 'm'}{'k' if b_k else 'm'}"
+    kern = kit_kernel("gemm_sm90", name)
+    smem = shared_bytes(bn)
+    kern.ensure_dynamic_shared(dev, smem)
+    cfg = _config((-(-M // BM) * -(-N // bn), 1, 1), (THREADS, 1, 1), smem)
+    a_shape, b_shape = ((M, K) if a_k else (K, M)), ((N, K) if b_k else (K, N))
+    geo_a = (a_shape, _tma_ld(lda, a_shape[0], it), (BM, bk) if a_k else (bk, 64))
+    geo_b = (b_shape, _tma_ld(ldb, b_shape[0], it), (bn, bk) if b_k else (bk, 64))
+    return kern, cfg, bn, geo_a, geo_b
+
+
 def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb: int, ldc: int,
         M: int, N: int, K: int, alpha32, beta32, s, timed: bool):
     """gemm_sm90_<kind>_<BN>_<layouts> on s, after any transpose / re-pitch of the operands.
@@ -148,51 +164,37 @@ def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb
     keep: list = []
     a_ptr, lda, a_k = _operand(kind, A, K if ta else M, M if ta else K, lda, not ta, s, keep)
     b_ptr, ldb, b_k = _operand(kind, B, N if tb else K, K if tb else N, ldb, bool(tb), s, keep)
-    it = 4 if kind == "tf32" else 2
-    bk = 128 // it
-    bn = pick_bn(M, N, dev.multiprocessor_count)
-    a_shape = (M, K) if a_k else (K, M)
-    b_shape = (N, K) if b_k else (K, N)
-    tmA = tensor_map(dev, kind, a_ptr, a_shape, _tma_ld(lda, a_shape[0], it), (BM, bk) if a_k else (bk, 64))
-    tmB = tensor_map(dev, kind, b_ptr, b_shape, _tma_ld(ldb, b_shape[0], it), (bn, bk) if b_k else (bk, 64))
-    name = f"gemm_sm90_{kind}_{bn}_{'k' if a_k else 'm'}{'k' if b_k else 'm'}"
-    kern = kit_kernel("gemm_sm90", name)
-    smem = shared_bytes(bn)
-    kern.ensure_dynamic_shared(dev, smem)
-    grid = -(-M // BM) * -(-N // bn)
-    _do_launch(s, _config((grid, 1, 1), (THREADS, 1, 1), smem), kern,
-               (tmA, tmB, np.int32(M), np.int32(N), np.int32(K), alpha32, beta32, o_ptr, np.int32(ldc)))
+    kern, cfg, bn, geo_a, geo_b = _setup(kind, a_k, b_k, M, N, K, lda, ldb, dev)
+    tmA, tmB = tensor_map(dev, kind, a_ptr, *geo_a), tensor_map(dev, kind, b_ptr, *geo_b)
+    _do_launch(s, cfg, kern, (tmA, tmB, np.int32(M), np.int32(N), np.int32(K), alpha32, beta32, o_ptr, np.int32(ldc)))
     del keep  # the workspaces were allocated on s: freed in s's order, after the kernel
-    return end_timing(name, s, start, {"bn": bn}) if timed else None
+    return end_timing(kern.name, s, start, {"bn": bn}) if timed else None
 
 
-def fast_plan(kind: str, M: int, N: int, K: int, dev):
-    """A launcher for row-major, kit-owned contiguous A (M x K), B (K x N) and out (M x N) whose
-    rows are TMA-aligned, or None. 16-bit B is read MN-major; TF32 B is transposed into a fresh
-    workspace on the stream first, as in :func:`run`. It looks the tensor maps up by pointer and
-    launches; it declines (returns False) when FORCE_BN has changed since it was made."""
+def fast_plan(kind: str, M: int, N: int, K: int, a_k: bool, b_k: bool, dev):
+    """A launcher for kit-owned contiguous operands (A stored M x K if ``a_k`` else K x M, B stored
+    N x K if ``b_k`` else K x N, out M x N) whose rows are TMA-aligned, or None. As in :func:`run`,
+    a TF32 B stored K x N is transposed into a fresh workspace on the stream first (a TF32 A stored
+    K x M gets no plan). It looks the tensor maps up by pointer and launches; it declines (returns
+    False) when FORCE_BN has changed since it was made."""
     it = 4 if kind == "tf32" else 2
-    if (M > 1 and (K * it) % 16) or (kind != "tf32" and K > 1 and (N * it) % 16):
+    transpose_b = kind == "tf32" and not b_k
+    a_rows, a_pitch = (M, K) if a_k else (K, M)
+    b_rows, b_pitch = (N, K) if b_k else (K, N)
+    if (kind == "tf32" and not a_k) or (a_rows > 1 and (a_pitch * it) % 16) or \
+            (not transpose_b and b_rows > 1 and (b_pitch * it) % 16):
         return None
-    bk, bn = 128 // it, pick_bn(M, N, dev.multiprocessor_count)
-    b_kmajor = kind == "tf32"
-    kern = kit_kernel("gemm_sm90", f"gemm_sm90_{kind}_{bn}_k{'k' if b_kmajor else 'm'}")
-    smem = shared_bytes(bn)
-    kern.ensure_dynamic_shared(dev, smem)
-    cfg = _config((-(-M // BM) * -(-N // bn), 1, 1), (THREADS, 1, 1), smem)
-    a_shape, lda, box_a = (M, K), _tma_ld(K, M, it), (BM, bk)
-    if b_kmajor:  # B^T (N x K), rows padded to 16 bytes, made by transpose_f32 (32x32 tiles, 32x8 threads)
-        ldt = -(-K // 4) * 4
-        b_shape, ldb, box_b = (N, K), _tma_ld(ldt, N, it), (bn, bk)
-        t_kern = kit_kernel("gemm", "transpose_f32")
+    ldt = -(-K // 4) * 4  # TF32: B^T (N x K) rows padded to 16 bytes, made by transpose_f32
+    kern, cfg, bn, geo_a, geo_b = _setup(kind, a_k, b_k or transpose_b, M, N, K, a_pitch,
+                                         ldt if transpose_b else b_pitch, dev)
+    if transpose_b:
+        t_kern = kit_kernel("gemm", "transpose_f32")  # 32x32 tiles, 32x8 threads, as in _transposed
         t_grid = (-(-K // 32), -(-N // 32), 1)
         if t_grid[1] > 65535:
             return None
         t_cfg = _config(t_grid, (32, 8, 1), 0)
         t_args = (np.int32(K), np.int32(N), np.int32(N))
         t_ld = np.int32(ldt)
-    else:
-        b_shape, ldb, box_b = (K, N), _tma_ld(N, K, it), (bk, 64)
     dims = (np.int32(M), np.int32(N), np.int32(K))
     ldc = np.int32(N)
     ordinal, forced = dev.ordinal, FORCE_BN
@@ -204,12 +206,12 @@ def fast_plan(kind: str, M: int, N: int, K: int, dev):
             if arr.stream is not s:
                 arr.record_stream(s)
         b_ptr = b.ptr
-        if b_kmajor:
+        if transpose_b:
             bt = empty((N * ldt,), np.float32, stream=s)  # freed in s's order after the kernel
             _do_launch(s, t_cfg, t_kern, (b.ptr, *t_args, bt.ptr, t_ld))
             b_ptr = bt.ptr
-        tma = _tmaps.get((ordinal, kind, a.ptr, a_shape, lda, box_a)) or tensor_map(dev, kind, a.ptr, a_shape, lda, box_a)
-        tmb = _tmaps.get((ordinal, kind, b_ptr, b_shape, ldb, box_b)) or tensor_map(dev, kind, b_ptr, b_shape, ldb, box_b)
+        tma = _tmaps.get((ordinal, kind, a.ptr, *geo_a)) or tensor_map(dev, kind, a.ptr, *geo_a)
+        tmb = _tmaps.get((ordinal, kind, b_ptr, *geo_b)) or tensor_map(dev, kind, b_ptr, *geo_b)
         _do_launch(s, cfg, kern, (tma, tmb, *dims, np.float32(alpha), np.float32(beta), out.ptr, ldc))
         return True
 

@@ -81,8 +81,8 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
     # Fast path: kit-owned contiguous arrays whose signatures (dtype, shape, device) were seen
     # before with this algo: the checks below passed then and depend on nothing else, so a
     # cached plan launches directly (small matmuls are bound by host time).
-    if type(a) is Array and type(b) is Array and type(out) is Array and not (transpose_a or transpose_b or timed):
-        plan = _fast.get((a.sig, b.sig, out.sig, algo, allow_tf32))
+    if type(a) is Array and type(b) is Array and type(out) is Array and not timed:
+        plan = _fast.get((a.sig, b.sig, out.sig, algo, allow_tf32, transpose_a, transpose_b))
         if plan is not None and a.sig[2] is s.device and a.ptr and b.ptr and out.ptr and plan(a, b, out, alpha, beta, s):
             return out
     if algo not in ALGOS:
@@ -137,15 +137,15 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
     alpha32, beta32 = np.float32(alpha), np.float32(beta)
     if name == "cublas":
         return _cublas(A, B, O, float(alpha), float(beta), bool(transpose_a), bool(transpose_b), s, timed)
-    # plans are kept for kit-owned contiguous arrays without transposes (their layout follows from
-    # the signature; kit allocations are at least 256-byte aligned)
+    # plans are kept for kit-owned contiguous arrays (row-major, so ta / tb are the transpose
+    # flags and the layout follows from the signature; kit allocations are 256-byte aligned)
     plannable = (type(a) is Array and type(b) is Array and type(out) is Array and A.sig[3] and A.sig[4]
-                 and B.sig[3] and B.sig[4] and O.sig[3] and O.sig[4] and not (ta or tb))
-    key = (A.sig, B.sig, O.sig, algo, allow_tf32)
+                 and B.sig[3] and B.sig[4] and O.sig[3] and O.sig[4])
+    key = (A.sig, B.sig, O.sig, algo, allow_tf32, transpose_a, transpose_b)
     if name in _sm90.KINDS:
         rec = _sm90.run(_sm90.KINDS[name], A, B, O, ta, tb, lda, ldb, ldc, M, N, K, alpha32, beta32, s, timed)
         if plannable:
-            plan = _sm90.fast_plan(_sm90.KINDS[name], M, N, K, s.device)
+            plan = _sm90.fast_plan(_sm90.KINDS[name], M, N, K, not ta, bool(tb), s.device)
             if plan is not None:
                 _remember(key, plan)
         return (O, rec) if timed else O

@@ -159,10 +159,18 @@ def test_cached_plan_swaps_arrays(algo, device, stream, rng):
         assert matmul(a, b, out, alpha=alpha, beta=beta, algo=algo, stream=stream) is out
         ref = alpha * (ah.astype(np.float64) @ bh.astype(np.float64)) + beta * ch.astype(np.float64)
         assert rel_fro(out.to_numpy(stream=stream), ref) < tol, f"call {i}"
-        assert (a.sig, b.sig, out.sig, algo, False) in gemm._fast
+        assert (a.sig, b.sig, out.sig, algo, False, False, False) in gemm._fast
     a.close()
     with pytest.raises(ck.ClosedError):
         matmul(a, b, out, algo=algo, stream=stream)  # a closed array never reaches the cached launch
+
+
+@pytest.mark.parametrize("algo", ["tiled", "bf16", "tf32_sm90", "bf16_sm90"])
+@pytest.mark.parametrize("ta,tb", [(False, True), (True, False), (True, True)])
+def test_cached_plan_with_transposes(algo, ta, tb, stream, rng):
+    """Plans are kept per transpose flags too: repeated transposed calls stay correct."""
+    for i in range(3):
+        assert run(algo, 96, 136, 200, stream, rng, alpha=1.0 + i, beta=0.5 if i == 2 else 0.0, ta=ta, tb=tb) < TOL[algo]
 
 
 def test_auto_and_views(stream, rng):
