@@ -49,9 +49,12 @@ FORCE_BN = None  # tests set 128 or 256 to run one tile shape whatever the probl
 
 
 def pick_bn(M: int, N: int, sms: int) -> int:
-    """128 x 256 tiles unless 128 x 128 fills the GPU's waves clearly better (small problems)."""
+    """128 x 256 tiles unless 128 x 128 fills the GPU's waves clearly better (small problems).
+    Cost model: waves x tile width, the narrower tile charged 10 % more per FLOP (it reloads A
+    twice as often); on the H100 this picks 256 from 2048^2 up and 128 at 1024^2."""
     if FORCE_BN is not None:
         return FORCE_BN
+
     def cost(bn, per_flop):
         tiles = -(-M // BM) * -(-N // bn)
         return -(-tiles // sms) * bn * per_flop
