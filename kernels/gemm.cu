@@ -16,6 +16,8 @@
 #include <mma.h>
 #include <stdint.h>
 
+#include <type_traits>
+
 namespace {
 
 __device__ __forceinline__ float load_a(const float* A, int lda, int ta, int m, int k) {
@@ -287,6 +289,152 @@ gemm_fp16(int M, int N, int K, float alpha, const __half* A, int lda, int ta, co
           float beta, __half* C, int ldc) {
   wmma_gemm<__half>(M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc);
 }
+
+// ---- wmma_cp: the WMMA kernels fed by a cp.async pipeline (sm_80+) -------------------------
+// Same 128x128x32 block tile and 8 warps of 64x32 as wmma_gemm, but the tiles arrive through
+// STAGES-deep cp.async copies of 16 bytes (no register staging, no scalar loads), so loads of
+// the next tiles overlap the MMAs of this one. Each operand is copied in its stored layout and
+// read by WMMA as row_major or col_major: A_COL = A stored K x M (transposed), B_COL = B stored
+// N x K. Rows are padded by 16 bytes against bank conflicts. Needs 16-byte-aligned operands with
+// pitches a multiple of 16 bytes (gemm.py falls back to wmma_gemm otherwise); partial chunks at
+// the matrix edge are zero-filled by cp.async's src-size.
+namespace {
+template <typename T, bool A_COL, bool B_COL, int STAGES>
+struct CpTile {
+  static constexpr int E = 16 / sizeof(T);  // elements per 16-byte chunk (= the row padding)
+  static constexpr int A_ROWS = A_COL ? TBK : TBM, A_LD = (A_COL ? TBM : TBK) + E;
+  static constexpr int B_ROWS = B_COL ? TBN : TBK, B_LD = (B_COL ? TBK : TBN) + E;
+  static constexpr int A_ELEMS = A_ROWS * A_LD, B_ELEMS = B_ROWS * B_LD;
+  static constexpr size_t STAGE_BYTES = (size_t)(A_ELEMS + B_ELEMS) * sizeof(T);
+};
+
+// one rows x cols tile (row-major in memory, pitch ld, origin r0/c0 of a R x Cn matrix) into dst
+template <typename T, int ROWS, int COLS, int LD>
+__device__ __forceinline__ void cp_tile(T* dst, const T* src, int R, int Cn, int ld, int r0, int c0) {
+  constexpr int E = 16 / sizeof(T), CH = COLS / E, TOTAL = ROWS * CH;
+  static_assert(TOTAL % 256 == 0, "chunks spread evenly over 256 threads");
+#pragma unroll
+  for (int i = 0; i < TOTAL / 256; ++i) {
+    const int e = threadIdx.x + 256 * i, r = e / CH, c = (e % CH) * E;
+    const int gr = r0 + r, gc = c0 + c;
+    const int valid = gr < R ? max(0, min(E, Cn - gc)) : 0;
+    const T* p = valid ? src + (size_t)gr * ld + gc : src;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst + r * LD + c))),
+                 "l"(p), "r"(valid * (int)sizeof(T)) : "memory");
+  }
+}
+
+template <typename T, bool A_COL, bool B_COL, int STAGES>
+__device__ void wmma_cp_gemm(int M, int N, int K, float alpha, const T* A, int lda, const T* B, int ldb, float beta,
+                             T* C, int ldc) {
+  using E = Elem<T>;
+  using Tile = CpTile<T, A_COL, B_COL, STAGES>;
+  constexpr int WK = E::WK;
+  using LayA = typename std::conditional<A_COL, wmma::col_major, wmma::row_major>::type;
+  using LayB = typename std::conditional<B_COL, wmma::col_major, wmma::row_major>::type;
+  extern __shared__ __align__(128) unsigned char smem_cp[];
+  T* stage0 = reinterpret_cast<T*>(smem_cp);
+  float* scratch = reinterpret_cast<float*>(smem_cp + STAGES * Tile::STAGE_BYTES);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int wm = warp >> 2, wn = warp & 3;
+  const int m0 = blockIdx.y * TBM, n0 = blockIdx.x * TBN;
+  const int ktiles = (K + TBK - 1) / TBK;
+
+  auto load = [&](int t, int slot) {
+    T* as = stage0 + slot * (Tile::A_ELEMS + Tile::B_ELEMS);
+    T* bs = as + Tile::A_ELEMS;
+    const int k0 = t * TBK;
+    if constexpr (A_COL) cp_tile<T, TBK, TBM, Tile::A_LD>(as, A, K, M, lda, k0, m0);   // A stored K x M
+    else cp_tile<T, TBM, TBK, Tile::A_LD>(as, A, M, K, lda, m0, k0);
+    if constexpr (B_COL) cp_tile<T, TBN, TBK, Tile::B_LD>(bs, B, N, K, ldb, n0, k0);   // B stored N x K
+    else cp_tile<T, TBK, TBN, Tile::B_LD>(bs, B, K, N, ldb, k0, n0);
+  };
+
+  wmma::fragment<wmma::accumulator, 16, 16, WK, float> acc[4][2];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (st < ktiles) load(st, st);
+    asm volatile("cp.async.commit_group;" ::: "memory");
+  }
+  for (int t = 0; t < ktiles; ++t) {
+    asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 2) : "memory");
+    __syncthreads();  // tile t is in for everyone, and slot (t - 1) % STAGES is free again
+    if (t + STAGES - 1 < ktiles) load(t + STAGES - 1, (t + STAGES - 1) % STAGES);
+    asm volatile("cp.async.commit_group;" ::: "memory");
+    const T* as = stage0 + (t % STAGES) * (Tile::A_ELEMS + Tile::B_ELEMS);
+    const T* bs = as + Tile::A_ELEMS;
+#pragma unroll
+    for (int kk = 0; kk < TBK; kk += WK) {
+      wmma::fragment<wmma::matrix_a, 16, 16, WK, typename E::Frag, LayA> fa[4];
+      wmma::fragment<wmma::matrix_b, 16, 16, WK, typename E::Frag, LayB> fb[2];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int r = wm * 64 + i * 16;
+        wmma::load_matrix_sync(fa[i], A_COL ? as + kk * Tile::A_LD + r : as + r * Tile::A_LD + kk, Tile::A_LD);
+        if constexpr (sizeof(T) == 4)
+#pragma unroll
+          for (int x = 0; x < fa[i].num_elements; ++x) fa[i].x[x] = wmma::__float_to_tf32(fa[i].x[x]);
+      }
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const int c = wn * 32 + j * 16;
+        wmma::load_matrix_sync(fb[j], B_COL ? bs + c * Tile::B_LD + kk : bs + kk * Tile::B_LD + c, Tile::B_LD);
+        if constexpr (sizeof(T) == 4)
+#pragma unroll
+          for (int x = 0; x < fb[j].num_elements; ++x) fb[j].x[x] = wmma::__float_to_tf32(fb[j].x[x]);
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+    }
+  }
+  asm volatile("cp.async.wait_group 0;" ::: "memory");
+  float* s = scratch + warp * 256;
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      wmma::store_matrix_sync(s, acc[i][j], 16, wmma::mem_row_major);
+      __syncwarp();
+      for (int e = lane; e < 256; e += 32) {
+        const int m = m0 + wm * 64 + i * 16 + e / 16, n = n0 + wn * 32 + j * 16 + e % 16;
+        if (m < M && n < N) {
+          T* p = C + (size_t)m * ldc + n;
+          const float v = beta == 0.0f ? alpha * s[e] : fmaf(alpha, s[e], beta * E::to_f(*p));
+          *p = E::out(v);
+        }
+      }
+      __syncwarp();
+    }
+}
+}  // namespace
+
+// gemm_<type>_cp_<A><B>: A/B r = row-major as the matmul reads it, c = stored transposed.
+// Dynamic shared memory: STAGES x (A tile + B tile, rows padded by 16 bytes) + 8 KiB epilogue
+// scratch (gemm.py computes it; 3 stages for 16-bit types, 2 for float so it fits 99 KiB GPUs).
+#define KIT_WMMA_CP(NAME, T, AC, BC, ST)                                                                  \
+  extern "C" __global__ void __launch_bounds__(256) NAME(int M, int N, int K, float alpha, const T* A, int lda, \
+                                                        const T* B, int ldb, float beta, T* C, int ldc) {       \
+    wmma_cp_gemm<T, AC, BC, ST>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);                             \
+  }
+KIT_WMMA_CP(gemm_tf32_cp_rr, float, false, false, 2)
+KIT_WMMA_CP(gemm_tf32_cp_rc, float, false, true, 2)
+KIT_WMMA_CP(gemm_tf32_cp_cr, float, true, false, 2)
+KIT_WMMA_CP(gemm_tf32_cp_cc, float, true, true, 2)
+KIT_WMMA_CP(gemm_bf16_cp_rr, __nv_bfloat16, false, false, 3)
+KIT_WMMA_CP(gemm_bf16_cp_rc, __nv_bfloat16, false, true, 3)
+KIT_WMMA_CP(gemm_bf16_cp_cr, __nv_bfloat16, true, false, 3)
+KIT_WMMA_CP(gemm_bf16_cp_cc, __nv_bfloat16, true, true, 3)
+KIT_WMMA_CP(gemm_fp16_cp_rr, __half, false, false, 3)
+KIT_WMMA_CP(gemm_fp16_cp_rc, __half, false, true, 3)
+KIT_WMMA_CP(gemm_fp16_cp_cr, __half, true, false, 3)
+KIT_WMMA_CP(gemm_fp16_cp_cc, __half, true, true, 3)
 
 // ---- transpose: out (cols x rows, leading dimension ldo) = in (rows x cols, ldi)^T --------------
 // Feeds the Hopper TF32 kernel, whose wgmma reads both operands K-major only. 32x32 tiles through

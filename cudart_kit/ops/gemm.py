@@ -150,18 +150,24 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
                 _remember(key, plan)
         return (O, rec) if timed else O
     if name in ("naive", "tiled"):
-        kernel, grid, block = _kernel(f"gemm_{name}_f32"), ((N + 15) // 16, (M + 15) // 16), (16, 16)
+        kernel, grid, block, smem = _kernel(f"gemm_{name}_f32"), ((N + 15) // 16, (M + 15) // 16), (16, 16), 0
         args = (M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O, ldc)
     elif name in ("simt", "simt16"):
         vec_ok = int(lda % 4 == 0 and ldb % 4 == 0 and A.ptr % 16 == 0 and B.ptr % 16 == 0)
-        kernel, grid, block = _kernel(f"gemm_{name}_f32"), ((N + 127) // 128, (M + 127) // 128), 256
+        kernel, grid, block, smem = _kernel(f"gemm_{name}_f32"), ((N + 127) // 128, (M + 127) // 128), 256, 0
         args = (M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc, vec_ok)
     else:
-        kernel, grid, block = _kernel(f"gemm_{name}"), ((N + 127) // 128, (M + 127) // 128), 256
-        args = (M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O, ldc)
-    rec = launch(kernel, grid, block, *args, stream=s, timed=timed)  # checked: geometry, argument widths
+        grid, block, smem = ((N + 127) // 128, (M + 127) // 128), 256, 0
+        a_rows, b_rows = (K if ta else M), (N if tb else K)  # rows as stored
+        if _cp_ok(A, a_rows, lda) and _cp_ok(B, b_rows, ldb):  # cp.async-pipelined twin
+            kernel, smem = _kernel(f"gemm_{name}_cp_{'c' if ta else 'r'}{'c' if tb else 'r'}"), _cp_smem(name, ta, tb)
+            args = (M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc)
+        else:
+            kernel = _kernel(f"gemm_{name}")
+            args = (M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O, ldc)
+    rec = launch(kernel, grid, block, *args, stream=s, timed=timed, shared_mem_bytes=smem)  # checked
     if plannable:
-        _remember(key, _simple_plan(kernel, grid, block, args, A, B, O, s))
+        _remember(key, _simple_plan(kernel, grid, block, smem, args, A, B, O, s))
     return (O, rec) if timed else O
 
 
@@ -174,7 +180,22 @@ def _remember(key, plan) -> None:
     _fast[key] = plan
 
 
-def _simple_plan(kernel: Kernel, grid, block, args: tuple, A: Array, B: Array, O: Array, s0: Stream):
+def _cp_ok(arr: Array, rows: int, ld: int) -> bool:
+    """The cp.async WMMA kernels copy 16-byte chunks: a 16-byte-aligned start and pitch."""
+    return arr.ptr % 16 == 0 and (rows == 1 or (ld * arr.itemsize) % 16 == 0)
+
+
+def _cp_smem(name: str, ta: int, tb: int) -> int:
+    """Dynamic shared memory of gemm_<name>_cp_*: stages x (A + B tiles, rows padded by 16
+    bytes) + the 8 KiB epilogue scratch, as laid out by CpTile in kernels/gemm.cu."""
+    size = 4 if name == "tf32" else 2
+    e, stages = 16 // size, (2 if name == "tf32" else 3)
+    a = 32 * (128 + e) if ta else 128 * (32 + e)
+    b = 128 * (32 + e) if tb else 32 * (128 + e)
+    return stages * (a + b) * size + 8 * 256 * 4
+
+
+def _simple_plan(kernel: Kernel, grid, block, smem: int, args: tuple, A: Array, B: Array, O: Array, s0: Stream):
     """A launcher for the next calls with arrays of the same signatures: the argument list of this
     (checked) launch with the three pointers, alpha and beta swapped in."""
     from ..launcher import _config, _dim3, _do_launch, pack_args
@@ -182,7 +203,7 @@ def _simple_plan(kernel: Kernel, grid, block, args: tuple, A: Array, B: Array, O
     packed = list(pack_args(kernel, args, s0))
     ia, ib, io = [i for i, v in enumerate(args) if v is A or v is B or v is O]  # in this order in every list
     ialpha, ibeta = [i for i, v in enumerate(args) if type(v) is np.float32]
-    cfg = _config(_dim3(grid, "grid"), _dim3(block, "block"), 0)
+    cfg = _config(_dim3(grid, "grid"), _dim3(block, "block"), smem)
 
     def go(a: Array, b: Array, out: Array, alpha, beta, s: Stream) -> bool:
         for arr in (a, b, out):

@@ -76,6 +76,30 @@ def test_simt_unaligned_pitch(algo, stream, rng):
     assert rel_fro(out.to_numpy(stream=stream), ah[1:, 2:].astype(np.float64) @ bh[2:, 1:]) < 1e-5
 
 
+@pytest.mark.parametrize("algo", ["tf32", "bf16", "fp16"])
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+def test_wmma_cp_layouts(algo, ta, tb, stream, rng):
+    """The cp.async-pipelined WMMA kernels (16-byte-aligned operands), every stored layout,
+    ragged M and N, K not a multiple of the 32-deep tile, alpha and beta."""
+    assert run(algo, 200, 136, 520, stream, rng, alpha=0.5, beta=-2.0, ta=ta, tb=tb) < TOL[algo]
+
+
+@pytest.mark.parametrize("algo,dt", [("tf32", np.float32), ("fp16", np.float16)])
+def test_wmma_cp_partial_chunks(algo, dt, stream, rng):
+    """Aligned pitches but K and N not multiples of a 16-byte chunk: the edge chunks are partly
+    outside the matrix and must be zero-filled, not read."""
+    cp = pytest.importorskip("cupy")
+    M, N, K = 200, 131, 523
+    ah = rng.uniform(-1, 1, (M, 528)).astype(dt)
+    bh = rng.uniform(-1, 1, (K, 144)).astype(dt)
+    a, b = cp.asarray(ah)[:, :K], cp.asarray(bh)[:, :N]
+    out = ck.to_device(np.full((M, N), np.nan, dt), stream=stream)
+    _, rec = matmul(a, b, out, algo=algo, stream=stream, timed=True)
+    assert "_cp_" in rec.name, rec.name
+    ref = ah[:, :K].astype(np.float64) @ bh[:, :N].astype(np.float64)
+    assert rel_fro(out.to_numpy(stream=stream), ref) < TOL[algo]
+
+
 @pytest.mark.parametrize("algo", SM90)
 @pytest.mark.parametrize("bn", [128, 256])
 @pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
