@@ -204,6 +204,30 @@ template <> struct Elem<__half> {
 
 constexpr int TBM = 128, TBN = 128, TBK = 32;
 
+// A warp's 64x32 accumulator tile to C through a 16x16 float scratch tile: alpha, beta, bounds,
+// conversion to T (beta == 0 never reads C).
+template <typename T, typename Acc>
+__device__ __forceinline__ void wmma_epilogue(Acc (&acc)[4][2], float* s, int mw, int nw, int M, int N, float alpha,
+                                              float beta, T* C, int ldc, int lane) {
+  using E = Elem<T>;
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      wmma::store_matrix_sync(s, acc[i][j], 16, wmma::mem_row_major);
+      __syncwarp();
+      for (int e = lane; e < 256; e += 32) {
+        const int m = mw + i * 16 + e / 16, n = nw + j * 16 + e % 16;
+        if (m < M && n < N) {
+          T* p = C + (size_t)m * ldc + n;
+          const float v = beta == 0.0f ? alpha * s[e] : fmaf(alpha, s[e], beta * E::to_f(*p));
+          *p = E::out(v);
+        }
+      }
+      __syncwarp();
+    }
+}
+
 template <typename T>
 __device__ void wmma_gemm(int M, int N, int K, float alpha, const T* A, int lda, int ta, const T* B, int ldb,
                           int tb, float beta, T* C, int ldc) {
@@ -252,24 +276,7 @@ __device__ void wmma_gemm(int M, int N, int K, float alpha, const T* A, int lda,
     }
     __syncthreads();
   }
-  // epilogue through a per-warp scratch tile: alpha, beta, bounds, conversion
-  float* s = scratch[warp];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      wmma::store_matrix_sync(s, acc[i][j], 16, wmma::mem_row_major);
-      __syncwarp();
-      for (int e = lane; e < 256; e += 32) {
-        const int m = m0 + wm * 64 + i * 16 + e / 16, n = n0 + wn * 32 + j * 16 + e % 16;
-        if (m < M && n < N) {
-          T* p = C + (size_t)m * ldc + n;
-          const float v = beta == 0.0f ? alpha * s[e] : fmaf(alpha, s[e], beta * E::to_f(*p));
-          *p = E::out(v);
-        }
-      }
-      __syncwarp();
-    }
+  wmma_epilogue<T>(acc, scratch[warp], m0 + wm * 64, n0 + wn * 32, M, N, alpha, beta, C, ldc, lane);
 }
 
 }  // namespace
@@ -402,23 +409,7 @@ __device__ void wmma_cp_gemm(int M, int N, int K, float alpha, const T* A, int l
     }
   }
   asm volatile("cp.async.wait_group 0;" ::: "memory");
-  float* s = scratch + warp * 256;
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      wmma::store_matrix_sync(s, acc[i][j], 16, wmma::mem_row_major);
-      __syncwarp();
-      for (int e = lane; e < 256; e += 32) {
-        const int m = m0 + wm * 64 + i * 16 + e / 16, n = n0 + wn * 32 + j * 16 + e % 16;
-        if (m < M && n < N) {
-          T* p = C + (size_t)m * ldc + n;
-          const float v = beta == 0.0f ? alpha * s[e] : fmaf(alpha, s[e], beta * E::to_f(*p));
-          *p = E::out(v);
-        }
-      }
-      __syncwarp();
-    }
+  wmma_epilogue<T>(acc, scratch + warp * 256, m0 + wm * 64, n0 + wn * 32, M, N, alpha, beta, C, ldc, lane);
 }
 }  // namespace
 
