@@ -62,28 +62,25 @@ extern "C" __global__ void gemm_tiled_f32(int M, int N, int K, float alpha, cons
   if (m < M && n < N) store_c(C, ldc, m, n, alpha, acc, beta);
 }
 
-// ---- simt: BM x 128 block tile (BM = 128 or 64), 2 * BM threads, BK = 8 or 16 --------------
-// Thread (ty, tx) of a (BM/8)x16 grid owns rows {4ty..4ty+3, BM/2+4ty..BM/2+4ty+3} and columns
-// {4tx..4tx+3, 64+4tx..64+4tx+3}, so its shared-memory reads are two float4 per operand per k and
-// a warp's B reads cover 256 contiguous bytes. Each thread stages BK/2 elements of A and
-// 64 * BK / BM of B per tile.
+// ---- simt: 256 threads, 128x128 block tile, BK = 8 or 16 ---------------------------------
+// Thread (ty, tx) of a 16x16 grid owns rows {4ty..4ty+3, 64+4ty..64+4ty+3} and the same
+// pattern of columns, so its shared-memory reads are two float4 per operand per k and a warp's
+// B reads cover 256 contiguous bytes. Each thread stages BK/2 elements of A and of B per tile.
 #define SBM 128
 #define SBN 128
 namespace {
-template <int BK, int BM = SBM>
+template <int BK>
 __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B,
                                           int ldb, float beta, float* C, int ldc, int vec_ok) {
-  constexpr int PER = BK / 2;                 // elements of A each thread stages
-  constexpr int PB = 64 * BK / BM;            // elements of B each thread stages
-  constexpr int BT = SBN / PB;                // threads per row of the B tile
-  constexpr int HM = BM / 2;                  // row offset of a thread's second quadrant
-  __shared__ __align__(16) float As[2][BK][BM];  // A tile stored transposed: As[k][m]
+  constexpr int PER = BK / 2;                 // elements of A (and of B) each thread stages
+  constexpr int BT = SBN / PER;               // threads per row of the B tile
+  __shared__ __align__(16) float As[2][BK][SBM];  // A tile stored transposed: As[k][m]
   __shared__ __align__(16) float Bs[2][BK][SBN];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * SBN;
+  const int m0 = blockIdx.y * SBM, n0 = blockIdx.x * SBN;
   const int a_row = m0 + (tid >> 1), a_k = (tid & 1) * PER;
-  const int b_k = tid / BT, b_c = (tid % BT) * PB, b_col = n0 + b_c;
-  float ra[PER], rb[PB];
+  const int b_k = tid / BT, b_c = (tid % BT) * PER, b_col = n0 + b_c;
+  float ra[PER], rb[PER];
 
   auto load = [&](int k0) {
     const int ka = k0 + a_k;
@@ -98,22 +95,22 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
       for (int i = 0; i < PER; ++i) ra[i] = (a_row < M && ka + i < K) ? A[(size_t)a_row * lda + ka + i] : 0.0f;
     }
     const int kb = k0 + b_k;
-    if (vec_ok && kb < K && b_col + PB - 1 < N) {
+    if (vec_ok && kb < K && b_col + PER - 1 < N) {
 #pragma unroll
-      for (int v = 0; v < PB / 4; ++v) {
+      for (int v = 0; v < PER / 4; ++v) {
         const float4 x = *reinterpret_cast<const float4*>(B + (size_t)kb * ldb + b_col + 4 * v);
         rb[4 * v] = x.x; rb[4 * v + 1] = x.y; rb[4 * v + 2] = x.z; rb[4 * v + 3] = x.w;
       }
     } else {
 #pragma unroll
-      for (int i = 0; i < PB; ++i) rb[i] = (kb < K && b_col + i < N) ? B[(size_t)kb * ldb + b_col + i] : 0.0f;
+      for (int i = 0; i < PER; ++i) rb[i] = (kb < K && b_col + i < N) ? B[(size_t)kb * ldb + b_col + i] : 0.0f;
     }
   };
   auto store = [&](int buf) {
 #pragma unroll
     for (int i = 0; i < PER; ++i) As[buf][a_k + i][tid >> 1] = ra[i];
 #pragma unroll
-    for (int v = 0; v < PB / 4; ++v)
+    for (int v = 0; v < PER / 4; ++v)
       *reinterpret_cast<float4*>(&Bs[buf][b_k][b_c + 4 * v]) =
           make_float4(rb[4 * v], rb[4 * v + 1], rb[4 * v + 2], rb[4 * v + 3]);
   };
@@ -134,7 +131,7 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
 #pragma unroll
     for (int k = 0; k < BK; ++k) {
       const float4 a0 = *reinterpret_cast<const float4*>(&As[cur][k][ty * 4]);
-      const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][HM + ty * 4]);
+      const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][64 + ty * 4]);
       const float4 b0 = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
       const float4 b1 = *reinterpret_cast<const float4*>(&Bs[cur][k][64 + tx * 4]);
       const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
@@ -150,7 +147,7 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
   }
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
-    const int m = m0 + (i < 4 ? ty * 4 + i : HM + ty * 4 + i - 4);
+    const int m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
     if (m >= M) continue;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -173,18 +170,6 @@ extern "C" __global__ void __launch_bounds__(256)
 gemm_simt16_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
                 float beta, float* C, int ldc, int vec_ok) {
   simt_gemm<16>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
-}
-
-// BM = 64: 128 threads, four CTAs per SM instead of two (candidates, see tools/matmul_notes.md)
-extern "C" __global__ void __launch_bounds__(128, 4)
-gemm_simt64_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
-                float beta, float* C, int ldc, int vec_ok) {
-  simt_gemm<16, 64>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
-}
-extern "C" __global__ void __launch_bounds__(128, 4)
-gemm_simt64k8_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
-                  float beta, float* C, int ldc, int vec_ok) {
-  simt_gemm<8, 64>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
 }
 
 // ---- tensor cores through WMMA: 256 threads = 8 warps as 2 (M) x 4 (N), warp tile 64x32 ----

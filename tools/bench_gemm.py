@@ -19,7 +19,7 @@ from cudart_kit.ops.gemm import matmul
 
 # which cuBLAS row each algorithm is compared with ("_nt": B stored N x K, i.e. transpose_b=True)
 PEER = {"cublas": "sgemm", "cublas_bf16": "bf16", "naive": "sgemm", "tiled": "sgemm", "simt": "sgemm",
-        "simt16": "sgemm", "simt64": "sgemm", "simt64k8": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16",
+        "simt16": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16",
         "tf32_sm90": "tf32", "tf32_sm90_nt": "tf32", "bf16_sm90": "bf16", "bf16_sm90_nt": "bf16", "fp16_sm90": "fp16"}
 
 
@@ -97,8 +97,6 @@ def main(argv=None) -> int:
             "tiled": lambda st: matmul(a32, b32, c32, algo="tiled", stream=st),
             "simt": lambda st: matmul(a32, b32, c32, algo="simt", stream=st),
             "simt16": lambda st: matmul(a32, b32, c32, algo="simt16", stream=st),
-            "simt64": lambda st: matmul(a32, b32, c32, algo="simt64", stream=st),
-            "simt64k8": lambda st: matmul(a32, b32, c32, algo="simt64k8", stream=st),
             "tf32": lambda st: matmul(a32, b32, c32, algo="tf32", stream=st),
             "bf16": lambda st: matmul(a16, b16, c16, algo="bf16", stream=st),
             "fp16": lambda st: matmul(h16a, h16b, h16c, algo="fp16", stream=st),
