@@ -21,12 +21,11 @@ s = ck.Stream.create(0)
 rng = np.random.default_rng(0)
 n = args.n
 for algo in args.algos:
-    base = algo
-    dt = bfloat16 if base.startswith("bf16") else np.float16 if base.startswith("fp16") else np.float32
+    dt = bfloat16 if algo.startswith("bf16") else np.float16 if algo.startswith("fp16") else np.float32
     a = ck.to_device(rng.uniform(-1, 1, (n, n)).astype(dt), stream=s)
     b = ck.to_device(rng.uniform(-1, 1, (n, n)).astype(dt), stream=s)
     c = ck.empty((n, n), dt, stream=s)
     for _ in range(2):
-        matmul(a, b, c, algo=base, stream=s)
+        matmul(a, b, c, algo=algo, stream=s)
     s.sync()
     print(algo, "done")
