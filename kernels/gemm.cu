@@ -63,28 +63,43 @@ extern "C" __global__ void gemm_tiled_f32(int M, int N, int K, float alpha, cons
 }
 
 // ---- simt: 256 threads, 128x128 block tile, BK = 8 or 16 ---------------------------------
-// Thread (ty, tx) of a 16x16 grid owns rows {4ty..4ty+3, 64+4ty..64+4ty+3} and the same
-// pattern of columns, so its shared-memory reads are two float4 per operand per k and a warp's
-// B reads cover 256 contiguous bytes. Each thread stages BK/2 elements of A and of B per tile.
+// Each thread owns an 8x8 block of C made of 2x2 sub-blocks of 4x4: rows {r0..r0+3, r0+DM..}
+// and columns {c0..c0+3, c0+DN..}, so its shared-memory reads are two float4 per operand per k.
+// WARP = 0: thread (ty, tx) of a 16x16 grid, r0 = 4ty, c0 = 4tx, DM = DN = 64 (a warp spans
+//           16 rows x 128 columns: its B reads cover 256 bytes per half-warp).
+// WARP = 1: warp tiling. The 8 warps form a 4 (M) x 2 (N) grid of 32x64 warp tiles; lane
+//           (lm, ln) = (lane / 8, lane % 8), r0 = 32 wm + 4 lm, c0 = 64 wn + 4 ln, DM = 16,
+//           DN = 32. A half-warp reads 32 bytes of A and 128 bytes of B per LDS.128: one
+//           shared-memory wavefront each, 8 per k-step and warp instead of 12.
+// WARP = 2: warp tiling with 2 (M) x 4 (N) warp tiles of 64x32, lanes (lane / 4, lane % 4),
+//           DM = 32, DN = 16: the same wavefront count with the lanes transposed.
+// Each thread stages BK/2 elements of A and of B per tile (16-byte loads where aligned).
+// vec_ok bit 0: A, B and their pitches are 16-byte aligned; bit 1: the same for C.
 #define SBM 128
 #define SBN 128
 namespace {
-template <int BK>
+template <int BK, int WARP>
 __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B,
                                           int ldb, float beta, float* C, int ldc, int vec_ok) {
   constexpr int PER = BK / 2;                 // elements of A (and of B) each thread stages
   constexpr int BT = SBN / PER;               // threads per row of the B tile
+  constexpr int DM = WARP == 1 ? 16 : WARP == 2 ? 32 : 64, DN = WARP == 1 ? 32 : WARP == 2 ? 16 : 64;
   __shared__ __align__(16) float As[2][BK][SBM];  // A tile stored transposed: As[k][m]
   __shared__ __align__(16) float Bs[2][BK][SBN];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int tid = threadIdx.x;
+  const int r0 = WARP == 1 ? (tid >> 6) * 32 + ((tid & 31) >> 3) * 4
+               : WARP == 2 ? (tid >> 7) * 64 + ((tid & 31) >> 2) * 4 : (tid >> 4) * 4;
+  const int c0 = WARP == 1 ? ((tid >> 5) & 1) * 64 + (tid & 7) * 4
+               : WARP == 2 ? ((tid >> 5) & 3) * 32 + (tid & 3) * 4 : (tid & 15) * 4;
   const int m0 = blockIdx.y * SBM, n0 = blockIdx.x * SBN;
   const int a_row = m0 + (tid >> 1), a_k = (tid & 1) * PER;
   const int b_k = tid / BT, b_c = (tid % BT) * PER, b_col = n0 + b_c;
+  const bool vec_ab = vec_ok & 1;
   float ra[PER], rb[PER];
 
   auto load = [&](int k0) {
     const int ka = k0 + a_k;
-    if (vec_ok && a_row < M && ka + PER - 1 < K) {
+    if (vec_ab && a_row < M && ka + PER - 1 < K) {
 #pragma unroll
       for (int v = 0; v < PER / 4; ++v) {
         const float4 x = *reinterpret_cast<const float4*>(A + (size_t)a_row * lda + ka + 4 * v);
@@ -95,7 +110,7 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
       for (int i = 0; i < PER; ++i) ra[i] = (a_row < M && ka + i < K) ? A[(size_t)a_row * lda + ka + i] : 0.0f;
     }
     const int kb = k0 + b_k;
-    if (vec_ok && kb < K && b_col + PER - 1 < N) {
+    if (vec_ab && kb < K && b_col + PER - 1 < N) {
 #pragma unroll
       for (int v = 0; v < PER / 4; ++v) {
         const float4 x = *reinterpret_cast<const float4*>(B + (size_t)kb * ldb + b_col + 4 * v);
@@ -130,10 +145,10 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
     if (t + 1 < ntiles) load((t + 1) * BK);  // global loads in flight while we compute
 #pragma unroll
     for (int k = 0; k < BK; ++k) {
-      const float4 a0 = *reinterpret_cast<const float4*>(&As[cur][k][ty * 4]);
-      const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][64 + ty * 4]);
-      const float4 b0 = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
-      const float4 b1 = *reinterpret_cast<const float4*>(&Bs[cur][k][64 + tx * 4]);
+      const float4 a0 = *reinterpret_cast<const float4*>(&As[cur][k][r0]);
+      const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][r0 + DM]);
+      const float4 b0 = *reinterpret_cast<const float4*>(&Bs[cur][k][c0]);
+      const float4 b1 = *reinterpret_cast<const float4*>(&Bs[cur][k][c0 + DN]);
       const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
       const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll
@@ -145,32 +160,46 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
     if (t + 1 < ntiles) store(cur ^ 1);
     __syncthreads();
   }
+  const bool vec_c = (vec_ok & 2) != 0;
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
-    const int m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
+    const int m = m0 + r0 + (i < 4 ? i : DM + i - 4);
     if (m >= M) continue;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int n = n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + j - 4);
-      if (n < N) store_c(C, ldc, m, n, alpha, acc[i][j], beta);
+    for (int h = 0; h < 2; ++h) {
+      const int n = n0 + c0 + h * DN;
+      float* p = C + (size_t)m * ldc + n;
+      if (vec_c && n + 3 < N) {  // four consecutive columns: one 16-byte access
+        float4 r = make_float4(alpha * acc[i][4 * h], alpha * acc[i][4 * h + 1], alpha * acc[i][4 * h + 2],
+                               alpha * acc[i][4 * h + 3]);
+        if (beta != 0.0f) {
+          const float4 c = *reinterpret_cast<const float4*>(p);
+          r.x = fmaf(beta, c.x, r.x); r.y = fmaf(beta, c.y, r.y); r.z = fmaf(beta, c.z, r.z); r.w = fmaf(beta, c.w, r.w);
+        }
+        *reinterpret_cast<float4*>(p) = r;
+      } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          if (n + j < N) store_c(C, ldc, m, n + j, alpha, acc[i][4 * h + j], beta);
+      }
     }
   }
 }
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(256)
-gemm_simt_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
-              float beta, float* C, int ldc, int vec_ok) {
-  simt_gemm<8>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
-}
-
-// BK = 16: half the barriers per FLOP, twice the shared memory (32 KiB); compared with BK = 8
-// in tools/bench_gemm.py before auto may pick it.
-extern "C" __global__ void __launch_bounds__(256)
-gemm_simt16_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
-                float beta, float* C, int ldc, int vec_ok) {
-  simt_gemm<16>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
-}
+#define SIMT_KERNEL(name, BK, WARP)                                                                        \
+  extern "C" __global__ void __launch_bounds__(256, 2) /* 128 registers: two CTAs per SM */          \
+  name(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C, \
+       int ldc, int vec_ok) {                                                                              \
+    simt_gemm<BK, WARP>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);                               \
+  }
+// BK = 16 halves the barriers per FLOP for twice the shared memory (32 KiB); which variant auto
+// runs is decided by tools/bench_gemm.py (tools/matmul_notes.md has the measurements).
+SIMT_KERNEL(gemm_simt_f32, 8, 0)
+SIMT_KERNEL(gemm_simt16_f32, 16, 0)
+SIMT_KERNEL(gemm_simtw_f32, 8, 1)
+SIMT_KERNEL(gemm_simt16w_f32, 16, 1)
+SIMT_KERNEL(gemm_simt16v_f32, 16, 2)
 
 // ---- tensor cores through WMMA: 256 threads = 8 warps as 2 (M) x 4 (N), warp tile 64x32 ----
 namespace {

@@ -8,11 +8,11 @@ import numpy as np
 
 import cudart_kit as ck
 from cudart_kit.memory import bfloat16
-from cudart_kit.ops.gemm import matmul
+from cudart_kit.ops.gemm import SIMT, matmul
 
 s = ck.Stream.create(0)
 rng = np.random.default_rng(1)
-algos = [("naive", np.float32), ("tiled", np.float32), ("simt", np.float32), ("simt16", np.float32),
+algos = [("naive", np.float32), ("tiled", np.float32), *((k, np.float32) for k in SIMT),
          ("tf32", np.float32), ("bf16", bfloat16), ("fp16", np.float16)]
 if s.device.compute_capability == (9, 0):  # the sm_90a kernels (wgmma + TMA) and their operand staging
     algos += [("tf32_sm90", np.float32), ("bf16_sm90", bfloat16), ("fp16_sm90", np.float16)]

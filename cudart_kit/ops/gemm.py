@@ -21,11 +21,12 @@ from . import _gemm_sm90 as _sm90
 
 __all__ = ["matmul", "ALGOS", "choose_algo", "layout_of"]
 
-ALGOS = ("auto", "naive", "tiled", "simt", "simt16", "tf32", "bf16", "fp16", "tf32_sm90", "bf16_sm90", "fp16_sm90",
+SIMT = ("simt", "simt16", "simtw", "simt16w", "simt16v")  # FP32 SIMT kernels (kernels/gemm.cu)
+ALGOS = ("auto", "naive", "tiled", *SIMT, "tf32", "bf16", "fp16", "tf32_sm90", "bf16_sm90", "fp16_sm90",
          "cublas")
 _F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
 _BF16 = (bfloat16,) if bfloat16 is not None else ()
-_DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), "simt": (_F32,), "simt16": (_F32,), "tf32": (_F32,), "fp16": (_F16,),
+_DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), **{k: (_F32,) for k in SIMT}, "tf32": (_F32,), "fp16": (_F16,),
               "tf32_sm90": (_F32,), "fp16_sm90": (_F16,), "bf16_sm90": _BF16, "bf16": _BF16,
               "cublas": (_F32, _F16) + _BF16}
 
@@ -117,7 +118,7 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
         why = _sm90.unsupported(s.device)
         if why is not None:
             raise DeviceCapabilityError(f"matmul algo {name!r}: {why}")
-    if name in ("simt", "simt16") and (ta or tb):
+    if name in SIMT and (ta or tb):
         raise ShapeError(f"matmul: algo {name!r} reads row-major inputs only; use 'tiled' or 'auto' for transposed ones")
     if out is None:
         if beta != 0:
@@ -152,8 +153,10 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
     if name in ("naive", "tiled"):
         kernel, grid, block, smem = _kernel(f"gemm_{name}_f32"), ((N + 15) // 16, (M + 15) // 16), (16, 16), 0
         args = (M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O, ldc)
-    elif name in ("simt", "simt16"):
-        vec_ok = int(lda % 4 == 0 and ldb % 4 == 0 and A.ptr % 16 == 0 and B.ptr % 16 == 0)
+    elif name in SIMT:
+        # bit 0: 16-byte loads of A and B; bit 1: 16-byte stores of C (kernels/gemm.cu)
+        vec_ok = (int(lda % 4 == 0 and ldb % 4 == 0 and A.ptr % 16 == 0 and B.ptr % 16 == 0)
+                  | 2 * int(ldc % 4 == 0 and O.ptr % 16 == 0))
         kernel, grid, block, smem = _kernel(f"gemm_{name}_f32"), ((N + 127) // 128, (M + 127) // 128), 256, 0
         args = (M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc, vec_ok)
     else:

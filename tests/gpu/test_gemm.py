@@ -7,15 +7,15 @@ import pytest
 
 import cudart_kit as ck
 from cudart_kit.memory import bfloat16
-from cudart_kit.ops.gemm import matmul
+from cudart_kit.ops.gemm import SIMT, matmul
 
 ODD = [(1, 1, 1), (1, 4096, 1), (127, 129, 131), (1000, 1, 1000), (4097, 4095, 33)]
-TOL = {"naive": 1e-5, "tiled": 1e-5, "simt": 1e-5, "simt16": 1e-5, "tf32": 5e-3, "bf16": 2e-2, "fp16": 2e-2,
+TOL = {"naive": 1e-5, "tiled": 1e-5, **{k: 1e-5 for k in SIMT}, "tf32": 5e-3, "bf16": 2e-2, "fp16": 2e-2,
        "tf32_sm90": 5e-3, "bf16_sm90": 2e-2, "fp16_sm90": 2e-2}
-DT = {"naive": np.float32, "tiled": np.float32, "simt": np.float32, "simt16": np.float32, "tf32": np.float32,
+DT = {"naive": np.float32, "tiled": np.float32, **{k: np.float32 for k in SIMT}, "tf32": np.float32,
       "bf16": bfloat16, "fp16": np.float16, "tf32_sm90": np.float32, "bf16_sm90": bfloat16, "fp16_sm90": np.float16}
 SM90 = ["tf32_sm90", "bf16_sm90", "fp16_sm90"]
-PORTABLE = ["naive", "tiled", "simt", "simt16", "tf32", "bf16", "fp16"]
+PORTABLE = ["naive", "tiled", *SIMT, "tf32", "bf16", "fp16"]
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +54,7 @@ def test_odd_shapes(algo, shape, stream, rng):
     assert run(algo, *shape, stream, rng) < TOL[algo]
 
 
-@pytest.mark.parametrize("algo", ["tiled", "simt", "simt16", "tf32", "bf16"] + SM90)
+@pytest.mark.parametrize("algo", ["tiled", *SIMT, "tf32", "bf16"] + SM90)
 def test_k_4096_alpha_beta(algo, stream, rng):
     assert run(algo, 256, 384, 4096, stream, rng, alpha=0.75, beta=-1.5) < TOL[algo]
 
@@ -65,7 +65,7 @@ def test_transposed(algo, ta, tb, stream, rng):
     assert run(algo, 130, 67, 99, stream, rng, alpha=2.0, ta=ta, tb=tb) < TOL[algo]
 
 
-@pytest.mark.parametrize("algo", ["simt", "simt16"])
+@pytest.mark.parametrize("algo", SIMT)
 def test_simt_unaligned_pitch(algo, stream, rng):
     """Pitches that are not multiples of 4 floats take the scalar-copy path (vec_ok = 0)."""
     cp = pytest.importorskip("cupy")
@@ -74,6 +74,28 @@ def test_simt_unaligned_pitch(algo, stream, rng):
     a, b = cp.asarray(ah)[1:, 2:], cp.asarray(bh)[2:, 1:]
     out = matmul(a, b, algo=algo, stream=stream)
     assert rel_fro(out.to_numpy(stream=stream), ah[1:, 2:].astype(np.float64) @ bh[2:, 1:]) < 1e-5
+
+
+@pytest.mark.parametrize("algo", SIMT)
+@pytest.mark.parametrize("col0", [1, 4], ids=["c-unaligned", "c-aligned"])
+def test_simt_out_view(algo, col0, stream, rng):
+    """out= a view into a wider matrix: 16-byte stores of C only where its start and pitch allow
+    (col0 = 1 shifts the start by 4 bytes); the columns around the view stay untouched."""
+    cp = pytest.importorskip("cupy")
+    M, N, K = 133, 71, 45  # pitch 84 floats (16-byte multiple); N not a multiple of 4
+    ah = rng.uniform(-1, 1, (M, K)).astype(np.float32)
+    bh = rng.uniform(-1, 1, (K, N)).astype(np.float32)
+    big = rng.uniform(-1, 1, (M, 84)).astype(np.float32)
+    cbig = cp.asarray(big)
+    view = cbig[:, col0:col0 + N]
+    matmul(ck.to_device(ah, stream=stream), ck.to_device(bh, stream=stream), view, alpha=0.5, beta=2.0,
+           algo=algo, stream=stream)
+    stream.sync()
+    got = cp.asnumpy(cbig).astype(np.float64)
+    ref = 0.5 * (ah.astype(np.float64) @ bh) + 2.0 * big[:, col0:col0 + N]
+    assert rel_fro(got[:, col0:col0 + N], ref) < 1e-5
+    np.testing.assert_array_equal(got[:, :col0], big[:, :col0])
+    np.testing.assert_array_equal(got[:, col0 + N:], big[:, col0 + N:])
 
 
 @pytest.mark.parametrize("algo", ["tf32", "bf16", "fp16"])
