@@ -201,6 +201,175 @@ SIMT_KERNEL(gemm_simtw_f32, 8, 1)
 SIMT_KERNEL(gemm_simt16w_f32, 16, 1)
 SIMT_KERNEL(gemm_simt16v_f32, 16, 2)
 
+// ---- simtx: 128x256 block tile, 16x8 outputs per thread, cp.async pipeline ----------------
+// The shape of cuBLAS's own SGEMM on sm_80/sm_90 (Nsight Compute on the H200 shows its kernel
+// "tilesize256x128x8_stage3_warpsize4x2x1_ffma": 256 threads, 254 registers, one CTA per SM, 3
+// stages of 4-byte cp.async), written from scratch here. 256 threads = 8 warps as 2 (M) x 4 (N)
+// warp tiles of 64x64; lane (lm, ln) = (lane / 8, lane % 8) owns rows {wm*64 + 4lm + 16g + i}
+// (g, i = 0..3) and columns {wn*64 + 4ln + 32h + j} (h = 0..1, j = 0..3): per k-step 4 LDS.128 of
+// A and 2 of B feed 128 FFMA, each LDS.128 one shared-memory wavefront per half-warp.
+// Global -> shared by cp.async only, STAGES tiles in flight, no register staging:
+//   A (M x K, row-major) lands transposed, As[k][m], through 4-byte copies (8 lanes per row
+//   segment: 32-byte global segments, conflict-free stores with the row pitch of 132 floats);
+//   B lands as is through 16-byte copies (vec_ok bit 0) or 4-byte copies.
+// Elements outside the matrix are stored as zeros by plain stores (no copy reads past it).
+// Fragments are double-buffered in registers: the loads of k + 1 are issued before the FMAs of k.
+namespace {
+constexpr int XBM = 128, XBN = 256, XLDA = XBM + 4;
+
+__device__ __forceinline__ void cp_async4(float* dst, const float* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+               "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async16(float* dst, const float* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+               "l"(src) : "memory");
+}
+
+template <int BK, int STAGES>
+__device__ __forceinline__ void simtx_gemm(int M, int N, int K, float alpha, const float* __restrict__ A, int lda,
+                                           const float* __restrict__ B, int ldb, float beta, float* C, int ldc,
+                                           int vec_ok) {
+  constexpr int A_ELEMS = BK * XLDA, B_ELEMS = BK * XBN, STAGE = A_ELEMS + B_ELEMS;
+  extern __shared__ __align__(16) float smem_x[];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int ar = (warp >> 2) * 64 + (lane >> 3) * 4;  // first of the thread's A rows in the tile
+  const int bc = (warp & 3) * 64 + (lane & 7) * 4;    // first of its B columns
+  const int m0 = blockIdx.y * XBM, n0 = blockIdx.x * XBN;
+  const bool vec_b = (vec_ok & 1) != 0;
+  const int ntiles = (K + BK - 1) / BK;
+
+  auto load_tile = [&](int t, int slot) {
+    float* as = smem_x + slot * STAGE;
+    float* bs = as + A_ELEMS;
+    const int k0 = t * BK;
+    // A: element e -> (k = 8 * (e / 1024) + e % 8, row = (e / 8) % 128), BK * 128 / 256 per thread
+#pragma unroll
+    for (int i = 0; i < BK * XBM / 256; ++i) {
+      const int e = tid + 256 * i, k = 8 * (e >> 10) + (e & 7), r = (e >> 3) & 127;
+      const int gm = m0 + r, gk = k0 + k;
+      float* d = as + k * XLDA + r;
+      if (gm < M && gk < K) cp_async4(d, A + (size_t)gm * lda + gk);
+      else *d = 0.0f;
+    }
+    if (vec_b) {  // 16-byte chunks: row = c / 64, 4 columns at 4 * (c % 64)
+#pragma unroll
+      for (int i = 0; i < BK * XBN / 4 / 256; ++i) {
+        const int c = tid + 256 * i, k = c >> 6, col = (c & 63) * 4;
+        const int gk = k0 + k, gn = n0 + col;
+        float* d = bs + k * XBN + col;
+        if (gk < K && gn + 3 < N) {
+          cp_async16(d, B + (size_t)gk * ldb + gn);
+        } else {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) d[j] = (gk < K && gn + j < N) ? B[(size_t)gk * ldb + gn + j] : 0.0f;
+        }
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < BK * XBN / 256; ++i) {
+        const int e = tid + 256 * i, k = e >> 8, col = e & 255;
+        const int gk = k0 + k, gn = n0 + col;
+        float* d = bs + k * XBN + col;
+        if (gk < K && gn < N) cp_async4(d, B + (size_t)gk * ldb + gn);
+        else *d = 0.0f;
+      }
+    }
+  };
+
+  float acc[16][8];
+#pragma unroll
+  for (int i = 0; i < 16; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+  float fa[2][16], fb[2][8];
+  auto frag = [&](int buf, const float* as, const float* bs) {  // as, bs: row k of the A / B tile
+#pragma unroll
+    for (int g = 0; g < 4; ++g) {
+      const float4 v = *reinterpret_cast<const float4*>(as + ar + 16 * g);
+      fa[buf][4 * g] = v.x; fa[buf][4 * g + 1] = v.y; fa[buf][4 * g + 2] = v.z; fa[buf][4 * g + 3] = v.w;
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float4 v = *reinterpret_cast<const float4*>(bs + bc + 32 * h);
+      fb[buf][4 * h] = v.x; fb[buf][4 * h + 1] = v.y; fb[buf][4 * h + 2] = v.z; fb[buf][4 * h + 3] = v.w;
+    }
+  };
+
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (st < ntiles) load_tile(st, st);
+    asm volatile("cp.async.commit_group;" ::: "memory");
+  }
+  asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 2) : "memory");
+  __syncthreads();
+  frag(0, smem_x, smem_x + A_ELEMS);
+  int rd = 0, wr = STAGES - 1;  // slot read in this tile, slot written by this tile's copies
+  for (int t = 0; t < ntiles; ++t) {
+    const float* as = smem_x + rd * STAGE;
+    const float* bs = as + A_ELEMS;
+#pragma unroll
+    for (int k = 0; k < BK; ++k) {
+      if (k == BK - 1) {
+        // tile t + 1 complete for everyone; every read of slot rd - 1 is behind us
+        asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 2) : "memory");
+        __syncthreads();
+        rd = rd + 1 == STAGES ? 0 : rd + 1;
+        if (t + 1 < ntiles) frag((k + 1) & 1, smem_x + rd * STAGE, smem_x + rd * STAGE + A_ELEMS);
+      } else {
+        frag((k + 1) & 1, as + (k + 1) * XLDA, bs + (k + 1) * XBN);
+      }
+      if (k == 0) {  // slot wr was last read in tile t - 1, which ended with the barrier above
+        if (t + STAGES - 1 < ntiles) load_tile(t + STAGES - 1, wr);
+        asm volatile("cp.async.commit_group;" ::: "memory");
+        wr = wr + 1 == STAGES ? 0 : wr + 1;
+      }
+#pragma unroll
+      for (int i = 0; i < 16; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(fa[k & 1][i], fb[k & 1][j], acc[i][j]);
+    }
+  }
+  asm volatile("cp.async.wait_group 0;" ::: "memory");
+
+  const bool vec_c = (vec_ok & 2) != 0;
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+    const int m = m0 + ar + 16 * (i >> 2) + (i & 3);
+    if (m >= M) continue;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int n = n0 + bc + 32 * h;
+      float* p = C + (size_t)m * ldc + n;
+      if (vec_c && n + 3 < N) {
+        float4 r = make_float4(alpha * acc[i][4 * h], alpha * acc[i][4 * h + 1], alpha * acc[i][4 * h + 2],
+                               alpha * acc[i][4 * h + 3]);
+        if (beta != 0.0f) {
+          const float4 c = *reinterpret_cast<const float4*>(p);
+          r.x = fmaf(beta, c.x, r.x); r.y = fmaf(beta, c.y, r.y); r.z = fmaf(beta, c.z, r.z); r.w = fmaf(beta, c.w, r.w);
+        }
+        *reinterpret_cast<float4*>(p) = r;
+      } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          if (n + j < N) store_c(C, ldc, m, n + j, alpha, acc[i][4 * h + j], beta);
+      }
+    }
+  }
+}
+}  // namespace
+
+// Dynamic shared memory: STAGES * BK * (132 + 256) floats (gemm.py computes it).
+#define SIMTX_KERNEL(name, BK, STAGES)                                                                      \
+  extern "C" __global__ void __launch_bounds__(256, 1)                                                      \
+  name(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C, \
+       int ldc, int vec_ok) {                                                                               \
+    simtx_gemm<BK, STAGES>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);                            \
+  }
+SIMTX_KERNEL(gemm_simtx_f32, 8, 3)
+SIMTX_KERNEL(gemm_simtx4_f32, 8, 4)
+SIMTX_KERNEL(gemm_simtx16_f32, 16, 3)
+
 // ---- tensor cores through WMMA: 256 threads = 8 warps as 2 (M) x 4 (N), warp tile 64x32 ----
 namespace {
 using namespace nvcuda;

@@ -21,7 +21,9 @@ from . import _gemm_sm90 as _sm90
 
 __all__ = ["matmul", "ALGOS", "choose_algo", "layout_of"]
 
-SIMT = ("simt", "simt16", "simtw", "simt16w", "simt16v")  # FP32 SIMT kernels (kernels/gemm.cu)
+SIMT = ("simt", "simt16", "simtw", "simt16w", "simt16v", "simtx", "simtx4", "simtx16")  # FP32 SIMT kernels
+# simtx kernels: (BK, cp.async stages) -> 128x256 tiles, dynamic shared memory (kernels/gemm.cu)
+_SIMTX = {"simtx": (8, 3), "simtx4": (8, 4), "simtx16": (16, 3)}
 ALGOS = ("auto", "naive", "tiled", *SIMT, "tf32", "bf16", "fp16", "tf32_sm90", "bf16_sm90", "fp16_sm90",
          "cublas")
 _F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
@@ -158,6 +160,9 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
         vec_ok = (int(lda % 4 == 0 and ldb % 4 == 0 and A.ptr % 16 == 0 and B.ptr % 16 == 0)
                   | 2 * int(ldc % 4 == 0 and O.ptr % 16 == 0))
         kernel, grid, block, smem = _kernel(f"gemm_{name}_f32"), ((N + 127) // 128, (M + 127) // 128), 256, 0
+        if name in _SIMTX:
+            bk, stages = _SIMTX[name]
+            grid, smem = ((N + 255) // 256, (M + 127) // 128), stages * bk * (132 + 256) * 4
         args = (M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc, vec_ok)
     else:
         grid, block, smem = ((N + 127) // 128, (M + 127) // 128), 256, 0
