@@ -225,6 +225,13 @@ __device__ __forceinline__ void cp_async16(float* dst, const float* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
                "l"(src) : "memory");
 }
+// the same on shared-memory addresses; cp_async4z copies `size` bytes (4, or 0 = store a zero)
+__device__ __forceinline__ void cp_async4z(uint32_t dst, const float* src, int size) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src), "r"(size) : "memory");
+}
+__device__ __forceinline__ void cp_async16s(uint32_t dst, const float* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+}
 
 template <int BK, int STAGES>
 __device__ __forceinline__ void simtx_gemm(int M, int N, int K, float alpha, const float* __restrict__ A, int lda,
@@ -239,7 +246,8 @@ __device__ __forceinline__ void simtx_gemm(int M, int N, int K, float alpha, con
   const bool vec_b = (vec_ok & 1) != 0;
   const int ntiles = (K + BK - 1) / BK;
 
-  auto load_tile = [&](int t, int slot) {
+  // any tile (the K tail, unaligned B): bounds-checked element by element
+  auto load_tile_any = [&](int t, int slot) {
     float* as = smem_x + slot * STAGE;
     float* bs = as + A_ELEMS;
     const int k0 = t * BK;
@@ -275,6 +283,50 @@ __device__ __forceinline__ void simtx_gemm(int M, int N, int K, float alpha, con
         else *d = 0.0f;
       }
     }
+  };
+
+  // full K tiles: per-thread pointers and predicates computed once, advanced by BK per tile.
+  // A rows (tid / 8) + 32q at k = tid % 8 + 8p; a row past M copies 0 bytes from row M - 1.
+  const float* pa[4];
+  int a_sz[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const int row = m0 + (tid >> 3) + 32 * q;
+    pa[q] = A + (size_t)min(row, M - 1) * lda + (tid & 7);
+    a_sz[q] = row < M ? 4 : 0;
+  }
+  // B chunk rows (tid / 64) + 4i, columns 4 (tid % 64) .. + 3: all inside N (2), none (0), some (1)
+  const int b_gn = n0 + (tid & 63) * 4;
+  const int b_mode = b_gn + 3 < N ? 2 : b_gn >= N ? 0 : 1;
+  const float* pb = B + (size_t)(tid >> 6) * ldb + min(b_gn, N - 1);
+  const size_t ldb4 = (size_t)4 * ldb;
+  const uint32_t s_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_x));
+  const uint32_t a_dst = ((tid & 7) * XLDA + (tid >> 3)) * 4;
+  const uint32_t b_dst = (A_ELEMS + (tid >> 6) * XBN + (tid & 63) * 4) * 4;
+  auto load_tile_full = [&](int slot) {
+    const uint32_t so = s_base + slot * (STAGE * 4);
+#pragma unroll
+    for (int p = 0; p < BK / 8; ++p)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) cp_async4z(so + a_dst + (p * 8 * XLDA + q * 32) * 4, pa[q] + 8 * p, a_sz[q]);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) pa[q] += BK;
+    if (b_mode == 2) {
+#pragma unroll
+      for (int i = 0; i < BK / 4; ++i) cp_async16s(so + b_dst + i * (4 * XBN * 4), pb + i * ldb4);
+    } else {
+      float* d = smem_x + slot * STAGE + (b_dst / 4);
+#pragma unroll
+      for (int i = 0; i < BK / 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) d[i * 4 * XBN + j] = b_gn + j < N ? pb[i * ldb4 + j] : 0.0f;
+    }
+    pb += BK * (size_t)ldb;
+  };
+  const bool fast = vec_b;  // the fast B path copies 16-byte chunks
+  auto load_tile = [&](int t, int slot) {
+    if (fast && (t + 1) * BK <= K) load_tile_full(slot);
+    else load_tile_any(t, slot);
   };
 
   float acc[16][8];
