@@ -233,7 +233,7 @@ __device__ __forceinline__ void cp_async16s(uint32_t dst, const float* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
 }
 
-template <int BK, int STAGES>
+template <int BK, int STAGES, int ORDER>
 __device__ __forceinline__ void simtx_gemm(int M, int N, int K, float alpha, const float* __restrict__ A, int lda,
                                            const float* __restrict__ B, int ldb, float beta, float* C, int ldc,
                                            int vec_ok) {
@@ -376,10 +376,19 @@ __device__ __forceinline__ void simtx_gemm(int M, int N, int K, float alpha, con
         asm volatile("cp.async.commit_group;" ::: "memory");
         wr = wr + 1 == STAGES ? 0 : wr + 1;
       }
+      if constexpr (ORDER == 0) {  // row by row: A's register reused, B's read every time
 #pragma unroll
-      for (int i = 0; i < 16; ++i)
+        for (int i = 0; i < 16; ++i)
 #pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(fa[k & 1][i], fb[k & 1][j], acc[i][j]);
+          for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(fa[k & 1][i], fb[k & 1][j], acc[i][j]);
+      } else {  // strips of two B columns: both operands can come from the operand reuse caches
+#pragma unroll
+        for (int jp = 0; jp < 8; jp += 2)
+#pragma unroll
+          for (int i = 0; i < 16; ++i)
+#pragma unroll
+            for (int j = jp; j < jp + 2; ++j) acc[i][j] = fmaf(fa[k & 1][i], fb[k & 1][j], acc[i][j]);
+      }
     }
   }
   asm volatile("cp.async.wait_group 0;" ::: "memory");
@@ -412,15 +421,16 @@ __device__ __forceinline__ void simtx_gemm(int M, int N, int K, float alpha, con
 }  // namespace
 
 // Dynamic shared memory: STAGES * BK * (132 + 256) floats (gemm.py computes it).
-#define SIMTX_KERNEL(name, BK, STAGES)                                                                      \
+#define SIMTX_KERNEL(name, BK, STAGES, ORDER)                                                                    \
   extern "C" __global__ void __launch_bounds__(256, 1)                                                      \
   name(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C, \
        int ldc, int vec_ok) {                                                                               \
-    simtx_gemm<BK, STAGES>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);                            \
+    simtx_gemm<BK, STAGES, ORDER>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);                     \
   }
-SIMTX_KERNEL(gemm_simtx_f32, 8, 3)
-SIMTX_KERNEL(gemm_simtx4_f32, 8, 4)
-SIMTX_KERNEL(gemm_simtx16_f32, 16, 3)
+SIMTX_KERNEL(gemm_simtx_f32, 8, 3, 0)
+SIMTX_KERNEL(gemm_simtx16_f32, 16, 3, 0)
+SIMTX_KERNEL(gemm_simtxz_f32, 8, 3, 1)
+SIMTX_KERNEL(gemm_simtx16z_f32, 16, 3, 1)
 
 // ---- tensor cores through WMMA: 256 threads = 8 warps as 2 (M) x 4 (N), warp tile 64x32 ----
 namespace {

@@ -21,9 +21,9 @@ from . import _gemm_sm90 as _sm90
 
 __all__ = ["matmul", "ALGOS", "choose_algo", "layout_of"]
 
-SIMT = ("simt", "simt16", "simtw", "simt16w", "simt16v", "simtx", "simtx4", "simtx16")  # FP32 SIMT kernels
+SIMT = ("simt", "simt16", "simtw", "simt16w", "simt16v", "simtx", "simtx16", "simtxz", "simtx16z")  # FP32 SIMT kernels
 # simtx kernels: (BK, cp.async stages) -> 128x256 tiles, dynamic shared memory (kernels/gemm.cu)
-_SIMTX = {"simtx": (8, 3), "simtx4": (8, 4), "simtx16": (16, 3)}
+_SIMTX = {"simtx": (8, 3), "simtx16": (16, 3), "simtxz": (8, 3), "simtx16z": (16, 3)}
 ALGOS = ("auto", "naive", "tiled", *SIMT, "tf32", "bf16", "fp16", "tf32_sm90", "bf16_sm90", "fp16_sm90",
          "cublas")
 _F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
