@@ -6,8 +6,10 @@
 //
 //   gemm_naive_f32   one thread per output (the GPU reference)
 //   gemm_tiled_f32   16x16 shared-memory tiles, one output per thread (the textbook kernel)
-//   gemm_simt_f32    128x128x8 block tile, 8x8 outputs per thread, double-buffered shared
-//                    memory with register prefetch, 16-byte loads where aligned (no transposes)
+//   gemm_simt128_f32 FP32 SIMT, 128x128x16 block tile, 8x8 outputs per thread, double-buffered
+//                    shared memory fed through registers, two CTAs per SM (no transposes)
+//   gemm_simt256_f32 FP32 SIMT, 128x256x16 block tile, 16x8 outputs per thread, 3-stage cp.async
+//                    ring, one CTA per SM: the fast one where the grid fills the GPU
 //   gemm_tf32        tensor cores (WMMA m16n16k8, TF32 inputs, FP32 accumulation), fp32 in/out
 //   gemm_bf16/_fp16  tensor cores (WMMA m16n16k16, FP32 accumulation), 16-bit in/out
 
@@ -29,6 +31,24 @@ __device__ __forceinline__ float load_b(const float* B, int ldb, int tb, int k, 
 __device__ __forceinline__ void store_c(float* C, int ldc, int m, int n, float alpha, float acc, float beta) {
   float* p = C + (size_t)m * ldc + n;
   *p = beta == 0.0f ? alpha * acc : fmaf(alpha, acc, beta * *p);
+}
+// four consecutive columns n..n+3 of row m: one 16-byte access where C allows it (vec_c), else
+// element by element up to column N - 1
+__device__ __forceinline__ void store_c4(float* C, int ldc, int m, int n, int N, float alpha, const float* acc,
+                                         float beta, bool vec_c) {
+  float* p = C + (size_t)m * ldc + n;
+  if (vec_c && n + 3 < N) {
+    float4 r = make_float4(alpha * acc[0], alpha * acc[1], alpha * acc[2], alpha * acc[3]);
+    if (beta != 0.0f) {
+      const float4 c = *reinterpret_cast<const float4*>(p);
+      r.x = fmaf(beta, c.x, r.x); r.y = fmaf(beta, c.y, r.y); r.z = fmaf(beta, c.z, r.z); r.w = fmaf(beta, c.w, r.w);
+    }
+    *reinterpret_cast<float4*>(p) = r;
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      if (n + j < N) store_c(C, ldc, m, n + j, alpha, acc[j], beta);
+  }
 }
 
 }  // namespace
@@ -62,35 +82,26 @@ extern "C" __global__ void gemm_tiled_f32(int M, int N, int K, float alpha, cons
   if (m < M && n < N) store_c(C, ldc, m, n, alpha, acc, beta);
 }
 
-// ---- simt: 256 threads, 128x128 block tile, BK = 8 or 16 ---------------------------------
-// Each thread owns an 8x8 block of C made of 2x2 sub-blocks of 4x4: rows {r0..r0+3, r0+DM..}
-// and columns {c0..c0+3, c0+DN..}, so its shared-memory reads are two float4 per operand per k.
-// WARP = 0: thread (ty, tx) of a 16x16 grid, r0 = 4ty, c0 = 4tx, DM = DN = 64 (a warp spans
-//           16 rows x 128 columns: its B reads cover 256 bytes per half-warp).
-// WARP = 1: warp tiling. The 8 warps form a 4 (M) x 2 (N) grid of 32x64 warp tiles; lane
-//           (lm, ln) = (lane / 8, lane % 8), r0 = 32 wm + 4 lm, c0 = 64 wn + 4 ln, DM = 16,
-//           DN = 32. A half-warp reads 32 bytes of A and 128 bytes of B per LDS.128: one
-//           shared-memory wavefront each, 8 per k-step and warp instead of 12.
-// WARP = 2: warp tiling with 2 (M) x 4 (N) warp tiles of 64x32, lanes (lane / 4, lane % 4),
-//           DM = 32, DN = 16: the same wavefront count with the lanes transposed.
-// Each thread stages BK/2 elements of A and of B per tile (16-byte loads where aligned).
+// ---- simt128: 256 threads, 128x128 block tile, BK = 16 ----------------------------------
+// Thread (ty, tx) of a 16x16 grid owns the 8x8 block of C made of rows {4ty..4ty+3, 64+4ty..}
+// and the same pattern of columns, so its shared-memory reads are two float4 per operand per k.
+// (Warp-tiled layouts with fewer shared-memory wavefronts measured no faster: tools/matmul_notes.md
+// v10.) Each thread stages BK/2 elements of A and of B per tile through registers (16-byte loads
+// where aligned), so A lands transposed in shared memory. 128 registers: two CTAs per SM.
 // vec_ok bit 0: A, B and their pitches are 16-byte aligned; bit 1: the same for C.
 #define SBM 128
 #define SBN 128
 namespace {
-template <int BK, int WARP>
+template <int BK>
 __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B,
                                           int ldb, float beta, float* C, int ldc, int vec_ok) {
   constexpr int PER = BK / 2;                 // elements of A (and of B) each thread stages
   constexpr int BT = SBN / PER;               // threads per row of the B tile
-  constexpr int DM = WARP == 1 ? 16 : WARP == 2 ? 32 : 64, DN = WARP == 1 ? 32 : WARP == 2 ? 16 : 64;
+  constexpr int DM = 64, DN = 64;  // distance between a thread's two row (column) groups
   __shared__ __align__(16) float As[2][BK][SBM];  // A tile stored transposed: As[k][m]
   __shared__ __align__(16) float Bs[2][BK][SBN];
   const int tid = threadIdx.x;
-  const int r0 = WARP == 1 ? (tid >> 6) * 32 + ((tid & 31) >> 3) * 4
-               : WARP == 2 ? (tid >> 7) * 64 + ((tid & 31) >> 2) * 4 : (tid >> 4) * 4;
-  const int c0 = WARP == 1 ? ((tid >> 5) & 1) * 64 + (tid & 7) * 4
-               : WARP == 2 ? ((tid >> 5) & 3) * 32 + (tid & 3) * 4 : (tid & 15) * 4;
+  const int r0 = (tid >> 4) * 4, c0 = (tid & 15) * 4;
   const int m0 = blockIdx.y * SBM, n0 = blockIdx.x * SBN;
   const int a_row = m0 + (tid >> 1), a_k = (tid & 1) * PER;
   const int b_k = tid / BT, b_c = (tid % BT) * PER, b_col = n0 + b_c;
@@ -166,42 +177,18 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
     const int m = m0 + r0 + (i < 4 ? i : DM + i - 4);
     if (m >= M) continue;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int n = n0 + c0 + h * DN;
-      float* p = C + (size_t)m * ldc + n;
-      if (vec_c && n + 3 < N) {  // four consecutive columns: one 16-byte access
-        float4 r = make_float4(alpha * acc[i][4 * h], alpha * acc[i][4 * h + 1], alpha * acc[i][4 * h + 2],
-                               alpha * acc[i][4 * h + 3]);
-        if (beta != 0.0f) {
-          const float4 c = *reinterpret_cast<const float4*>(p);
-          r.x = fmaf(beta, c.x, r.x); r.y = fmaf(beta, c.y, r.y); r.z = fmaf(beta, c.z, r.z); r.w = fmaf(beta, c.w, r.w);
-        }
-        *reinterpret_cast<float4*>(p) = r;
-      } else {
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-          if (n + j < N) store_c(C, ldc, m, n + j, alpha, acc[i][4 * h + j], beta);
-      }
-    }
+    for (int h = 0; h < 2; ++h) store_c4(C, ldc, m, n0 + c0 + h * DN, N, alpha, &acc[i][4 * h], beta, vec_c);
   }
 }
 }  // namespace
 
-#define SIMT_KERNEL(name, BK, WARP)                                                                        \
-  extern "C" __global__ void __launch_bounds__(256, 2) /* 128 registers: two CTAs per SM */          \
-  name(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C, \
-       int ldc, int vec_ok) {                                                                              \
-    simt_gemm<BK, WARP>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);                               \
-  }
-// BK = 16 halves the barriers per FLOP for twice the shared memory (32 KiB); which variant auto
-// runs is decided by tools/bench_gemm.py (tools/matmul_notes.md has the measurements).
-SIMT_KERNEL(gemm_simt_f32, 8, 0)
-SIMT_KERNEL(gemm_simt16_f32, 16, 0)
-SIMT_KERNEL(gemm_simtw_f32, 8, 1)
-SIMT_KERNEL(gemm_simt16w_f32, 16, 1)
-SIMT_KERNEL(gemm_simt16v_f32, 16, 2)
+extern "C" __global__ void __launch_bounds__(256, 2)  // 128 registers: two CTAs per SM
+gemm_simt128_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta,
+                 float* C, int ldc, int vec_ok) {
+  simt_gemm<16>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
+}
 
-// ---- simtx: 128x256 block tile, 16x8 outputs per thread, cp.async pipeline ----------------
+// ---- simt256: 128x256 block tile, 16x8 outputs per thread, cp.async pipeline --------------
 // The shape of cuBLAS's own SGEMM on sm_80/sm_90 (Nsight Compute on the H200 shows its kernel
 // "tilesize256x128x8_stage3_warpsize4x2x1_ffma": 256 threads, 254 registers, one CTA per SM, 3
 // stages of 4-byte cp.async), written from scratch here. 256 threads = 8 warps as 2 (M) x 4 (N)
@@ -212,16 +199,20 @@ SIMT_KERNEL(gemm_simt16v_f32, 16, 2)
 //   A (M x K, row-major) lands transposed, As[k][m], through 4-byte copies (8 lanes per row
 //   segment: 32-byte global segments, conflict-free stores with the row pitch of 132 floats);
 //   B lands as is through 16-byte copies (vec_ok bit 0) or 4-byte copies.
-// Elements outside the matrix are stored as zeros by plain stores (no copy reads past it).
-// Fragments are double-buffered in registers: the loads of k + 1 are issued before the FMAs of k.
+// Full K tiles copy from per-thread pointers computed once and bumped by BK (a row past M copies
+// 0 bytes from row M - 1); the K tail and unaligned B take a bounds-checked path that stores zeros
+// for elements outside the matrix (no copy ever reads past it).
+// Fragments are double-buffered in registers: the loads of k + 1 are issued before the FMAs of k,
+// and the FMAs run in strips of two B columns, the order that lets ptxas feed both multiplicands
+// from the operand reuse caches (8 % faster than row by row: tools/matmul_notes.md v13).
 namespace {
-constexpr int XBM = 128, XBN = 256, XLDA = XBM + 4;
+constexpr int XBM = 128, XBN = 256, XLDA = XBM + 4;  // tile rows, columns; pitch of the A tile
 
 __device__ __forceinline__ void cp_async4(float* dst, const float* src) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
                "l"(src) : "memory");
 }
-__device__ __forceinline__ void cp_async16(float* dst, const float* src) {
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
                "l"(src) : "memory");
 }
@@ -233,8 +224,8 @@ __device__ __forceinline__ void cp_async16s(uint32_t dst, const float* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
 }
 
-template <int BK, int STAGES, int ORDER>
-__device__ __forceinline__ void simtx_gemm(int M, int N, int K, float alpha, const float* __restrict__ A, int lda,
+template <int BK, int STAGES>
+__device__ __forceinline__ void simt256_gemm(int M, int N, int K, float alpha, const float* __restrict__ A, int lda,
                                            const float* __restrict__ B, int ldb, float beta, float* C, int ldc,
                                            int vec_ok) {
   constexpr int A_ELEMS = BK * XLDA, B_ELEMS = BK * XBN, STAGE = A_ELEMS + B_ELEMS;
@@ -376,19 +367,12 @@ __device__ __forceinline__ void simtx_gemm(int M, int N, int K, float alpha, con
         asm volatile("cp.async.commit_group;" ::: "memory");
         wr = wr + 1 == STAGES ? 0 : wr + 1;
       }
-      if constexpr (ORDER == 0) {  // row by row: A's register reused, B's read every time
+#pragma unroll
+      for (int jp = 0; jp < 8; jp += 2)
 #pragma unroll
         for (int i = 0; i < 16; ++i)
 #pragma unroll
-          for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(fa[k & 1][i], fb[k & 1][j], acc[i][j]);
-      } else {  // strips of two B columns: both operands can come from the operand reuse caches
-#pragma unroll
-        for (int jp = 0; jp < 8; jp += 2)
-#pragma unroll
-          for (int i = 0; i < 16; ++i)
-#pragma unroll
-            for (int j = jp; j < jp + 2; ++j) acc[i][j] = fmaf(fa[k & 1][i], fb[k & 1][j], acc[i][j]);
-      }
+          for (int j = jp; j < jp + 2; ++j) acc[i][j] = fmaf(fa[k & 1][i], fb[k & 1][j], acc[i][j]);
     }
   }
   asm volatile("cp.async.wait_group 0;" ::: "memory");
@@ -399,38 +383,17 @@ __device__ __forceinline__ void simtx_gemm(int M, int N, int K, float alpha, con
     const int m = m0 + ar + 16 * (i >> 2) + (i & 3);
     if (m >= M) continue;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int n = n0 + bc + 32 * h;
-      float* p = C + (size_t)m * ldc + n;
-      if (vec_c && n + 3 < N) {
-        float4 r = make_float4(alpha * acc[i][4 * h], alpha * acc[i][4 * h + 1], alpha * acc[i][4 * h + 2],
-                               alpha * acc[i][4 * h + 3]);
-        if (beta != 0.0f) {
-          const float4 c = *reinterpret_cast<const float4*>(p);
-          r.x = fmaf(beta, c.x, r.x); r.y = fmaf(beta, c.y, r.y); r.z = fmaf(beta, c.z, r.z); r.w = fmaf(beta, c.w, r.w);
-        }
-        *reinterpret_cast<float4*>(p) = r;
-      } else {
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-          if (n + j < N) store_c(C, ldc, m, n + j, alpha, acc[i][4 * h + j], beta);
-      }
-    }
+    for (int h = 0; h < 2; ++h) store_c4(C, ldc, m, n0 + bc + 32 * h, N, alpha, &acc[i][4 * h], beta, vec_c);
   }
 }
 }  // namespace
 
-// Dynamic shared memory: STAGES * BK * (132 + 256) floats (gemm.py computes it).
-#define SIMTX_KERNEL(name, BK, STAGES, ORDER)                                                                    \
-  extern "C" __global__ void __launch_bounds__(256, 1)                                                      \
-  name(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C, \
-       int ldc, int vec_ok) {                                                                               \
-    simtx_gemm<BK, STAGES, ORDER>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);                     \
-  }
-SIMTX_KERNEL(gemm_simtx_f32, 8, 3, 0)
-SIMTX_KERNEL(gemm_simtx16_f32, 16, 3, 0)
-SIMTX_KERNEL(gemm_simtxz_f32, 8, 3, 1)
-SIMTX_KERNEL(gemm_simtx16z_f32, 16, 3, 1)
+// Dynamic shared memory: 3 stages * 16 * (132 + 256) floats = 74,496 bytes (gemm.py computes it).
+extern "C" __global__ void __launch_bounds__(256, 1)
+gemm_simt256_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta,
+                 float* C, int ldc, int vec_ok) {
+  simt256_gemm<16, 3>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
+}
 
 // ---- tensor cores through WMMA: 256 threads = 8 warps as 2 (M) x 4 (N), warp tile 64x32 ----
 namespace {
@@ -588,8 +551,7 @@ __device__ __forceinline__ void cp_tile(T* dst, const T* src, int R, int Cn, int
     const int valid = gr < R ? max(0, min(E, Cn - gc)) : 0;
     T* d = dst + r * LD + c;
     if (valid == E) {  // a whole chunk inside the matrix: asynchronous copy
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(d))),
-                   "l"(src + (size_t)gr * ld + gc) : "memory");
+      cp_async16(d, src + (size_t)gr * ld + gc);
     } else {  // the edge: plain loads of the elements that exist (never a byte past the matrix), zeros
       const T* p = src + (size_t)gr * ld + gc;
 #pragma unroll

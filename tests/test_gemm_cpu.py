@@ -5,7 +5,7 @@ import pytest
 
 from cudart_kit.errors import DTypeError, ShapeError
 from cudart_kit.memory import Array
-from cudart_kit.ops.gemm import choose_algo, layout_of
+from cudart_kit.ops.gemm import choose_algo, layout_of, simt_tile
 
 
 def fake(shape, strides, dtype=np.float32):
@@ -25,7 +25,7 @@ def test_layouts():
 
 def test_choose_algo():
     f32 = np.dtype(np.float32)
-    assert choose_algo(f32, 0, 0, False) == "simt16"
+    assert choose_algo(f32, 0, 0, False) == "simt"
     assert choose_algo(f32, 1, 0, False) == "tiled"
     assert choose_algo(f32, 0, 0, True) == "tf32"
     assert choose_algo(np.dtype(np.float16), 0, 0, False) == "fp16"
@@ -33,11 +33,23 @@ def test_choose_algo():
         choose_algo(np.dtype(np.float64), 0, 0, False)
 
 
+def test_simt_tile_rule():
+    """simt256 once its 128x256 tiles cover half the SMs, else simt128 (132 SMs: H100 / H200)."""
+    assert simt_tile(4096, 4096, 132) == "simt256"          # 512 tiles
+    assert simt_tile(2048, 2048, 132) == "simt256"          # 128 tiles: 2 x 128 >= 132
+    assert simt_tile(1024, 2048, 132) == "simt128"          # 64 tiles: 2 x 64 < 132
+    assert simt_tile(1152, 2048, 132) == "simt256"          # 9 x 8 = 72 tiles
+    assert simt_tile(1000, 1000, 132) == "simt128"          # 8 x 4 = 32 tiles
+    assert simt_tile(1, 1, 132) == "simt128"
+    assert simt_tile(1, 1, 1) == "simt256"                  # one SM: any grid covers it
+    assert simt_tile(8192, 257, 132) == "simt256"           # 64 x 2 = 128 tiles
+
+
 def test_choose_algo_hopper():
     f32, f16 = np.dtype(np.float32), np.dtype(np.float16)
     assert choose_algo(f16, 0, 0, False, sm90=True) == "fp16_sm90"
     assert choose_algo(f32, 0, 1, True, sm90=True) == "tf32_sm90"
-    assert choose_algo(f32, 0, 0, False, sm90=True) == "simt16"  # plain FP32 never goes to tensor cores
+    assert choose_algo(f32, 0, 0, False, sm90=True) == "simt"  # plain FP32 never goes to tensor cores
     from cudart_kit.memory import bfloat16
     if bfloat16 is not None:
         assert choose_algo(np.dtype(bfloat16), 1, 1, False, sm90=True) == "bf16_sm90"

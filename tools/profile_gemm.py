@@ -1,6 +1,6 @@
 """One matmul per named algorithm, for a profiler (Nsight Compute) to look at:
 
-    ncu --section SpeedOfLight --section WarpStateStats -k regex:gemm python3 tools/profile_gemm.py simt16 bf16_sm90
+    ncu --section SpeedOfLight --section WarpStateStats -k regex:gemm python3 tools/profile_gemm.py simt256 bf16_sm90
 
 Each algorithm runs twice (the first launch loads the module); size with --n (default 4096).
 The names "cupy" and "torch_bf16" run cuBLAS SGEMM (through CuPy) and cuBLAS BF16 (through

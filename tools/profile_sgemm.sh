@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Device machine: Nsight Compute profile of kit SIMT kernels (arguments, default simt16) next to
+# Device machine: Nsight Compute profile of kit SIMT kernels (arguments, default simt256) next to
 # cuBLAS SGEMM (CuPy) at 4096^3, and the SASS of all of them (cuobjdump), packed into
-# $OUT/prof.tgz. Needs built artifacts:  bash tools/profile_sgemm.sh simt16 simtx
+# $OUT/prof.tgz. Needs built artifacts:  bash tools/profile_sgemm.sh simt128 simt256
 set -u
-ALGOS=("${@:-simt16}")
+ALGOS=("${@:-simt256}")
 export PYTHONPATH=$PWD; N=/usr/local/cuda/bin/ncu; C=/usr/local/cuda/bin/cuobjdump
 timeout 300 $N --section LaunchStats --section Occupancy --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section InstructionStats --section SchedulerStats --section MemoryWorkloadAnalysis_Tables --section SourceCounters -k regex:gemm -c $(( 2 * ${#ALGOS[@]} + 2 )) -o $OUT/prof python3 tools/profile_gemm.py "${ALGOS[@]}" cupy --n 4096 > $OUT/ncu_run.txt 2>&1
 $N -i $OUT/prof.ncu-rep --print-details all > $OUT/ncu_details.txt 2>&1

@@ -19,11 +19,11 @@ from ..module import Kernel, kit_kernel
 from ..stream import Stream, as_stream
 from . import _gemm_sm90 as _sm90
 
-__all__ = ["matmul", "ALGOS", "choose_algo", "layout_of"]
+__all__ = ["matmul", "ALGOS", "SIMT", "choose_algo", "layout_of", "simt_tile"]
 
-SIMT = ("simt", "simt16", "simtw", "simt16w", "simt16v", "simtx", "simtx16", "simtxz", "simtx16z")  # FP32 SIMT kernels
-# simtx kernels: (BK, cp.async stages) -> 128x256 tiles, dynamic shared memory (kernels/gemm.cu)
-_SIMTX = {"simtx": (8, 3), "simtx16": (16, 3), "simtxz": (8, 3), "simtx16z": (16, 3)}
+# FP32 SIMT algorithms: "simt" picks one of the two tile shapes for the problem (simt_tile)
+SIMT = ("simt", "simt128", "simt256")
+_SIMT256_SMEM = 3 * 16 * (132 + 256) * 4  # gemm_simt256_f32: 3 stages of A (pitch 132) + B tiles
 ALGOS = ("auto", "naive", "tiled", *SIMT, "tf32", "bf16", "fp16", "tf32_sm90", "bf16_sm90", "fp16_sm90",
          "cublas")
 _F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
@@ -54,15 +54,24 @@ def layout_of(arr: Array, what: str) -> tuple[int, int]:
                      "column-major with unit stride in one dimension; make a contiguous copy")
 
 
+def simt_tile(M: int, N: int, sms: int) -> str:
+    """The SIMT kernel "simt" runs for an M x N output on a GPU with ``sms`` multiprocessors.
+    simt256 (128x256 tiles, one CTA per SM) is the fast one once its grid covers at least half
+    the SMs; below that the 128x128 tiles of simt128 (two CTAs per SM) keep more of the GPU busy
+    (1000^3 on the H200: 32 CTAs of simt256 ran at half the speed of 64 of simt128)."""
+    tiles = -(-M // 128) * -(-N // 256)
+    return "simt256" if 2 * tiles >= sms else "simt128"
+
+
 def choose_algo(dtype: np.dtype, ta: int, tb: int, allow_tf32: bool, sm90: bool = False) -> str:
     """What 'auto' runs. ``sm90``: the device runs the Hopper kernels (compute capability 9.0).
-    float32 -> simt16 (tiled when an input is transposed, which simt does not read); with
+    float32 -> simt (tiled when an input is transposed, which simt does not read); with
     ``allow_tf32`` tf32_sm90, else tf32. bfloat16 -> bf16_sm90, else bf16; float16 -> fp16_sm90,
     else fp16. On the H100 each choice was the fastest of its dtype in tools/bench_gemm.py."""
     if dtype == _F32:
         if allow_tf32:
             return "tf32_sm90" if sm90 else "tf32"
-        return "tiled" if (ta or tb) else "simt16"
+        return "tiled" if (ta or tb) else "simt"
     if dtype == _F16:
         return "fp16_sm90" if sm90 else "fp16"
     if bfloat16 is not None and dtype == bfloat16:
@@ -159,10 +168,10 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
         # bit 0: 16-byte loads of A and B; bit 1: 16-byte stores of C (kernels/gemm.cu)
         vec_ok = (int(lda % 4 == 0 and ldb % 4 == 0 and A.ptr % 16 == 0 and B.ptr % 16 == 0)
                   | 2 * int(ldc % 4 == 0 and O.ptr % 16 == 0))
-        kernel, grid, block, smem = _kernel(f"gemm_{name}_f32"), ((N + 127) // 128, (M + 127) // 128), 256, 0
-        if name in _SIMTX:
-            bk, stages = _SIMTX[name]
-            grid, smem = ((N + 255) // 256, (M + 127) // 128), stages * bk * (132 + 256) * 4
+        kname = simt_tile(M, N, s.device.multiprocessor_count) if name == "simt" else name
+        kernel, grid, block, smem = _kernel(f"gemm_{kname}_f32"), ((N + 127) // 128, (M + 127) // 128), 256, 0
+        if kname == "simt256":
+            grid, smem = ((N + 255) // 256, (M + 127) // 128), _SIMT256_SMEM
         args = (M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc, vec_ok)
     else:
         grid, block, smem = ((N + 127) // 128, (M + 127) // 128), 256, 0

@@ -7,7 +7,7 @@ import pytest
 
 import cudart_kit as ck
 from cudart_kit.memory import bfloat16
-from cudart_kit.ops.gemm import SIMT, matmul
+from cudart_kit.ops.gemm import SIMT, matmul, simt_tile
 
 ODD = [(1, 1, 1), (1, 4096, 1), (127, 129, 131), (1000, 1, 1000), (4097, 4095, 33)]
 TOL = {"naive": 1e-5, "tiled": 1e-5, **{k: 1e-5 for k in SIMT}, "tf32": 5e-3, "bf16": 2e-2, "fp16": 2e-2,
@@ -74,6 +74,19 @@ def test_simt_unaligned_pitch(algo, stream, rng):
     a, b = cp.asarray(ah)[1:, 2:], cp.asarray(bh)[2:, 1:]
     out = matmul(a, b, algo=algo, stream=stream)
     assert rel_fro(out.to_numpy(stream=stream), ah[1:, 2:].astype(np.float64) @ bh[2:, 1:]) < 1e-5
+
+
+@pytest.mark.parametrize("shape", [(1000, 1000, 40), (2048, 2048, 40), (130, 33000, 17)], ids=lambda s: "x".join(map(str, s)))
+def test_simt_picks_tile_by_shape(shape, stream, rng, device):
+    """algo="simt" (what auto runs for float32) launches the kernel simt_tile names for this GPU,
+    and the result is right whichever it is."""
+    M, N, K = shape
+    ah = rng.uniform(-1, 1, (M, K)).astype(np.float32)
+    bh = rng.uniform(-1, 1, (K, N)).astype(np.float32)
+    out, rec = matmul(ck.to_device(ah, stream=stream), ck.to_device(bh, stream=stream), algo="simt", stream=stream,
+                      timed=True)
+    assert rec.name == f"gemm_{simt_tile(M, N, device.multiprocessor_count)}_f32"
+    assert rel_fro(out.to_numpy(stream=stream), ah.astype(np.float64) @ bh) < 1e-5
 
 
 @pytest.mark.parametrize("algo", SIMT)
@@ -182,7 +195,8 @@ def test_sm90_refused_elsewhere(device, stream):
         matmul(a, a, algo="fp16_sm90", stream=stream)
 
 
-@pytest.mark.parametrize("algo", ["auto", "tiled", "simt16", "tf32", "fp16", "tf32_sm90", "fp16_sm90", "bf16_sm90"])
+@pytest.mark.parametrize("algo", ["auto", "tiled", "simt", "simt128", "simt256", "tf32", "fp16", "tf32_sm90", "fp16_sm90",
+                                  "bf16_sm90"])
 def test_cached_plan_swaps_arrays(algo, device, stream, rng):
     """The second and later calls with arrays of the same signatures take the cached plan: new
     pointers, alpha and beta must reach the kernel (fresh data each call, outputs poisoned)."""
