@@ -224,100 +224,111 @@ __device__ __forceinline__ void cp_async16s(uint32_t dst, const float* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
 }
 
-template <int BK, int STAGES>
+// One operand's BK x C tile (k rows; C = 128 columns of M for A, 256 of N for B) in shared
+// memory with a pitch of P floats. Trans: the matrix stores element (k, c) at G[c * ld + k]
+// (rows along k: row-major A, B stored N x K) and 4-byte copies land it transposed, 8 lanes per
+// 32-byte row segment; Direct: (k, c) at G[k * ld + c] (row-major B, A stored K x M), 16-byte
+// copies of 4 consecutive columns where the operand is 16-byte aligned (vec), else 4-byte copies.
+// full(): a whole K tile from per-thread pointers set up once and bumped by BK; a column past the
+// matrix copies 0 bytes from its last column. first(): the first tile, which holds the K residue
+// (K - (ntiles - 1) * BK rows, the rest zero), element by element with bounds checks, from the
+// prologue only, so the main loop carries no bounds-checked path.
+template <int BK, int C, int P>
+struct TransLoader {
+  const float* p[C / 32];
+  int sz[C / 32];
+  uint32_t dst;
+  __device__ __forceinline__ void init(const float* G, int ld, int c0, int climit, int k1, int tid) {
+#pragma unroll
+    for (int q = 0; q < C / 32; ++q) {
+      const int c = c0 + (tid >> 3) + 32 * q;
+      p[q] = G + (size_t)min(c, climit - 1) * ld + k1 + (tid & 7);
+      sz[q] = c < climit ? 4 : 0;
+    }
+    dst = ((tid & 7) * P + (tid >> 3)) * 4;
+  }
+  __device__ __forceinline__ void full(uint32_t so, int, int, int, int, bool) {
+#pragma unroll
+    for (int pp = 0; pp < BK / 8; ++pp)
+#pragma unroll
+      for (int q = 0; q < C / 32; ++q) cp_async4z(so + dst + (pp * 8 * P + q * 32) * 4, p[q] + 8 * pp, sz[q]);
+#pragma unroll
+    for (int q = 0; q < C / 32; ++q) p[q] += BK;
+  }
+  __device__ __forceinline__ static void first(float* s, const float* G, int ld, int c0, int climit, int kr, int tid) {
+#pragma unroll
+    for (int i = 0; i < BK * C / 256; ++i) {
+      const int e = tid + 256 * i, k = 8 * (e / (8 * C)) + (e & 7), c = (e >> 3) % C;
+      float* d = s + k * P + c;
+      if (c0 + c < climit && k < kr) cp_async4(d, G + (size_t)(c0 + c) * ld + k);
+      else *d = 0.0f;
+    }
+  }
+};
+
+template <int BK, int C, int P>
+struct DirectLoader {
+  static constexpr int CH = C / 4, RP = 256 / CH;  // 16-byte chunks per row, rows per pass
+  const float* p;  // row k1 + tid / CH, column c0 + 4 (tid % CH) clamped to the matrix
+  __device__ __forceinline__ void init(const float* G, int ld, int c0, int climit, int k1, int tid) {
+    p = G + (size_t)(k1 + tid / CH) * ld + min(c0 + (tid % CH) * 4, climit - 1);
+  }
+  __device__ __forceinline__ void full(uint32_t so, int ld, int c0, int climit, int tid, bool vec) {
+    const int gc = c0 + (tid % CH) * 4;
+    const uint32_t dst = so + ((tid / CH) * P + (tid % CH) * 4) * 4;
+    if (vec && gc + 3 < climit) {
+#pragma unroll
+      for (int i = 0; i < BK / RP; ++i) cp_async16s(dst + i * (RP * P * 4), p + (size_t)i * RP * ld);
+    } else {  // unaligned operand or the matrix edge: one 4-byte copy per column, 0 bytes outside
+#pragma unroll
+      for (int i = 0; i < BK / RP; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const bool in = gc + j < climit;
+          cp_async4z(dst + (i * RP * P + j) * 4, p + (size_t)i * RP * ld + (in ? j : 0), in ? 4 : 0);
+        }
+    }
+    p += (size_t)BK * ld;
+  }
+  __device__ __forceinline__ static void first(float* s, const float* G, int ld, int c0, int climit, int kr, int tid) {
+#pragma unroll
+    for (int i = 0; i < BK * C / 256; ++i) {
+      const int e = tid + 256 * i, k = e / C, col = e % C;
+      float* d = s + k * P + col;
+      if (k < kr && c0 + col < climit) cp_async4(d, G + (size_t)k * ld + c0 + col);
+      else *d = 0.0f;
+    }
+  }
+};
+
+// TA: A stored K x M (op(A) = stored^T); TB: B stored N x K. The B tile's pitch is 260 floats when
+// it arrives through transposing copies (conflict-free stores), 256 otherwise.
+template <int BK, int STAGES, bool TA, bool TB>
 __device__ __forceinline__ void simt256_gemm(int M, int N, int K, float alpha, const float* __restrict__ A, int lda,
                                            const float* __restrict__ B, int ldb, float beta, float* C, int ldc,
                                            int vec_ok) {
-  constexpr int A_ELEMS = BK * XLDA, B_ELEMS = BK * XBN, STAGE = A_ELEMS + B_ELEMS;
+  constexpr int PB = TB ? XBN + 4 : XBN;
+  constexpr int A_ELEMS = BK * XLDA, B_ELEMS = BK * PB, STAGE = A_ELEMS + B_ELEMS;
+  using LA = typename std::conditional<TA, DirectLoader<BK, XBM, XLDA>, TransLoader<BK, XBM, XLDA>>::type;
+  using LB = typename std::conditional<TB, TransLoader<BK, XBN, PB>, DirectLoader<BK, XBN, PB>>::type;
   extern __shared__ __align__(16) float smem_x[];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int ar = (warp >> 2) * 64 + (lane >> 3) * 4;  // first of the thread's A rows in the tile
   const int bc = (warp & 3) * 64 + (lane & 7) * 4;    // first of its B columns
   const int m0 = blockIdx.y * XBM, n0 = blockIdx.x * XBN;
-  const bool vec_b = (vec_ok & 1) != 0;
+  const bool vec = (vec_ok & 1) != 0;  // 16-byte copies allowed for A and B
   const int ntiles = (K + BK - 1) / BK;
+  const int kr = K - (ntiles - 1) * BK;  // k-steps in tile 0; tile t >= 1 covers kr + (t - 1) * BK ..
 
-  // any tile (the K tail, unaligned B): bounds-checked element by element
-  auto load_tile_any = [&](int t, int slot) {
-    float* as = smem_x + slot * STAGE;
-    float* bs = as + A_ELEMS;
-    const int k0 = t * BK;
-    // A: element e -> (k = 8 * (e / 1024) + e % 8, row = (e / 8) % 128), BK * 128 / 256 per thread
-#pragma unroll
-    for (int i = 0; i < BK * XBM / 256; ++i) {
-      const int e = tid + 256 * i, k = 8 * (e >> 10) + (e & 7), r = (e >> 3) & 127;
-      const int gm = m0 + r, gk = k0 + k;
-      float* d = as + k * XLDA + r;
-      if (gm < M && gk < K) cp_async4(d, A + (size_t)gm * lda + gk);
-      else *d = 0.0f;
-    }
-    if (vec_b) {  // 16-byte chunks: row = c / 64, 4 columns at 4 * (c % 64)
-#pragma unroll
-      for (int i = 0; i < BK * XBN / 4 / 256; ++i) {
-        const int c = tid + 256 * i, k = c >> 6, col = (c & 63) * 4;
-        const int gk = k0 + k, gn = n0 + col;
-        float* d = bs + k * XBN + col;
-        if (gk < K && gn + 3 < N) {
-          cp_async16(d, B + (size_t)gk * ldb + gn);
-        } else {
-#pragma unroll
-          for (int j = 0; j < 4; ++j) d[j] = (gk < K && gn + j < N) ? B[(size_t)gk * ldb + gn + j] : 0.0f;
-        }
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < BK * XBN / 256; ++i) {
-        const int e = tid + 256 * i, k = e >> 8, col = e & 255;
-        const int gk = k0 + k, gn = n0 + col;
-        float* d = bs + k * XBN + col;
-        if (gk < K && gn < N) cp_async4(d, B + (size_t)gk * ldb + gn);
-        else *d = 0.0f;
-      }
-    }
-  };
-
-  // full K tiles: per-thread pointers and predicates computed once, advanced by BK per tile.
-  // A rows (tid / 8) + 32q at k = tid % 8 + 8p; a row past M copies 0 bytes from row M - 1.
-  const float* pa[4];
-  int a_sz[4];
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    const int row = m0 + (tid >> 3) + 32 * q;
-    pa[q] = A + (size_t)min(row, M - 1) * lda + (tid & 7);
-    a_sz[q] = row < M ? 4 : 0;
-  }
-  // B chunk rows (tid / 64) + 4i, columns 4 (tid % 64) .. + 3: all inside N (2), none (0), some (1)
-  const int b_gn = n0 + (tid & 63) * 4;
-  const int b_mode = b_gn + 3 < N ? 2 : b_gn >= N ? 0 : 1;
-  const float* pb = B + (size_t)(tid >> 6) * ldb + min(b_gn, N - 1);
-  const size_t ldb4 = (size_t)4 * ldb;
+  LA la;
+  LB lb;
+  la.init(A, lda, m0, M, kr, tid);
+  lb.init(B, ldb, n0, N, kr, tid);
   const uint32_t s_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_x));
-  const uint32_t a_dst = ((tid & 7) * XLDA + (tid >> 3)) * 4;
-  const uint32_t b_dst = (A_ELEMS + (tid >> 6) * XBN + (tid & 63) * 4) * 4;
-  auto load_tile_full = [&](int slot) {
+  auto load_full = [&](int slot) {  // the next full tile (tiles are loaded in order)
     const uint32_t so = s_base + slot * (STAGE * 4);
-#pragma unroll
-    for (int p = 0; p < BK / 8; ++p)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) cp_async4z(so + a_dst + (p * 8 * XLDA + q * 32) * 4, pa[q] + 8 * p, a_sz[q]);
-#pragma unroll
-    for (int q = 0; q < 4; ++q) pa[q] += BK;
-    if (b_mode == 2) {
-#pragma unroll
-      for (int i = 0; i < BK / 4; ++i) cp_async16s(so + b_dst + i * (4 * XBN * 4), pb + i * ldb4);
-    } else {
-      float* d = smem_x + slot * STAGE + (b_dst / 4);
-#pragma unroll
-      for (int i = 0; i < BK / 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) d[i * 4 * XBN + j] = b_gn + j < N ? pb[i * ldb4 + j] : 0.0f;
-    }
-    pb += BK * (size_t)ldb;
-  };
-  const bool fast = vec_b;  // the fast B path copies 16-byte chunks
-  auto load_tile = [&](int t, int slot) {
-    if (fast && (t + 1) * BK <= K) load_tile_full(slot);
-    else load_tile_any(t, slot);
+    la.full(so, lda, m0, M, tid, vec);
+    lb.full(so + A_ELEMS * 4, ldb, n0, N, tid, vec);
   };
 
   float acc[16][8];
@@ -339,9 +350,12 @@ __device__ __forceinline__ void simt256_gemm(int M, int N, int K, float alpha, c
     }
   };
 
+  LA::first(smem_x, A, lda, m0, M, kr, tid);
+  LB::first(smem_x + A_ELEMS, B, ldb, n0, N, kr, tid);
+  asm volatile("cp.async.commit_group;" ::: "memory");
 #pragma unroll
-  for (int st = 0; st < STAGES - 1; ++st) {
-    if (st < ntiles) load_tile(st, st);
+  for (int st = 1; st < STAGES - 1; ++st) {
+    if (st < ntiles) load_full(st);
     asm volatile("cp.async.commit_group;" ::: "memory");
   }
   asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 2) : "memory");
@@ -360,10 +374,10 @@ __device__ __forceinline__ void simt256_gemm(int M, int N, int K, float alpha, c
         rd = rd + 1 == STAGES ? 0 : rd + 1;
         if (t + 1 < ntiles) frag((k + 1) & 1, smem_x + rd * STAGE, smem_x + rd * STAGE + A_ELEMS);
       } else {
-        frag((k + 1) & 1, as + (k + 1) * XLDA, bs + (k + 1) * XBN);
+        frag((k + 1) & 1, as + (k + 1) * XLDA, bs + (k + 1) * PB);
       }
       if (k == 0) {  // slot wr was last read in tile t - 1, which ended with the barrier above
-        if (t + STAGES - 1 < ntiles) load_tile(t + STAGES - 1, wr);
+        if (t + STAGES - 1 < ntiles) load_full(wr);
         asm volatile("cp.async.commit_group;" ::: "memory");
         wr = wr + 1 == STAGES ? 0 : wr + 1;
       }
@@ -388,12 +402,18 @@ __device__ __forceinline__ void simt256_gemm(int M, int N, int K, float alpha, c
 }
 }  // namespace
 
-// Dynamic shared memory: 3 stages * 16 * (132 + 256) floats = 74,496 bytes (gemm.py computes it).
-extern "C" __global__ void __launch_bounds__(256, 1)
-gemm_simt256_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta,
-                 float* C, int ldc, int vec_ok) {
-  simt256_gemm<16, 3>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
-}
+// gemm_simt256_<A><B>_f32: r = row-major as the matmul reads it, c = stored transposed. Dynamic
+// shared memory: 3 stages * 16 * (132 + 256, or 260 for a transposed B) floats (gemm.py computes it).
+#define SIMT256_KERNEL(NAME, TA, TB)                                                                           \
+  extern "C" __global__ void __launch_bounds__(256, 1)                                                         \
+  NAME(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C, \
+       int ldc, int vec_ok) {                                                                                  \
+    simt256_gemm<16, 3, TA, TB>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);                           \
+  }
+SIMT256_KERNEL(gemm_simt256_rr_f32, false, false)
+SIMT256_KERNEL(gemm_simt256_cr_f32, true, false)
+SIMT256_KERNEL(gemm_simt256_rc_f32, false, true)
+SIMT256_KERNEL(gemm_simt256_cc_f32, true, true)
 
 // ---- tensor cores through WMMA: 256 threads = 8 warps as 2 (M) x 4 (N), warp tile 64x32 ----
 namespace {

@@ -26,7 +26,7 @@ def test_layouts():
 def test_choose_algo():
     f32 = np.dtype(np.float32)
     assert choose_algo(f32, 0, 0, False) == "simt"
-    assert choose_algo(f32, 1, 0, False) == "tiled"
+    assert choose_algo(f32, 1, 0, False) == "simt"  # simt256 reads transposed operands
     assert choose_algo(f32, 0, 0, True) == "tf32"
     assert choose_algo(np.dtype(np.float16), 0, 0, False) == "fp16"
     with pytest.raises(DTypeError, match="float64"):
@@ -43,6 +43,7 @@ def test_simt_tile_rule():
     assert simt_tile(1, 1, 132) == "simt128"
     assert simt_tile(1, 1, 1) == "simt256"                  # one SM: any grid covers it
     assert simt_tile(8192, 257, 132) == "simt256"           # 64 x 2 = 128 tiles
+    assert simt_tile(1, 1, 132, transposed=True) == "simt256"  # only simt256 reads transposed inputs
 
 
 def test_choose_algo_hopper():

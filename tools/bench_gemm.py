@@ -19,7 +19,7 @@ from cudart_kit.ops.gemm import SIMT, matmul
 
 # which cuBLAS row each algorithm is compared with ("_nt": B stored N x K, i.e. transpose_b=True)
 PEER = {"cublas": "sgemm", "cublas_bf16": "bf16", "naive": "sgemm", "tiled": "sgemm",
-        **{k: "sgemm" for k in SIMT}, "tf32": "tf32", "bf16": "bf16", "fp16": "fp16",
+        **{k: "sgemm" for k in SIMT}, "simt_nt": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16",
         "tf32_sm90": "tf32", "tf32_sm90_nt": "tf32", "bf16_sm90": "bf16", "bf16_sm90_nt": "bf16", "fp16_sm90": "fp16"}
 
 
@@ -96,6 +96,7 @@ def main(argv=None) -> int:
         runs = {
             "tiled": lambda st: matmul(a32, b32, c32, algo="tiled", stream=st),
             **{k: (lambda st, k=k: matmul(a32, b32, c32, algo=k, stream=st)) for k in SIMT},
+            "simt_nt": lambda st: matmul(a32, b32t, c32, algo="simt", transpose_b=True, stream=st),
             "tf32": lambda st: matmul(a32, b32, c32, algo="tf32", stream=st),
             "bf16": lambda st: matmul(a16, b16, c16, algo="bf16", stream=st),
             "fp16": lambda st: matmul(h16a, h16b, h16c, algo="fp16", stream=st),

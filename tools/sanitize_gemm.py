@@ -16,12 +16,16 @@ algos = [("naive", np.float32), ("tiled", np.float32), *((k, np.float32) for k i
          ("tf32", np.float32), ("bf16", bfloat16), ("fp16", np.float16)]
 if s.device.compute_capability == (9, 0):  # the sm_90a kernels (wgmma + TMA) and their operand staging
     algos += [("tf32_sm90", np.float32), ("bf16_sm90", bfloat16), ("fp16_sm90", np.float16)]
+# the stored layouts each algorithm reads: (transpose_a, transpose_b)
+LAYOUTS = {"simt256": ((False, False), (True, False), (False, True), (True, True)),
+           "tf32_sm90": ((False, False), (False, True)), "bf16_sm90": ((False, False), (False, True)),
+           "fp16_sm90": ((False, False), (False, True))}
 for algo, dt in algos:
     for (M, N, K) in ((1, 1, 1), (67, 131, 45), (130, 257, 33), (300, 520, 200)):
-        for tb in ((False, True) if algo.endswith("_sm90") else (False,)):
-            a = ck.to_device(rng.uniform(-1, 1, (M, K)).astype(dt), stream=s)
+        for ta, tb in LAYOUTS.get(algo, ((False, False),)):
+            a = ck.to_device(rng.uniform(-1, 1, (K, M) if ta else (M, K)).astype(dt), stream=s)
             b = ck.to_device(rng.uniform(-1, 1, (N, K) if tb else (K, N)).astype(dt), stream=s)
             c = ck.to_device(rng.uniform(-1, 1, (M, N)).astype(dt), stream=s)
-            matmul(a, b, c, alpha=1.5, beta=0.5, algo=algo, transpose_b=tb, stream=s)
+            matmul(a, b, c, alpha=1.5, beta=0.5, algo=algo, transpose_a=ta, transpose_b=tb, stream=s)
     s.sync()
     print(algo, "ok")

@@ -23,7 +23,12 @@ __all__ = ["matmul", "ALGOS", "SIMT", "choose_algo", "layout_of", "simt_tile"]
 
 # FP32 SIMT algorithms: "simt" picks one of the two tile shapes for the problem (simt_tile)
 SIMT = ("simt", "simt128", "simt256")
-_SIMT256_SMEM = 3 * 16 * (132 + 256) * 4  # gemm_simt256_f32: 3 stages of A (pitch 132) + B tiles
+
+
+def _simt256_smem(tb: int) -> int:
+    """gemm_simt256_*: 3 stages of 16 k-rows of the A tile (pitch 132 floats) and the B tile (256, or
+    260 when B arrives through transposing copies)."""
+    return 3 * 16 * (132 + (260 if tb else 256)) * 4
 ALGOS = ("auto", "naive", "tiled", *SIMT, "tf32", "bf16", "fp16", "tf32_sm90", "bf16_sm90", "fp16_sm90",
          "cublas")
 _F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
@@ -54,24 +59,25 @@ def layout_of(arr: Array, what: str) -> tuple[int, int]:
                      "column-major with unit stride in one dimension; make a contiguous copy")
 
 
-def simt_tile(M: int, N: int, sms: int) -> str:
+def simt_tile(M: int, N: int, sms: int, transposed: bool = False) -> str:
     """The SIMT kernel "simt" runs for an M x N output on a GPU with ``sms`` multiprocessors.
     simt256 (128x256 tiles, one CTA per SM) is the fast one once its grid covers at least half
     the SMs; below that the 128x128 tiles of simt128 (two CTAs per SM) keep more of the GPU busy
-    (1000^3 on the H200: 32 CTAs of simt256 ran at half the speed of 64 of simt128)."""
+    (1000^3 on the H200: 32 CTAs of simt256 ran at half the speed of 64 of simt128). Only simt256
+    reads transposed operands, so ``transposed`` inputs always get it."""
     tiles = -(-M // 128) * -(-N // 256)
-    return "simt256" if 2 * tiles >= sms else "simt128"
+    return "simt256" if transposed or 2 * tiles >= sms else "simt128"
 
 
 def choose_algo(dtype: np.dtype, ta: int, tb: int, allow_tf32: bool, sm90: bool = False) -> str:
     """What 'auto' runs. ``sm90``: the device runs the Hopper kernels (compute capability 9.0).
-    float32 -> simt (tiled when an input is transposed, which simt does not read); with
+    float32 -> simt (any layout: its 128x256 kernel reads transposed operands too); with
     ``allow_tf32`` tf32_sm90, else tf32. bfloat16 -> bf16_sm90, else bf16; float16 -> fp16_sm90,
     else fp16. On the H100 each choice was the fastest of its dtype in tools/bench_gemm.py."""
     if dtype == _F32:
         if allow_tf32:
             return "tf32_sm90" if sm90 else "tf32"
-        return "tiled" if (ta or tb) else "simt"
+        return "simt"
     if dtype == _F16:
         return "fp16_sm90" if sm90 else "fp16"
     if bfloat16 is not None and dtype == bfloat16:
@@ -129,8 +135,9 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
         why = _sm90.unsupported(s.device)
         if why is not None:
             raise DeviceCapabilityError(f"matmul algo {name!r}: {why}")
-    if name in SIMT and (ta or tb):
-        raise ShapeError(f"matmul: algo {name!r} reads row-major inputs only; use 'tiled' or 'auto' for transposed ones")
+    if name == "simt128" and (ta or tb):
+        raise ShapeError(f"matmul: algo {name!r} reads row-major inputs only; use 'simt', 'simt256' or 'auto' for "
+                         "transposed ones")
     if out is None:
         if beta != 0:
             raise ValueError("matmul: beta != 0 needs an out= array to accumulate into")
@@ -168,10 +175,12 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
         # bit 0: 16-byte loads of A and B; bit 1: 16-byte stores of C (kernels/gemm.cu)
         vec_ok = (int(lda % 4 == 0 and ldb % 4 == 0 and A.ptr % 16 == 0 and B.ptr % 16 == 0)
                   | 2 * int(ldc % 4 == 0 and O.ptr % 16 == 0))
-        kname = simt_tile(M, N, s.device.multiprocessor_count) if name == "simt" else name
-        kernel, grid, block, smem = _kernel(f"gemm_{kname}_f32"), ((N + 127) // 128, (M + 127) // 128), 256, 0
-        if kname == "simt256":
-            grid, smem = ((N + 255) // 256, (M + 127) // 128), _SIMT256_SMEM
+        kname = simt_tile(M, N, s.device.multiprocessor_count, bool(ta or tb)) if name == "simt" else name
+        if kname == "simt256":  # one kernel per stored layout: r = as read, c = stored transposed
+            kernel = _kernel(f"gemm_simt256_{'c' if ta else 'r'}{'c' if tb else 'r'}_f32")
+            grid, block, smem = ((N + 255) // 256, (M + 127) // 128), 256, _simt256_smem(tb)
+        else:
+            kernel, grid, block, smem = _kernel("gemm_simt128_f32"), ((N + 127) // 128, (M + 127) // 128), 256, 0
         args = (M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc, vec_ok)
     else:
         grid, block, smem = ((N + 127) // 128, (M + 127) // 128), 256, 0

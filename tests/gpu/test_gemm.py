@@ -59,7 +59,7 @@ def test_k_4096_alpha_beta(algo, stream, rng):
     assert run(algo, 256, 384, 4096, stream, rng, alpha=0.75, beta=-1.5) < TOL[algo]
 
 
-@pytest.mark.parametrize("algo", ["naive", "tiled", "tf32", "bf16", "fp16"] + SM90)
+@pytest.mark.parametrize("algo", ["naive", "tiled", "simt", "simt256", "tf32", "bf16", "fp16"] + SM90)
 @pytest.mark.parametrize("ta,tb", [(True, False), (False, True), (True, True)])
 def test_transposed(algo, ta, tb, stream, rng):
     assert run(algo, 130, 67, 99, stream, rng, alpha=2.0, ta=ta, tb=tb) < TOL[algo]
@@ -85,7 +85,7 @@ def test_simt_picks_tile_by_shape(shape, stream, rng, device):
     bh = rng.uniform(-1, 1, (K, N)).astype(np.float32)
     out, rec = matmul(ck.to_device(ah, stream=stream), ck.to_device(bh, stream=stream), algo="simt", stream=stream,
                       timed=True)
-    assert rec.name == f"gemm_{simt_tile(M, N, device.multiprocessor_count)}_f32"
+    assert rec.name.startswith(f"gemm_{simt_tile(M, N, device.multiprocessor_count)}_"), rec.name
     assert rel_fro(out.to_numpy(stream=stream), ah.astype(np.float64) @ bh) < 1e-5
 
 
@@ -109,6 +109,40 @@ def test_simt_out_view(algo, col0, stream, rng):
     assert rel_fro(got[:, col0:col0 + N], ref) < 1e-5
     np.testing.assert_array_equal(got[:, :col0], big[:, :col0])
     np.testing.assert_array_equal(got[:, col0 + N:], big[:, col0 + N:])
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+@pytest.mark.parametrize("aligned", [True, False], ids=["pitch16", "odd-pitch"])
+def test_simt256_layouts(ta, tb, aligned, stream, rng):
+    """simt256 in each stored layout (A stored K x M arrives through 16-byte copies, B stored N x K
+    through transposing 4-byte ones): ragged M and N over several tiles, a K residue tile plus full
+    tiles around the 3-stage ring, alpha and beta. Odd pitches send every operand through 4-byte
+    copies."""
+    cp = pytest.importorskip("cupy")
+    M, N, K = 260, 301, 523
+
+    def operand(rows, cols):
+        width = -(-cols // 4) * 4 + (0 if aligned else 1)
+        h = rng.uniform(-1, 1, (rows, width)).astype(np.float32)
+        return h[:, :cols], cp.asarray(h)[:, :cols]
+    ah, a = operand(K, M) if ta else operand(M, K)
+    bh, b = operand(N, K) if tb else operand(K, N)
+    ch = rng.uniform(-1, 1, (M, N)).astype(np.float32)
+    out = ck.to_device(ch, stream=stream)
+    _, rec = matmul(a, b, out, alpha=0.75, beta=-1.25, algo="simt", transpose_a=ta, transpose_b=tb, stream=stream,
+                    timed=True)
+    assert rec.name == f"gemm_simt256_{'c' if ta else 'r'}{'c' if tb else 'r'}_f32", rec.name
+    A = ah.T.astype(np.float64) if ta else ah.astype(np.float64)
+    B = bh.T.astype(np.float64) if tb else bh.astype(np.float64)
+    assert rel_fro(out.to_numpy(stream=stream), 0.75 * (A @ B) - 1.25 * ch) < 1e-5
+
+
+def test_simt128_refuses_transposed(stream, rng):
+    a = ck.to_device(rng.uniform(-1, 1, (8, 5)).astype(np.float32), stream=stream)
+    with pytest.raises(ck.ShapeError, match="row-major inputs only"):
+        matmul(a, a, algo="simt128", transpose_b=True, stream=stream)
+    assert rel_fro(matmul(a, a, algo="simt", transpose_b=True, stream=stream).to_numpy(stream=stream),
+                   a.to_numpy(stream=stream).astype(np.float64) @ a.to_numpy(stream=stream).T) < 1e-5
 
 
 @pytest.mark.parametrize("algo", ["tf32", "bf16", "fp16"])
@@ -225,7 +259,7 @@ def test_cached_plan_swaps_arrays(algo, device, stream, rng):
         matmul(a, b, out, algo=algo, stream=stream)  # a closed array never reaches the cached launch
 
 
-@pytest.mark.parametrize("algo", ["tiled", "bf16", "tf32_sm90", "bf16_sm90"])
+@pytest.mark.parametrize("algo", ["tiled", "simt", "bf16", "tf32_sm90", "bf16_sm90"])
 @pytest.mark.parametrize("ta,tb", [(False, True), (True, False), (True, True)])
 def test_cached_plan_with_transposes(algo, ta, tb, stream, rng):
     """Plans are kept per transpose flags too: repeated transposed calls stay correct."""
@@ -241,7 +275,7 @@ def test_auto_and_views(stream, rng):
     assert rel_fro(c.to_numpy(stream=stream), ah.astype(np.float64) @ bh) < 1e-5
     cp = pytest.importorskip("cupy")
     ca = cp.asarray(a)
-    t = matmul(ca.T, ca, stream=stream)                   # a column-major view: read transposed
+    t = matmul(ca.T, ca, stream=stream)                   # a column-major view: read transposed (simt256)
     assert rel_fro(t.to_numpy(stream=stream), ah.T.astype(np.float64) @ ah) < 1e-5
     sub = matmul(ca[10:74, 20:90], cp.asarray(b)[20:90, :], stream=stream)  # leading dimensions
     assert rel_fro(sub.to_numpy(stream=stream), ah[10:74, 20:90].astype(np.float64) @ bh[20:90]) < 1e-5
