@@ -129,8 +129,8 @@ def test_simt256_layouts(ta, tb, aligned, stream, rng):
     bh, b = operand(N, K) if tb else operand(K, N)
     ch = rng.uniform(-1, 1, (M, N)).astype(np.float32)
     out = ck.to_device(ch, stream=stream)
-    _, rec = matmul(a, b, out, alpha=0.75, beta=-1.25, algo="simt", transpose_a=ta, transpose_b=tb, stream=stream,
-                    timed=True)
+    _, rec = matmul(a, b, out, alpha=0.75, beta=-1.25, algo="simt256", transpose_a=ta, transpose_b=tb,
+                    stream=stream, timed=True)
     assert rec.name == f"gemm_simt256_{'c' if ta else 'r'}{'c' if tb else 'r'}_f32", rec.name
     A = ah.T.astype(np.float64) if ta else ah.astype(np.float64)
     B = bh.T.astype(np.float64) if tb else bh.astype(np.float64)
