@@ -8,8 +8,9 @@
 //   gemm_tiled_f32   16x16 shared-memory tiles, one output per thread (the textbook kernel)
 //   gemm_simt128_f32 FP32 SIMT, 128x128x16 block tile, 8x8 outputs per thread, double-buffered
 //                    shared memory fed through registers, two CTAs per SM (no transposes)
-//   gemm_simt256_f32 FP32 SIMT, 128x256x16 block tile, 16x8 outputs per thread, 3-stage cp.async
-//                    ring, one CTA per SM: the fast one where the grid fills the GPU
+//   gemm_simt256_{rr,cr,rc,cc}_f32
+//                    FP32 SIMT, 128x256x16 block tile, 16x8 outputs per thread, 3-stage cp.async
+//                    ring, one CTA per SM, every stored layout: the fast one where the grid fills the GPU
 //   gemm_tf32        tensor cores (WMMA m16n16k8, TF32 inputs, FP32 accumulation), fp32 in/out
 //   gemm_bf16/_fp16  tensor cores (WMMA m16n16k16, FP32 accumulation), 16-bit in/out
 
@@ -195,13 +196,10 @@ gemm_simt128_f32(int M, int N, int K, float alpha, const float* A, int lda, cons
 // warp tiles of 64x64; lane (lm, ln) = (lane / 8, lane % 8) owns rows {wm*64 + 4lm + 16g + i}
 // (g, i = 0..3) and columns {wn*64 + 4ln + 32h + j} (h = 0..1, j = 0..3): per k-step 4 LDS.128 of
 // A and 2 of B feed 128 FFMA, each LDS.128 one shared-memory wavefront per half-warp.
-// Global -> shared by cp.async only, STAGES tiles in flight, no register staging:
-//   A (M x K, row-major) lands transposed, As[k][m], through 4-byte copies (8 lanes per row
-//   segment: 32-byte global segments, conflict-free stores with the row pitch of 132 floats);
-//   B lands as is through 16-byte copies (vec_ok bit 0) or 4-byte copies.
-// Full K tiles copy from per-thread pointers computed once and bumped by BK (a row past M copies
-// 0 bytes from row M - 1); the K tail and unaligned B take a bounds-checked path that stores zeros
-// for elements outside the matrix (no copy ever reads past it).
+// Global -> shared by cp.async only, STAGES tiles in flight, no register staging; shared memory
+// holds As[k][m] (pitch 132 floats) and Bs[k][n]. How each operand gets there depends on its
+// stored layout (TransLoader / DirectLoader below). The first K tile holds the K residue and is
+// loaded with bounds checks in the prologue; every tile of the main loop is a full one.
 // Fragments are double-buffered in registers: the loads of k + 1 are issued before the FMAs of k,
 // and the FMAs run in strips of two B columns, the order that lets ptxas feed both multiplicands
 // from the operand reuse caches (8 % faster than row by row: tools/matmul_notes.md v13).

@@ -24,11 +24,6 @@ __all__ = ["matmul", "ALGOS", "SIMT", "choose_algo", "layout_of", "simt_tile"]
 # FP32 SIMT algorithms: "simt" picks one of the two tile shapes for the problem (simt_tile)
 SIMT = ("simt", "simt128", "simt256")
 
-
-def _simt256_smem(tb: int) -> int:
-    """gemm_simt256_*: 3 stages of 16 k-rows of the A tile (pitch 132 floats) and the B tile (256, or
-    260 when B arrives through transposing copies)."""
-    return 3 * 16 * (132 + (260 if tb else 256)) * 4
 ALGOS = ("auto", "naive", "tiled", *SIMT, "tf32", "bf16", "fp16", "tf32_sm90", "bf16_sm90", "fp16_sm90",
          "cublas")
 _F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
@@ -36,6 +31,13 @@ _BF16 = (bfloat16,) if bfloat16 is not None else ()
 _DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), **{k: (_F32,) for k in SIMT}, "tf32": (_F32,), "fp16": (_F16,),
               "tf32_sm90": (_F32,), "fp16_sm90": (_F16,), "bf16_sm90": _BF16, "bf16": _BF16,
               "cublas": (_F32, _F16) + _BF16}
+
+
+def _simt256_smem(tb: int) -> int:
+    """Dynamic shared memory of gemm_simt256_*: 3 stages of 16 k-rows of the A tile (pitch 132
+    floats) and the B tile (pitch 256, or 260 when B arrives through transposing copies), as laid
+    out in kernels/gemm.cu."""
+    return 3 * 16 * (132 + (260 if tb else 256)) * 4
 
 
 def _kernel(name: str) -> Kernel:
