@@ -27,6 +27,7 @@ __all__ = [
     "NotReadyError",
     "UntimedError",
     "ClosedError",
+    "InvalidImageError",
     "DEFAULT_ADVICE",
 ]
 
@@ -176,6 +177,11 @@ class UntimedError(CudaKitError):
 
 class ClosedError(CudaKitError, ValueError):
     """An object was used after close()."""
+
+
+class InvalidImageError(CudaKitError, ValueError):
+    """A cubin / fatbin / PTX image is malformed (truncated, not an image, or of the wrong
+    kind); raised before the driver sees it, so a corrupt image cannot crash the process."""
 
 
 def result_name(result) -> str:
