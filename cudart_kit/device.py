@@ -31,13 +31,36 @@ def device_count() -> int:
 
 
 def get_device(index: "int | Device | None" = None) -> "Device":
-    """The kit Device for an ordinal (default 0)."""
+    """The kit Device for an ordinal (default 0): a Device (returned as is), an int or numpy
+    integer, a string of decimal digits ("1"), or None. Raises ArgumentError (a TypeError) for
+    anything else (e.g. "gpu0", 1.5, True) and for a negative ordinal NoDeviceError, both before
+    any driver call; NoDeviceError for an ordinal past the visible devices."""
     if isinstance(index, Device):
         return index
-    index = 0 if index is None else int(index)
+    if index is None:
+        index = 0
+    elif type(index) is not int:
+        import operator
+
+        if isinstance(index, str) and index.strip().isdigit():
+            index = int(index)
+        else:
+            try:
+                if isinstance(index, bool):
+                    raise TypeError
+                index = operator.index(index)
+            except TypeError:
+                from .errors import ArgumentError
+
+                raise ArgumentError(
+                    f"device must be a cudart_kit.Device, an ordinal (int) or None; got {index!r} "
+                    f"({type(index).__name__})"
+                ) from None
     dev = _devices.get(index)
     if dev is not None:
         return dev
+    if index < 0:
+        raise NoDeviceError(f"device index {index} out of range: ordinals start at 0")
     n = device_count()
     if not 0 <= index < n:
         raise NoDeviceError(
@@ -190,13 +213,23 @@ class Device:
         if value is not None:
             return value
         key = name.lower().removeprefix("cu_device_attribute_")
-        enum = drv.attribute_enum()
-        member = getattr(enum, "CU_DEVICE_ATTRIBUTE_" + key.upper(), None)
-        if member is None:
-            raise KeyError(f"no device attribute named {name!r}")
+        # cuda.core's Device.properties names most attributes like the driver enum does; the
+        # driver call stays for the ones it does not name (and for the full snapshot below).
+        try:
+            value = getattr(self.core.properties, key, None)
+        except Exception:
+            value = None
+        if isinstance(value, (bool, int)):
+            value = int(value)
+        else:
+            enum = drv.attribute_enum()
+            member = getattr(enum, "CU_DEVICE_ATTRIBUTE_" + key.upper(), None)
+            if member is None:
+                raise KeyError(f"no device attribute named {name!r}")
+            value = drv.device_attribute(member, self.ordinal)
         # attributes are fixed for the life of the process (clock rates aside, which we read
         # once like the CUDA runtime's cudaGetDeviceProperties does)
-        value = self._one_attr[name] = drv.device_attribute(member, self.ordinal)
+        self._one_attr[name] = value
         return value
 
     def attributes(self) -> dict[str, int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import weakref
 
 from . import _census
-from . import _driver as drv
 from .device import Device, get_device
 from .errors import ClosedError, NotReadyError, UntimedError, translate
 
@@ -75,7 +74,12 @@ class Event:
 
     def done(self) -> bool:
         """Non-blocking: True when the recorded work has completed (or nothing was recorded)."""
-        return drv.event_query(self.handle)
+        try:
+            return bool(self.core.is_done)  # cuEventQuery through cuda.core
+        except ClosedError:
+            raise
+        except Exception as exc:
+            raise translate(exc, "cuEventQuery") from exc
 
     def elapsed_ms(self, end: "Event") -> float:
         """Milliseconds from this event to ``end``. Both must be timing events and complete:
@@ -86,7 +90,10 @@ class Event:
             raise NotReadyError("both events must be recorded before asking for elapsed time")
         if not end.done() or not self.done():
             raise NotReadyError("the stop event has not completed yet; call .sync() first (the kit never syncs for you)")
-        return drv.event_elapsed_ms(self.handle, end.handle)
+        try:
+            return float(end.core - self.core)  # cuEventElapsedTime through cuda.core
+        except Exception as exc:
+            raise translate(exc, "cuEventElapsedTime") from exc
 
     def close(self) -> None:
         """Destroy the event. Idempotent."""
