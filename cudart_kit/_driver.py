@@ -6,6 +6,7 @@ error naming the API. The driver is loaded lazily: importing this module touches
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
 
@@ -194,18 +195,6 @@ def launch_host_func(stream: int, fn, errors: list) -> None:
         raise
 
 
-# --- events -------------------------------------------------------------------------------
-
-def event_query(event: int) -> bool:
-    """True when the event's recorded work is done; False when not ready."""
-    return _done("cuEventQuery", driver().CUevent(event))
-
-
-def event_elapsed_ms(start: int, stop: int) -> float:
-    d = driver()
-    return float(call("cuEventElapsedTime", d.CUevent(start), d.CUevent(stop)))
-
-
 # --- memory -------------------------------------------------------------------------------
 
 def memcpy_async(dst: int, src: int, nbytes: int, stream: int) -> None:
@@ -348,3 +337,20 @@ def library_kernel_names(library_handle: int) -> list[str]:
         name = call("cuKernelGetName", k)
         names.append(name.decode() if isinstance(name, bytes) else str(name))
     return names
+
+
+# --- stream capture -------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def relaxed_capture_mode():
+    """Run the block in relaxed stream-capture mode on this thread, then restore the previous
+    mode. While a thread captures in "global" or "thread_local" mode the driver refuses calls
+    it deems unsafe (pointer queries, pool attributes, module loads, waits on other streams)
+    even when they touch nothing being captured; work queued on the capturing stream is still
+    captured."""
+    d = driver()
+    prev = call("cuThreadExchangeStreamCaptureMode", d.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED)
+    try:
+        yield
+    finally:
+        call("cuThreadExchangeStreamCaptureMode", prev)

@@ -5,22 +5,27 @@ only (:func:`unsupported` says why not elsewhere). Each operand reaches shared m
 TMA tensor map (128-byte swizzle), which needs a 16-byte-aligned start and rows a multiple of 16
 bytes apart: an operand that misses either is first re-pitched into a workspace. 16-bit operands
 may be K- or MN-major (wgmma transposes them); TF32 operands must be K-major, so a row-major B
-(or a transposed A) is transposed into a workspace. All of it runs on the caller's stream.
+(or a transposed A) is transposed into a workspace. All of it runs on the caller's stream; inside
+a graph capture the workspaces belong to the graph (:func:`workspace`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from ..errors import CudaKitError
+from ..errors import CudaKitError, translate
 from ..event import begin_timing, end_timing
 from ..launcher import _config, _do_launch, _pointer_of, launch
-from ..memory import Array, empty
+from ..memory import Array, bfloat16, empty
 from ..module import kit_kernel
+from ..stream import Stream
 
 BM, STAGES, THREADS = 128, 4, 384
 KINDS = {"bf16_sm90": "bf16", "fp16_sm90": "f16", "tf32_sm90": "tf32"}
-_TYPESTR = {"bf16": "<u2", "f16": "<f2", "tf32": "<f4"}  # bf16 is named by data_type below
+_TYPESTR = {"bf16": "<u2", "f16": "<f2", "tf32": "<f4"}  # bf16 is named by the options' data_type
+_DATA_TYPE = {"bf16": bfloat16, "f16": np.dtype(np.float16), "tf32": np.dtype(np.float32)}
 
 
 def shared_bytes(bn: int) -> int:
@@ -61,6 +66,60 @@ def pick_bn(M: int, N: int, sms: int) -> int:
     return 256 if cost(256, 1.0) <= cost(128, 1.1) else 128
 
 
+def repitch_blocks(n: int, sms: int) -> int:
+    """Blocks of 256 threads for repitch_b16 / repitch_b32 over ``n`` elements on a GPU with
+    ``sms`` multiprocessors: one per 256 elements, at most 32 per SM (8 resident blocks of 256
+    threads, 4 waves); the kernel's grid-stride loop covers the rest."""
+    return max(1, min(-(-n // 256), 32 * sms))
+
+
+# --- TMA descriptors ----------------------------------------------------------------------------
+
+_options: dict = {}
+
+
+def tma_options(kind: str, box: tuple):
+    """The cuda.core ``TensorMapDescriptorOptions`` of the kernels' tensor maps: ``box``, the
+    operand's data type, 128-byte swizzle, 256-byte L2 promotion.
+
+    Only public cuda.core names are used. ``TensorMapDescriptorOptions`` is exported by
+    cuda.core 1.2.0 and 1.2.2; its swizzle / L2 fields accept nothing but their enum types, which
+    have no public name there (they live in the private ``cuda.core._tensor_map``), so they are
+    taken as the types of the dataclass's own defaults (``TensorMapSwizzle.NONE``...), or from
+    the top-level name should a later release export it. The data type is a numpy dtype, as its
+    documentation prefers. Anything missing raises CudaKitError, only when an sm90 kernel runs."""
+    key = (kind, box)
+    opt = _options.get(key)
+    if opt is not None:
+        return opt
+    data_type = _DATA_TYPE[kind]
+    if data_type is None:
+        raise CudaKitError("bf16_sm90 names its tensor maps' data type with ml_dtypes' bfloat16: "
+                           "pip install 'cudart-kit[bf16]'")
+    try:
+        import cuda.core as core
+
+        options_t = core.TensorMapDescriptorOptions
+        defaults = {f.name: f.default for f in dataclasses.fields(options_t)}
+        swizzle_t = getattr(core, "TensorMapSwizzle", None) or type(defaults["swizzle"])
+        l2_t = getattr(core, "TensorMapL2Promotion", None) or type(defaults["l2_promotion"])
+        opt = options_t(box_dim=tuple(box), data_type=data_type, swizzle=swizzle_t.SWIZZLE_128B,
+                        l2_promotion=l2_t.L2_256B)
+    except Exception as exc:
+        try:
+            from cuda.core import __version__ as have
+        except Exception:  # noqa: BLE001 - only for the message
+            have = "unknown"
+        raise CudaKitError(
+            "the *_sm90 matmul kernels build their TMA descriptors with cuda.core's public "
+            "TensorMapDescriptorOptions (128-byte swizzle, 256-byte L2 promotion) and "
+            f"StridedMemoryView.as_tensor_map, as in cuda-core 1.2; cuda-core {have} does not provide "
+            f"them ({type(exc).__name__}: {exc}). Use another algo, or a cuda-core release with that API"
+        ) from exc
+    _options[key] = opt
+    return opt
+
+
 _tmaps: dict = {}
 
 
@@ -82,18 +141,15 @@ def tensor_map(dev, kind: str, ptr: int, shape: tuple, ld: int, box: tuple):
     tm = _tmaps.get(key)
     if tm is not None:
         return tm
-    from cuda.core._tensor_map import TensorMapDataType, TensorMapL2Promotion, TensorMapSwizzle
-    from cuda.core.utils import StridedMemoryView
-
-    dt = {"bf16": TensorMapDataType.BFLOAT16, "f16": TensorMapDataType.FLOAT16,
-          "tf32": TensorMapDataType.FLOAT32}[kind]
+    options = tma_options(kind, box)
     itemsize = 4 if kind == "tf32" else 2
     try:
+        from cuda.core.utils import StridedMemoryView
+
         with dev.activate():
             view = StridedMemoryView.from_cuda_array_interface(_View(ptr, shape, ld, itemsize, _TYPESTR[kind]),
                                                                stream_ptr=-1)
-            tm = view.as_tensor_map(box_dim=box, data_type=dt, swizzle=TensorMapSwizzle.SWIZZLE_128B,
-                                    l2_promotion=TensorMapL2Promotion.L2_256B)
+            tm = view.as_tensor_map(options=options)
     except Exception as exc:
         raise CudaKitError(f"building the TMA tensor map for a {shape[0]}x{shape[1]} {kind} matrix "
                            f"(pitch {ld}, box {box}) failed: {type(exc).__name__}: {exc}") from exc
@@ -103,14 +159,69 @@ def tensor_map(dev, kind: str, ptr: int, shape: tuple, ld: int, box: tuple):
     return tm
 
 
+# --- workspaces -------------------------------------------------------------------------------
+
+_side: dict = {}
+
+
+def side_stream(dev) -> Stream:
+    """A stream per device for the little work a matmul inside a graph capture does outside the
+    graph (allocating a workspace the graph will own, planning cuBLAS). Never captured. A cache
+    like the kit's loaded modules: it lives as long as the process, so it is a borrowed kit
+    Stream over a cuda.core stream held here, not an owned one the leak census would count."""
+    s = _side.get(dev.ordinal)
+    if s is None:
+        from cuda.core import StreamOptions
+
+        with dev.activate():
+            try:
+                core = dev.core.create_stream(options=StreamOptions(nonblocking=True))
+            except Exception as exc:
+                raise translate(exc, "cuStreamCreate", "creating the matmul side stream") from exc
+        s = _side[dev.ordinal] = Stream._wrap(core, dev, owned=False, owner=core)
+    return s
+
+
+def workspace(n: int, dtype, s: Stream) -> Array:
+    """A scratch array of ``n`` elements for work queued on ``s``; give it back with
+    :func:`release` once that work is queued.
+
+    Outside a capture: a pool allocation on ``s``, freed in ``s``'s order. Inside a capture: a
+    pool allocation made on :func:`side_stream` and waited for (a host wait at capture time,
+    never at replay), then handed to the graph, which keeps it for its lifetime and frees it
+    after its last replay. Not a graph allocation node: the TMA descriptors encode the
+    workspace's address at capture time, and cuda.core's descriptor builder asks the driver
+    about that address (cuPointerGetAttribute), which for graph memory, mapped only while the
+    graph runs, it need not answer. Replays of one graph never overlap (CUDA orders them), so
+    one buffer serves them all."""
+    if not s.is_capturing:
+        return empty((n,), dtype, stream=s)
+    side = side_stream(s.device)
+    w = empty((n,), dtype, stream=side)
+    side.sync()  # the pool may hand out memory whose previous user's work is still queued
+    w.record_stream(s)  # on a capturing stream: the graph holds w from here on
+    return w
+
+
+def release(w: Array, s: Stream) -> None:
+    """Give back a :func:`workspace` once the work reading it is queued on ``s``: freed in
+    ``s``'s order; inside a capture the graph owns it, so nothing happens here."""
+    if not s.is_capturing:
+        w.close()
+
+
 def _transposed(src, rows: int, cols: int, ld: int, s) -> tuple[Array, int]:
     """float32 (rows x cols, pitch ld) at src -> a new (cols x rows) workspace on s, 16-byte rows."""
     ldo = -(-rows // 4) * 4
     grid = (-(-rows // 32), -(-cols // 32))
     if grid[1] > 65535:
         raise CudaKitError(f"tf32_sm90: a {rows}x{cols} operand is too wide to transpose (more than 2M columns)")
-    out = empty((cols * ldo,), np.float32, stream=s)
-    launch(kit_kernel("gemm", "transpose_f32"), grid, (32, 8), src, rows, cols, ld, out, ldo, stream=s)
+    out = workspace(cols * ldo, np.float32, s)
+    try:
+        launch(kit_kernel("gemm", "transpose_f32"), grid, (32, 8), src, rows, cols, ld, out, ldo, stream=s)
+    except BaseException:
+        release(out, s)
+        raise
     return out, ldo
 
 
@@ -118,16 +229,21 @@ def _repitched(src, rows: int, cols: int, ld: int, itemsize: int, s) -> tuple[Ar
     """(rows x cols, pitch ld) at src -> a new workspace on s whose rows are 16-byte aligned."""
     per = 16 // itemsize
     ldo = -(-cols // per) * per
-    out = empty((rows * ldo,), np.uint16 if itemsize == 2 else np.uint32, stream=s)
-    blocks = min(-(-(rows * cols) // 256), 4 * 132 * 8)
-    launch(kit_kernel("gemm", f"repitch_b{8 * itemsize}"), blocks, 256, src, rows, cols, ld, out, ldo, stream=s)
+    out = workspace(rows * ldo, np.uint16 if itemsize == 2 else np.uint32, s)
+    blocks = repitch_blocks(rows * cols, s.device.multiprocessor_count)
+    try:
+        launch(kit_kernel("gemm", f"repitch_b{8 * itemsize}"), blocks, 256, src, rows, cols, ld, out, ldo, stream=s)
+    except BaseException:
+        release(out, s)
+        raise
     return out, ldo
 
 
 def _operand(kind: str, src, rows: int, cols: int, ld: int, k_major: bool, s, keep: list):
     """(pointer, pitch, k_major) of an operand the kernel can read, from (rows x cols, pitch ld)
     as stored. TF32 must be K-major: transpose. TMA needs 16-byte-aligned starts and pitches:
-    re-pitch into a workspace when not (a copy of O(rows * cols), small next to the product)."""
+    re-pitch into a workspace when not (a copy of O(rows * cols), small next to the product).
+    Workspaces go to ``keep``; the caller releases them once the kernel is queued."""
     it = 4 if kind == "tf32" else 2
     if kind == "tf32" and not k_major:
         out, ldo = _transposed(src, rows, cols, ld, s)
@@ -162,24 +278,29 @@ def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb
     ``ta``/``tb``: gemm.cu's flags (A stored K x M / B stored N x K)."""
     dev = s.device
     start = begin_timing(s, timed)
-    o_ptr = _pointer_of(O, s)
-    _pointer_of(A, s), _pointer_of(B, s)  # device checks; A and B are recorded as used on s
+    o_ptr = _pointer_of(O, s, "matmul: out")
+    _pointer_of(A, s, "matmul: a"), _pointer_of(B, s, "matmul: b")  # device checks; recorded as used on s
     keep: list = []
-    a_ptr, lda, a_k = _operand(kind, A, K if ta else M, M if ta else K, lda, not ta, s, keep)
-    b_ptr, ldb, b_k = _operand(kind, B, N if tb else K, K if tb else N, ldb, bool(tb), s, keep)
-    kern, cfg, bn, geo_a, geo_b = _setup(kind, a_k, b_k, M, N, K, lda, ldb, dev)
-    tmA, tmB = tensor_map(dev, kind, a_ptr, *geo_a), tensor_map(dev, kind, b_ptr, *geo_b)
-    _do_launch(s, cfg, kern, (tmA, tmB, np.int32(M), np.int32(N), np.int32(K), alpha32, beta32, o_ptr, np.int32(ldc)))
-    del keep  # the workspaces were allocated on s: freed in s's order, after the kernel
+    try:
+        a_ptr, lda, a_k = _operand(kind, A, K if ta else M, M if ta else K, lda, not ta, s, keep)
+        b_ptr, ldb, b_k = _operand(kind, B, N if tb else K, K if tb else N, ldb, bool(tb), s, keep)
+        kern, cfg, bn, geo_a, geo_b = _setup(kind, a_k, b_k, M, N, K, lda, ldb, dev)
+        tmA, tmB = tensor_map(dev, kind, a_ptr, *geo_a), tensor_map(dev, kind, b_ptr, *geo_b)
+        _do_launch(s, cfg, kern, (tmA, tmB, np.int32(M), np.int32(N), np.int32(K), alpha32, beta32, o_ptr,
+                                  np.int32(ldc)))
+    finally:
+        for w in keep:  # queued before the kernel on s: freed in s's order after it
+            release(w, s)
     return end_timing(kern.name, s, start, {"bn": bn}) if timed else None
 
 
 def fast_plan(kind: str, M: int, N: int, K: int, a_k: bool, b_k: bool, dev):
     """A launcher for kit-owned contiguous operands (A stored M x K if ``a_k`` else K x M, B stored
     N x K if ``b_k`` else K x N, out M x N) whose rows are TMA-aligned, or None. As in :func:`run`,
-    a TF32 B stored K x N is transposed into a fresh workspace on the stream first (a TF32 A stored
-    K x M gets no plan). It looks the tensor maps up by pointer and launches; it declines (returns
-    False) when FORCE_BN has changed since it was made."""
+    a TF32 B stored K x N is transposed into a :func:`workspace` on the stream first (a TF32 A
+    stored K x M gets no plan), so the plan works inside a graph capture too. It looks the tensor
+    maps up by pointer and launches; it declines (returns False) when FORCE_BN has changed since
+    it was made."""
     it = 4 if kind == "tf32" else 2
     transpose_b = kind == "tf32" and not b_k
     a_rows, a_pitch = (M, K) if a_k else (K, M)
@@ -208,14 +329,19 @@ def fast_plan(kind: str, M: int, N: int, K: int, a_k: bool, b_k: bool, dev):
         for arr in (a, b, out):
             if arr.stream is not s:
                 arr.record_stream(s)
-        b_ptr = b.ptr
-        if transpose_b:
-            bt = empty((N * ldt,), np.float32, stream=s)  # freed in s's order after the kernel
+        if not transpose_b:
+            tma = _tmaps.get((ordinal, kind, a.ptr, *geo_a)) or tensor_map(dev, kind, a.ptr, *geo_a)
+            tmb = _tmaps.get((ordinal, kind, b.ptr, *geo_b)) or tensor_map(dev, kind, b.ptr, *geo_b)
+            _do_launch(s, cfg, kern, (tma, tmb, *dims, np.float32(alpha), np.float32(beta), out.ptr, ldc))
+            return True
+        bt = workspace(N * ldt, np.float32, s)
+        try:
             _do_launch(s, t_cfg, t_kern, (b.ptr, *t_args, bt.ptr, t_ld))
-            b_ptr = bt.ptr
-        tma = _tmaps.get((ordinal, kind, a.ptr, *geo_a)) or tensor_map(dev, kind, a.ptr, *geo_a)
-        tmb = _tmaps.get((ordinal, kind, b_ptr, *geo_b)) or tensor_map(dev, kind, b_ptr, *geo_b)
-        _do_launch(s, cfg, kern, (tma, tmb, *dims, np.float32(alpha), np.float32(beta), out.ptr, ldc))
+            tma = _tmaps.get((ordinal, kind, a.ptr, *geo_a)) or tensor_map(dev, kind, a.ptr, *geo_a)
+            tmb = _tmaps.get((ordinal, kind, bt.ptr, *geo_b)) or tensor_map(dev, kind, bt.ptr, *geo_b)
+            _do_launch(s, cfg, kern, (tma, tmb, *dims, np.float32(alpha), np.float32(beta), out.ptr, ldc))
+        finally:
+            release(bt, s)  # queued before the kernel: freed in s's order after it (the graph's, inside one)
         return True
 
     return go

@@ -12,9 +12,10 @@ import threading
 
 import numpy as np
 
-from ..errors import CudaKitError, DeviceCapabilityError, DeviceMismatchError, DTypeError, ShapeError
+from .. import _driver as drv
+from ..errors import CudaKitError, DeviceCapabilityError, DeviceMismatchError, DTypeError, ShapeError, StreamError
 from ..launcher import launch
-from ..memory import Array, asarray, bfloat16, empty
+from ..memory import Array, asarray, bfloat16, check_open, empty
 from ..module import Kernel, kit_kernel
 from ..stream import Stream, as_stream
 from . import _gemm_sm90 as _sm90
@@ -96,17 +97,41 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
     (M x N, row-major, the inputs' dtype) is allocated on ``stream`` when omitted (then
     ``beta`` must be 0). ``algo``: see ALGOS and :func:`choose_algo`. Shapes, dtypes, device and
     layout are checked before the launch. Returns ``out`` (``(out, TimingRecord)`` if ``timed``).
+
+    Work the algorithm needs besides the product (tf32_sm90's transposed B, the re-pitched copy
+    of an operand TMA cannot read, cuBLAS's workspace) is queued on ``stream`` too. Inside a
+    graph capture (``stream`` a capture's stream) every algorithm and layout works: pass
+    ``out=``; the workspaces belong to the graph (docs/matmul.md, "Graph capture").
+
+    Raises ClosedError naming the stream for a closed stream, and naming ``a``, ``b`` or ``out``
+    for a closed array (or a view of one), before anything is queued, on every path (cached
+    plans included); StreamError for ``out=None`` inside a capture; ShapeError, DTypeError,
+    DeviceMismatchError, DeviceCapabilityError, ValueError for bad arguments.
     """
-    s = stream if type(stream) is Stream else as_stream(stream)
+    s = stream if type(stream) is Stream and stream._core is not None else as_stream(stream)  # closed: ClosedError
+    if s._capture is not None:
+        # Inside a capture the host side may ask the driver about pointers, load a module, plan
+        # cuBLAS on a side stream and wait for it: calls the driver may refuse a thread capturing
+        # in "global" or "thread_local" mode, though none touches the stream being captured.
+        with drv.relaxed_capture_mode():
+            return _matmul(a, b, out, alpha, beta, algo, transpose_a, transpose_b, allow_tf32, s, timed)
+    return _matmul(a, b, out, alpha, beta, algo, transpose_a, transpose_b, allow_tf32, s, timed)
+
+
+def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_tf32, s: Stream, timed: bool):
     # Fast path: kit-owned contiguous arrays whose signatures (dtype, shape, device) were seen
     # before with this algo: the checks below passed then and depend on nothing else, so a
-    # cached plan launches directly (small matmuls are bound by host time).
+    # cached plan launches directly (small matmuls are bound by host time). A closed array has
+    # ptr 0 and takes the checked path, which names it.
     if type(a) is Array and type(b) is Array and type(out) is Array and not timed:
         plan = _fast.get((a.sig, b.sig, out.sig, algo, allow_tf32, transpose_a, transpose_b))
         if plan is not None and a.sig[2] is s.device and a.ptr and b.ptr and out.ptr and plan(a, b, out, alpha, beta, s):
             return out
     if algo not in ALGOS:
         raise ValueError(f"matmul: algo must be one of {ALGOS}, got {algo!r}")
+    for x, what in ((a, "a"), (b, "b"), (out, "out")):
+        if isinstance(x, Array):
+            check_open(x, f"matmul: {what}")
     A, B = asarray(a, stream=s), asarray(b, stream=s)
     for arr, what in ((A, "a"), (B, "b")):
         if arr.kind in ("device", "foreign") and arr.device is not s.device:
@@ -141,6 +166,9 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
         raise ShapeError(f"matmul: algo {name!r} reads row-major inputs only; use 'simt', 'simt256' or 'auto' for "
                          "transposed ones")
     if out is None:
+        if s.is_capturing:
+            raise StreamError("matmul: pass out= inside a graph capture: allocate the output before the capture "
+                              "(the kit allocates only an op's own workspaces inside one)")
         if beta != 0:
             raise ValueError("matmul: beta != 0 needs an out= array to accumulate into")
         O = empty((M, N), A.dtype, stream=s)
@@ -245,19 +273,37 @@ def _simple_plan(kernel: Kernel, grid, block, smem: int, args: tuple, A: Array, 
     return go
 
 
+class _Unordered:
+    """DLPack export of a kit array that asks for no stream ordering (``stream=-1``). The kit's
+    own convention: nvmath runs on the matmul's stream, which the caller has ordered; making
+    the library's current stream wait as well would order nothing useful, and inside a capture
+    it would pull that stream into the graph."""
+
+    __slots__ = ("_arr",)
+
+    def __init__(self, arr: Array):
+        self._arr = arr
+
+    def __dlpack_device__(self):
+        return self._arr.__dlpack_device__()
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        return self._arr.__dlpack__(stream=-1, max_version=max_version, dl_device=dl_device, copy=copy)
+
+
 def _tensor_view(arr: Array, s: Stream):
     """A zero-copy PyTorch tensor (else CuPy array) over a kit array: the operand types nvmath
-    accepts. DLPack orders the library's current stream after the array's streams."""
+    accepts."""
     try:
         import torch
 
-        return torch.from_dlpack(arr)
+        return torch.from_dlpack(_Unordered(arr))
     except ImportError:
         pass
     try:
         import cupy
 
-        return cupy.from_dlpack(arr)
+        return cupy.from_dlpack(_Unordered(arr))
     except ImportError:
         raise CudaKitError("algo='cublas' hands nvmath-python PyTorch or CuPy views of the arrays: "
                            "install torch or cupy") from None
@@ -268,18 +314,68 @@ def _geometry(t) -> tuple:
     return type(t).__module__, str(t.dtype), tuple(t.shape), tuple(stride)
 
 
-# Planned nvmath Matmul objects by problem geometry (least recently used last out): planning
-# (cublasLt heuristics, workspace) costs about a millisecond, a planned execute a few µs.
+def _alignment(ptr: int) -> int:
+    """The largest power of two up to 256 dividing ``ptr``: cublasLt's heuristics pick kernels
+    for the operands' alignment, so a plan serves only pointers aligned at least as well."""
+    return min(256, ptr & -ptr) if ptr else 256
+
+
+class _Workspaces:
+    """The allocator a planned nvmath Matmul draws cuBLAS's workspace from (nvmath's
+    BaseCUDAMemoryManager / BaseCUDAMemoryManagerAsync protocols): kit device arrays on the stream
+    of the execute under way (:attr:`stream`, set around it), which inside a graph capture are
+    graph allocation nodes. Every execute releases its workspace (``release_workspace=True``)
+    and :func:`_cublas` closes what was taken, in that stream's order, so no plan holds memory
+    between calls: one plan serves any stream, and inside a capture the free node lands in the
+    graph next to its allocation node."""
+
+    def __init__(self, device_id: int):
+        self.device_id = device_id  # nvmath reads it
+        self.stream: Stream | None = None
+        self.taken: list = []
+
+    def memalloc_async(self, size, stream=None):
+        return self.memalloc(size, stream)
+
+    def memalloc(self, size, stream=None):
+        from nvmath.memory import MemoryPointer
+
+        on = self.stream if self.stream is not None else stream  # nvmath's own (a cuda.core Stream)
+        arr = empty((int(size),), np.uint8, stream=on, _in_graph=True)
+        self.taken.append(arr)
+        return MemoryPointer(arr.ptr, int(size), finalizer=arr.close)
+
+    def give_back(self) -> None:
+        taken, self.taken, self.stream = self.taken, [], None
+        for arr in taken:  # idempotent: nvmath's release may have closed it already
+            arr.close()
+
+
+# Planned nvmath Matmul objects (with their allocators) by problem geometry, least recently used
+# last out: planning (cublasLt heuristics) costs about a millisecond, a planned execute a few µs.
 _PLAN_CACHE_SIZE = 16
 _plans: dict = {}
 _plans_lock = threading.Lock()
 
 
+def _clear_plans() -> None:
+    """Forget every cached plan (kit kernels' and cuBLAS's, freeing the latter): the next call of
+    each geometry takes the checked path again. For tests and for releasing cuBLAS resources."""
+    _fast.clear()
+    with _plans_lock:
+        plans = list(_plans.values())
+        _plans.clear()
+    for mm, _ in plans:
+        mm.free()
+
+
 def _cublas(A: Array, B: Array, O: Array, alpha: float, beta: float, transpose_a: bool, transpose_b: bool,
             s: Stream, timed: bool):
     """cuBLAS (cublasLt) through nvmath-python on ``s``, written in place into ``out``. The plan
-    for each geometry (dtypes, shapes, strides, device) is made once and reused; the operands are
-    swapped in with ``reset_operands`` and released after each launch."""
+    for each geometry (dtypes, shapes, strides, pointer alignments, device) is made once and
+    reused; the operands are swapped in with ``reset_operands`` and released after each launch.
+    Inside a graph capture a missing plan is made on :func:`_gemm_sm90.side_stream` (planning
+    waits for its stream), and the workspace is a graph allocation node freed in the graph."""
     try:
         from nvmath.linalg.advanced import Matmul
     except ImportError:
@@ -288,31 +384,41 @@ def _cublas(A: Array, B: Array, O: Array, alpha: float, beta: float, transpose_a
     from ..event import begin_timing, end_timing
     from ..launcher import _pointer_of
 
-    for arr in (A, B, O):  # device checks; the arrays are recorded as used on s
-        _pointer_of(arr, s)
+    for arr, what in ((A, "matmul: a"), (B, "matmul: b"), (O, "matmul: out")):  # device checks; recorded as used on s
+        _pointer_of(arr, s, what)
     a, b, c = _tensor_view(A, s), _tensor_view(B, s), _tensor_view(O, s)
     if transpose_a:
         a = a.T
     if transpose_b:
         b = b.T
-    key = (s.device.ordinal, _geometry(a), _geometry(b), _geometry(c))
+    key = (s.device.ordinal, _geometry(a), _geometry(b), _geometry(c), _alignment(A.ptr), _alignment(B.ptr),
+           _alignment(O.ptr))
     with _plans_lock:
-        mm = _plans.pop(key, None)
+        entry = _plans.pop(key, None)
+        mm = None
         try:
-            if mm is None:
-                mm = Matmul(a, b, c, alpha=alpha, beta=beta, options={"inplace": True}, stream=s.handle)
-                mm.plan(stream=s.handle)
+            if entry is None:
+                ws = _Workspaces(s.device.ordinal)
+                plan_on = _sm90.side_stream(s.device) if s.is_capturing else s
+                mm = Matmul(a, b, c, alpha=alpha, beta=beta, options={"inplace": True, "allocator": ws},
+                            stream=plan_on.handle)
+                mm.plan(stream=plan_on.handle)
             else:
+                mm, ws = entry
                 mm.reset_operands(a=a, b=b, c=c, alpha=alpha, beta=beta, stream=s.handle)
             start = begin_timing(s, timed)
-            mm.execute(stream=s.handle)
+            ws.stream = s
+            try:
+                mm.execute(release_workspace=True, stream=s.handle)
+            finally:
+                ws.give_back()  # queued after the kernel on s (inside a capture: the graph's free node)
             rec = end_timing("cublas", s, start)
             mm.release_operands()  # the plan must not keep the caller's arrays alive
         except Exception as exc:
             if mm is not None:
                 mm.free()
             raise CudaKitError(f"nvmath-python matmul failed: {type(exc).__name__}: {exc}") from exc
-        _plans[key] = mm
+        _plans[key] = (mm, ws)
         while len(_plans) > _PLAN_CACHE_SIZE:
-            _plans.pop(next(iter(_plans))).free()
+            _plans.pop(next(iter(_plans)))[0].free()
     return (O, rec) if timed else O

@@ -345,3 +345,175 @@ def test_cublas_missing_is_clear(stream, monkeypatch):
     a = ck.to_device(np.ones((4, 4), np.float32), stream=stream)
     with pytest.raises(ck.CudaKitError, match=r"cudart-kit\[cublas\]"):
         matmul(a, a, algo="cublas", stream=stream)
+
+
+# ---- graph capture: every algorithm and stored layout, captured once, replayed 100 times -----
+#
+# Each graph holds two calls with arrays of one signature: the first (plan caches cleared) takes
+# the checked path, the second the cached plan it left (kit kernels' plan, the sm90 fast plan,
+# or the cuBLAS plan made inside the capture). Their workspaces (tf32_sm90's B^T, re-pitched
+# copies, cuBLAS's) belong to the graph. Before each replay fresh inputs are copied into the
+# captured buffers on the stream and the first output is poisoned with NaN; the second output
+# is read (beta) and rewritten.
+
+GRAPH_ALGOS = PORTABLE + SM90 + ["cublas"]
+GRAPH_LAYOUTS = {"nn": (False, False), "tn": (True, False), "nt": (False, True), "tt": (True, True),
+                 "pitch": (False, False)}  # pitch: sub-matrix views, start and row pitch not 16-byte aligned
+GRAPH_DT = {**DT, "cublas": np.float32}
+GRAPH_TOL = {**TOL, "cublas": 1e-5}
+REPLAYS = 100
+
+
+def _pitched(base, rows: int, cols: int, col0: int):
+    """rows x cols of the kit array ``base`` from column ``col0``: a foreign (not kit-owned)
+    Array, so no cached plan takes it; it keeps ``base`` alive."""
+    from cudart_kit.memory import Array
+
+    it = base.itemsize
+    return Array._make(base.ptr + col0 * it, (rows, cols), base.dtype, (base.shape[1] * it, it), "foreign",
+                       base.device, None, owner=base)
+
+
+def _graph_case(algo, layout, M, N, K, stream, rng):
+    from cudart_kit.ops import gemm
+
+    if algo == "cublas":
+        pytest.importorskip("nvmath", reason="nvmath-python (the cublas extra) is not installed")
+    dt = GRAPH_DT[algo]
+    if dt is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    ta, tb = GRAPH_LAYOUTS[layout]
+    if algo == "simt128" and (ta or tb):
+        pytest.skip("simt128 reads row-major operands only (refused with ShapeError, tested above)")
+    pitched = layout == "pitch"
+
+    def operand(rows, cols):
+        """(buffer new data is copied into, operand passed to matmul, host block of the operand)"""
+        if not pitched:
+            arr = ck.empty((rows, cols), dt, stream=stream)
+            return arr, arr, lambda h: h
+        width = cols + 2 + (cols % 2 == 0)  # odd: rows 2k or 4k bytes apart, never 16-byte aligned
+        base = ck.empty((rows, width), dt, stream=stream)
+        view = _pitched(base, rows, cols, 1)  # starts one element past a 256-byte boundary
+        assert view.ptr % 16 and (view.strides[0] % 16)
+        return base, view, lambda h: h[:, 1:1 + cols]
+
+    a_buf, a, a_of = operand(*((K, M) if ta else (M, K)))
+    b_buf, b, b_of = operand(*((N, K) if tb else (K, N)))
+    out1, out2 = ck.empty((M, N), dt, stream=stream), ck.empty((M, N), dt, stream=stream)
+    kw = dict(algo=algo, transpose_a=ta, transpose_b=tb)
+
+    def fill_inputs():
+        ah = rng.uniform(-1, 1, a_buf.shape).astype(dt)
+        bh = rng.uniform(-1, 1, b_buf.shape).astype(dt)
+        ck.copy(a_buf, ah, stream=stream)
+        ck.copy(b_buf, bh, stream=stream)
+        A, B = a_of(ah).astype(np.float64), b_of(bh).astype(np.float64)
+        return (A.T if ta else A) @ (B.T if tb else B)
+
+    tol = GRAPH_TOL[algo]
+    # eager first: loads the kernels, and the result must already be right
+    ref = fill_inputs()
+    matmul(a, b, out1, stream=stream, **kw)
+    assert rel_fro(out1.to_numpy(stream=stream), ref) < tol, "eager call"
+    gemm._clear_plans()  # the capture's first call takes the checked path, the second its plan
+
+    alpha1, alpha2, beta2 = 1.25, -0.5, 0.75
+    with ck.graph.capture(stream) as cap:
+        assert matmul(a, b, out1, alpha=alpha1, stream=cap.stream, **kw) is out1
+        assert matmul(a, b, out2, alpha=alpha2, beta=beta2, stream=cap.stream, **kw) is out2
+    g = cap.graph
+    planned = (a.sig, b.sig, out1.sig, algo, False, ta, tb) in gemm._fast  # made by the first call
+    if algo == "cublas":
+        assert len(gemm._plans) == 1  # planned inside the capture, reused by the second call
+    elif not pitched and algo not in SM90:
+        assert planned, "the second call inside the capture took the cached plan"
+    nan = np.full((M, N), np.nan, dt)
+    try:
+        for i in range(REPLAYS):
+            ref = fill_inputs()
+            ch = rng.uniform(-1, 1, (M, N)).astype(dt)
+            ck.copy(out1, nan, stream=stream)  # poison: every element must be written by the replay
+            ck.copy(out2, ch, stream=stream)
+            g.replay(stream)
+            got1, got2 = out1.to_numpy(stream=stream), out2.to_numpy(stream=stream)
+            assert not np.isnan(got1.astype(np.float64)).any(), f"replay {i}: outputs left unwritten (NaN poison)"
+            assert rel_fro(got1, alpha1 * ref) < tol, f"replay {i}: first call"
+            assert rel_fro(got2, alpha2 * ref + beta2 * ch.astype(np.float64)) < tol, f"replay {i}: second call"
+    finally:
+        g.close()
+        gemm._clear_plans()
+    return planned
+
+
+@pytest.mark.parametrize("algo", GRAPH_ALGOS)
+@pytest.mark.parametrize("layout", list(GRAPH_LAYOUTS))
+def test_graph_capture_replays(algo, layout, stream, rng):
+    """67x45x37: no dimension a multiple of any tile, no row a multiple of 16 bytes (so every
+    *_sm90 operand is re-pitched, and tf32_sm90 transposes B or A where they are not K-major)."""
+    _graph_case(algo, layout, 67, 45, 37, stream, rng)
+
+
+@pytest.mark.parametrize("algo", SM90)
+@pytest.mark.parametrize("layout", ["nn", "tn", "nt", "tt"])
+def test_graph_capture_sm90_fast_plans(algo, layout, stream, rng):
+    """136x200x96: TMA-aligned rows in every layout, so the *_sm90 cached (fast) plans are made
+    and replayed inside the graph, tf32_sm90's with its B^T workspace (B stored K x N)."""
+    planned = _graph_case(algo, layout, 136, 200, 96, stream, rng)
+    ta = GRAPH_LAYOUTS[layout][0]
+    assert planned == (not (algo == "tf32_sm90" and ta))  # a TF32 A stored K x M gets no fast plan
+
+
+def test_graph_capture_needs_out(stream):
+    a = ck.to_device(np.ones((8, 8), np.float32), stream=stream)
+    with pytest.raises(ck.StreamError, match="out="):
+        with ck.graph.capture(stream) as cap:
+            matmul(a, a, algo="tiled", stream=cap.stream)
+    out = matmul(a, a, algo="tiled", stream=stream)  # the stream is usable afterwards
+    np.testing.assert_array_equal(out.to_numpy(stream=stream), np.full((8, 8), 8.0, np.float32))
+
+
+CLOSED_ALGOS = ["tiled", "simt", "fp16", "tf32_sm90", "fp16_sm90", "cublas"]
+
+
+def _planned(algo, device, stream):
+    """Kit arrays, a, b, out, whose matmul has been run twice (its plan cached)."""
+    if algo.endswith("_sm90") and device.compute_capability != (9, 0):
+        pytest.skip("sm_90a kernel")
+    if algo == "cublas":
+        pytest.importorskip("nvmath", reason="nvmath-python (the cublas extra) is not installed")
+    dt = np.float16 if "fp16" in algo else np.float32
+    a, b = (ck.to_device(np.ones((64, 64), dt), stream=stream) for _ in range(2))
+    out = ck.empty((64, 64), dt, stream=stream)
+    for _ in range(2):
+        matmul(a, b, out, algo=algo, stream=stream)
+    np.testing.assert_array_equal(out.to_numpy(stream=stream), np.full((64, 64), 64.0, dt))
+    return a, b, out
+
+
+@pytest.mark.parametrize("algo", CLOSED_ALGOS)
+def test_closed_stream_with_cached_plan(algo, device, stream):
+    """A closed stream is refused with ClosedError naming it, even where a cached plan would
+    launch directly; nothing is queued."""
+    from cudart_kit.ops import gemm
+
+    a, b, out = _planned(algo, device, stream)
+    if algo != "cublas":
+        assert (a.sig, b.sig, out.sig, algo, False, False, False) in gemm._fast
+    s2 = ck.Stream.create(device)
+    matmul(a, b, out, algo=algo, stream=s2)
+    s2.sync()
+    s2.close()
+    with pytest.raises(ck.ClosedError, match="closed") as err:
+        matmul(a, b, out, algo=algo, stream=s2)
+    assert repr(s2) in str(err.value)
+    assert matmul(a, b, out, algo=algo, stream=stream) is out  # the arrays and the plan still serve open streams
+
+
+@pytest.mark.parametrize("algo", CLOSED_ALGOS)
+@pytest.mark.parametrize("which", ["a", "b", "out"])
+def test_closed_operand_with_cached_plan(algo, which, device, stream):
+    a, b, out = _planned(algo, device, stream)
+    {"a": a, "b": b, "out": out}[which].close()
+    with pytest.raises(ck.ClosedError, match=rf"matmul: {which} is closed"):
+        matmul(a, b, out, algo=algo, stream=stream)
