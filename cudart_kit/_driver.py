@@ -30,9 +30,9 @@ def driver():
             raise _init_error
         try:
             from cuda.bindings import driver as d
-        except ImportError as exc:  # cuda-bindings not installed
-            _init_error = NoDriverError(f"cuda-bindings is not importable: {exc}")
-            raise _init_error from exc
+        except ImportError as exc:  # a broken installation, not a missing driver
+            raise ImportError(f"cuda-bindings is not importable ({exc}); reinstall it: "
+                              "pip install 'cuda-bindings>=13,<14'") from exc
         try:
             (res,) = d.cuInit(0)
         except Exception as exc:  # libcuda.so missing: pathfinder raises on first call

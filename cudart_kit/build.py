@@ -483,24 +483,31 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true", help="rebuild even fresh artifacts")
     p.add_argument("--list", action="store_true",
                    help="show each artifact's state, targets and minimum driver, and exit")
-    p.add_argument("--json", action="store_true", help="with --list: the list as JSON on stdout")
+    p.add_argument("--json", action="store_true",
+                   help="a JSON document on stdout (the list, or what was built; the build log goes to stderr)")
     args = p.parse_args(argv)
+    log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     try:
         names = args.names or list(specs())
         if args.list:
             return _list(names, as_json=args.json)
-        built = build(args.names or None, force=args.force, log=print)
+        built = build(args.names or None, force=args.force, log=log)
+        if args.json:
+            print(json.dumps({"schema": "cudart-kit/build/1", "artifact_dir": str(artifact_dir()),
+                              "built": sorted(built), "nvcc": find_nvcc(), "ok": True}, indent=2))
+            return 0
         if not built:
             how = "" if find_nvcc() else " (nvcc not found, and not needed)"
             print(f"all kernel artifacts are fresh{how}; use --force to rebuild")
         print(f"artifacts in {artifact_dir()}")
         return 0
     except (BuildError, StaleArtifactError, MissingArtifactError) as exc:
+        message = " ".join(str(exc).split())
         if args.json:
-            print(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc),
-                                        "command": "build"}, "exit_code": 1}))
-        else:
-            print(f"cudart-kit build: {exc}", file=sys.stderr)
+            from cudart_kit.cli_format import error_document  # stdlib only, like this module
+
+            print(json.dumps(error_document(exc, message=message, command="build", exit_code=1)))
+        print(f"cudart-kit build: error: {exc}", file=sys.stderr)
         return 1
 
 
@@ -519,7 +526,7 @@ def _list(names: list[str], *, as_json: bool) -> int:
                      "size_bytes": entry.get("size_bytes")})
     ok = all(r["state"] == "fresh" for r in rows)
     if as_json:
-        print(json.dumps({"artifact_dir": str(artifact_dir()), "source_dir": str(source_dir()),
+        print(json.dumps({"schema": "cudart-kit/build-list/1", "artifact_dir": str(artifact_dir()), "source_dir": str(source_dir()),
                           "artifacts": rows, "ok": ok}, indent=2))
     else:
         for r in rows:

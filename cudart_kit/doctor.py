@@ -15,7 +15,7 @@ import re
 import sys
 from dataclasses import asdict, dataclass
 
-from .errors import CudaKitError, NoDeviceError
+from .errors import CudaKitError, NoDeviceError, NoDriverError
 
 __all__ = [
     "SCHEMA",
@@ -195,6 +195,9 @@ def _check_cuda_bindings() -> tuple[Check, str | None]:
     return Check("cuda-bindings", "ok", f"cuda-bindings {version}"), version
 
 
+_DRIVER_FIX = "install the NVIDIA driver (nvidia-smi should list your GPU), then run this again"
+
+
 def _check_driver() -> tuple[Check, int | None]:
     from . import _driver as drv
     from .query import _nvml_driver_version, format_cuda_version
@@ -203,9 +206,10 @@ def _check_driver() -> tuple[Check, int | None]:
         version = drv.version()
     except NoDeviceError as exc:  # libcuda loaded and initialised, but no device is visible
         return Check("driver", "ok", f"loaded, but {_one_line(exc)}"), None
+    except NoDriverError as exc:  # what is missing here, what to do in the fix: each said once
+        return (Check("driver", "fail", f"no NVIDIA driver: {exc.reason}", _DRIVER_FIX), None)
     except CudaKitError as exc:
-        return (Check("driver", "fail", _one_line(exc),
-                      "install the NVIDIA driver (nvidia-smi should list your GPU), then run this again"), None)
+        return Check("driver", "fail", _one_line(exc), _DRIVER_FIX), None
     display = _nvml_driver_version()
     detail = f"CUDA {format_cuda_version(version)} driver" + (f" (display driver {display})" if display else "")
     return Check("driver", "ok", detail), version
@@ -354,8 +358,8 @@ def run_checks(device: int = 0) -> dict:
     if driver_check.status == "ok":
         devices_check, devs = _check_devices()
     else:
-        devices_check, devs = Check("devices", "fail", "no driver, so no GPU is usable",
-                                    "install the NVIDIA driver"), []
+        # not a second failure: the driver check already says what is missing and the fix
+        devices_check, devs = Check("devices", "skip", "no driver, so no GPU is usable"), []
     checks.append(devices_check)
     nvcc_check, have_nvcc = _check_nvcc(driver_int)
     checks.append(nvcc_check)

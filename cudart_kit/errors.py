@@ -37,18 +37,38 @@ class CudaKitError(Exception):
 
 
 class NoDriverError(CudaKitError):
-    """No usable NVIDIA driver (libcuda) on this machine."""
+    """No usable NVIDIA driver (libcuda) on this machine.
+
+    ``str()`` is one line: what is missing, then what to do. What the dependency reported
+    (pathfinder's search notes, the ``cuInit`` result, an import error) is kept apart, in
+    ``detail``, for ``--verbose`` and the CLI's JSON error object. Attributes: ``reason`` (what
+    is missing), ``advice`` (what to do), ``detail`` (the dependency's words, "" when none),
+    ``result`` (the CUresult name when ``cuInit`` returned one, else None).
+    """
+
+    ADVICE = "install the NVIDIA driver (nvidia-smi must work). Building kernels needs no GPU."
 
     def __init__(self, detail: str = ""):
-        msg = (
-            "no NVIDIA driver found: libcuda.so could not be loaded or initialised. "
-            "cudart_kit needs an NVIDIA GPU and its driver for anything that runs on "
-            "the GPU; install the NVIDIA driver (nvidia-smi should work) and try again. "
-            "Building kernels with nvcc and everything else that needs no GPU still works."
-        )
-        if detail:
-            msg += f" [{detail}]"
-        super().__init__(msg)
+        self.detail = " ".join(str(detail).split())
+        self.result = self._result_in(self.detail)
+        self.reason = (f"the NVIDIA driver did not initialise ({self.result})" if self.result
+                       else "libcuda.so.1 could not be loaded")
+        self.advice = self.ADVICE
+        super().__init__(f"no NVIDIA driver: {self.reason}; {self.advice}")
+
+    def __reduce__(self):
+        return (type(self), (self.detail,))
+
+    @staticmethod
+    def _result_in(text: str) -> str | None:
+        """The first ``CUDA_ERROR_...`` name in ``text``, or None."""
+        idx = text.find("CUDA_ERROR_")
+        if idx < 0:
+            return None
+        end = idx
+        while end < len(text) and (text[end].isupper() or text[end].isdigit() or text[end] == "_"):
+            end += 1
+        return text[idx:end]
 
 
 class NoDeviceError(CudaKitError):

@@ -7,11 +7,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import pickle
 import os
 import subprocess
 import sys
 from pathlib import Path
-
 import pytest
 
 import cudart_kit as ck
@@ -19,7 +19,9 @@ from cudart_kit import bandwidth as bw
 from cudart_kit import cli, doctor, query
 
 REPO = Path(__file__).resolve().parent.parent
-SUBCOMMANDS = ["build", "devices", "query", "info", "bandwidth", "doctor"]
+# Every subcommand the parser must have, aliases included: written out here, not read back from the
+# parser or its help text, so a command that disappears (or appears undocumented) fails a test.
+SUBCOMMANDS = ["build", "devices", "query", "info", "bandwidth", "doctor", "overlap"]
 
 
 def _no_gpu() -> bool:
@@ -144,14 +146,38 @@ def _bandwidth_doc(concurrent=False, sizes=(32 << 20,)) -> dict:
 # --- parsing ---------------------------------------------------------------------------------------
 
 def test_parser_builds_without_driver_and_knows_every_command():
+    from cudart_kit.experiments import cli_overlap
+
     parser = cli.build_parser()
-    for cmd in ["devices", "query", "info", "bandwidth", "doctor"]:
-        args = parser.parse_args([cmd])
-        assert callable(args.func)
-    assert parser.parse_args(["info"]).func is cli.cmd_query
-    help_text = parser.format_help()
+    assert sorted(cli.subcommands(parser)) == sorted(SUBCOMMANDS)
+    funcs = {cmd: parser.parse_args([cmd]).func for cmd in SUBCOMMANDS if cmd != "build"}
+    assert funcs == {"devices": cli.cmd_devices, "query": cli.cmd_query, "info": cli.cmd_query,
+                     "bandwidth": cli.cmd_bandwidth, "doctor": cli.cmd_doctor, "overlap": cli_overlap.run}
+
+
+def _epilog_codes(text: str) -> set[int]:
+    """The exit codes listed under "exit codes:" in a --help text."""
+    lines = text.split("exit codes:", 1)[1].splitlines()
+    return {int(line.split()[0]) for line in lines if line.strip() and line.split()[0].isdigit()}
+
+
+@pytest.mark.parametrize("cmd", [c for c in SUBCOMMANDS if c != "build"])
+def test_every_subcommand_lists_its_exit_codes(cmd):
+    # each command can fail (1), be misused (2) and be interrupted (130): all four in its --help
+    text = cli.subcommands()[cmd].format_help()
+    assert _epilog_codes(text) == set(cli.EXIT_CODES) == {0, 1, 2, 130}
+    assert _epilog_codes(cli.build_parser().format_help()) == set(cli.EXIT_CODES)
+
+
+def test_docs_cover_every_command_and_exit_code():
+    doc = (REPO / "docs" / "cli.md").read_text()
     for cmd in SUBCOMMANDS:
-        assert cmd in help_text
+        if cmd != "info":  # documented under query
+            assert f"## `cudart-kit {cmd}`" in doc, cmd
+    table = doc.split("**Exit codes", 1)[1].split("\n\n", 2)[1]
+    codes = {int(row.split("|")[1]) for row in table.splitlines() if row.startswith("| ") and row.split("|")[1].strip().isdigit()}
+    assert codes == set(cli.EXIT_CODES)
+    assert cli.ERROR_SCHEMA in doc and "--json-file" in doc
 
 
 def test_query_arguments():
@@ -189,15 +215,30 @@ def test_bandwidth_defaults_and_flags():
 ])
 def test_usage_errors_exit_2(argv, capsys):
     assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert "usage:" in err and "Traceback" not in err
+    captured = capsys.readouterr()
+    assert captured.err.startswith("usage: cudart-kit") and "Traceback" not in captured.err
+    assert captured.err.splitlines()[-1].startswith("cudart-kit")  # the one error line comes last
+    assert captured.out == "" if "--json" not in argv else json.loads(captured.out)["exit_code"] == 2
+
+
+@pytest.mark.parametrize("argv", [["bandwidth", "--size", "lots", "--json"], ["devices", "--json", "--bogus"],
+                                  ["overlap", "--json", "out.json"], ["bandwidth", "--json", "--quick", "--start", "1M"]])
+def test_usage_errors_with_json_print_the_error_object(argv, capsys):
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc == {"schema": cli.ERROR_SCHEMA, "exit_code": 2, "error": {
+        "type": doc["error"]["type"], "message": doc["error"]["message"], "command": argv[0], "detail": None,
+        "result": None, "api": None}}
+    assert doc["error"]["type"] in ("UsageError", "SizeError")
+    assert f"error: {doc['error']['message']}" in captured.err  # the same sentence as the stderr line
 
 
 def test_main_returns_zero_for_help_and_version(capsys):
     assert cli.main(["--help"]) == 0
-    assert "bandwidth" in capsys.readouterr().out
+    assert capsys.readouterr().out == cli.build_parser().format_help()
     assert cli.main(["--version"]) == 0
-    assert ck.__version__ in capsys.readouterr().out
+    assert capsys.readouterr().out == f"cudart-kit {ck.__version__}\n"
 
 
 def test_bandwidth_options_infer_the_mode():
@@ -489,14 +530,14 @@ def test_bandwidth_rows_and_sweep():
     assert headers[0] == "size" and "H2D pinned GB/s" in headers and "D2D GB/s" in headers
     assert [r[0] for r in rows] == ["1 KiB", "2 KiB"]
     out = io.StringIO()
-    cli._print_bandwidth(doc, cli._Printer(out, rich=False))
+    cli.print_bandwidth(doc, cli.Printer(out, rich=False))
     text = out.getvalue()
     assert "Device 0: NVIDIA H100" in text and "Against the peers at 2 KiB" in text
 
 
 def test_bandwidth_text_concurrent():
     out = io.StringIO()
-    cli._print_bandwidth(_bandwidth_doc(concurrent=True), cli._Printer(out, rich=False))
+    cli.print_bandwidth(_bandwidth_doc(concurrent=True), cli.Printer(out, rich=False))
     text = out.getvalue()
     assert "devices concurrently" in text and "All devices at once (sum)" in text and "107.6" in text
 
@@ -505,10 +546,91 @@ def test_json_schema_constants():
     assert bw.SCHEMA == "cudart-kit/bandwidth/1"
     assert doctor.SCHEMA == "cudart-kit/doctor/1"
     assert query.SCHEMA_QUERY == "cudart-kit/query/1" and query.SCHEMA_DEVICES == "cudart-kit/devices/1"
-    doc = _bandwidth_doc()
-    assert set(doc["results"][0]) == {"device", "direction", "memory", "bytes", "copies_per_sample", "samples",
-                                      "median_ms", "min_ms", "max_ms", "gbps", "peer"}
-    assert set(doc["results"][0]["peer"]) == {"name", "gbps", "ratio"}
+
+
+# The bandwidth document from bandwidth.py's real code: bandwidth.figure (the record builder) on
+# fixed samples, assembled by bandwidth.run; only the per-device GPU work (_DeviceBench: buffers,
+# stream, timed copies) is replaced. A renamed or dropped key fails here, and in the CSV and
+# table formatting that read the document. Keys the docs promise; the code may add more.
+RESULT_KEYS = {"device", "direction", "memory", "bytes", "copies_per_sample", "samples", "median_ms", "min_ms",
+               "max_ms", "gbps", "peer"}
+DOC_KEYS = {"schema", "mode", "concurrent", "repeat", "warmup", "units", "devices", "results"}
+SAMPLES_MS = [2.0, 1.0, 3.0, 10.0, 1.5]  # per copy; median 2.0
+
+
+class _FakeBench:
+    """Stands in for bandwidth._DeviceBench: fixed per-copy samples through bandwidth.figure."""
+
+    def __init__(self, dev, tests):
+        self.dev = dev
+
+    def measure(self, direction, memory, nbytes, **_options):
+        from cudart_kit.bench import BenchResult
+
+        result = BenchResult(f"{direction} {memory} {nbytes}", list(SAMPLES_MS), batch=bw.copies_per_sample(nbytes))
+        return bw.figure(self.dev.ordinal, direction, memory, nbytes, result)
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def fake_bandwidth(monkeypatch, fake_devices):
+    monkeypatch.setattr(bw, "_DeviceBench", _FakeBench)
+    return fake_devices
+
+
+def test_bandwidth_document_keys_are_documented():
+    text = (REPO / "docs" / "cli.md").read_text()
+    block = text.split("schema `cudart-kit/bandwidth/1`", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    for key in RESULT_KEYS | DOC_KEYS:
+        assert f'"{key}"' in block, key
+
+
+def test_bandwidth_document_from_the_real_record_builder(fake_bandwidth):
+    sizes = [1 << 20, 32 << 20]
+    doc = bw.run(bw.Options(devices=[0], directions=bw.DIRECTIONS, memories=("pinned", "pageable"), sizes=sizes,
+                            repeat=5, warmup=1))
+    assert DOC_KEYS <= set(doc) and doc["schema"] == bw.SCHEMA and "aggregate" not in doc
+    assert (doc["repeat"], doc["warmup"], doc["concurrent"], doc["mode"]) == (5, 1, False, "quick")
+    assert {"index", "name", "pci_bus_id", "theoretical_memory_gbps", "pcie"} <= set(doc["devices"][0])
+    assert [(r["direction"], r["memory"], r["bytes"]) for r in doc["results"]] == bw.plan_tests(
+        bw.DIRECTIONS, ("pinned", "pageable"), sizes)
+    for r in doc["results"]:
+        assert RESULT_KEYS <= set(r), RESULT_KEYS - set(r)
+        assert r["device"] == 0 and r["samples"] == len(SAMPLES_MS)
+        assert r["copies_per_sample"] == bw.copies_per_sample(r["bytes"])
+        assert (r["median_ms"], r["min_ms"], r["max_ms"]) == (2.0, 1.0, 10.0)
+        read_and_written = 2 if r["direction"] == "D2D" else 1
+        assert r["gbps"] == pytest.approx(read_and_written * r["bytes"] / 2.0e-3 / 1e9)
+        assert r["peer"] is None or set(r["peer"]) == {"name", "gbps", "ratio"}
+    by = {(r["direction"], r["memory"], r["bytes"]): r for r in doc["results"]}
+    assert by[("H2D", "pageable", 1 << 20)]["peer"]["name"] == "H2D pinned"
+    assert by[("D2D", "device", 1 << 20)]["peer"]["name"] == "DRAM theoretical"
+    # the formatters read the real document
+    rows = list(csv.DictReader(io.StringIO(cli.bandwidth_csv(doc))))
+    assert len(rows) == len(doc["results"]) and {float(row["median_ms"]) for row in rows} == {2.0}
+    assert [row[1] for row in cli.bandwidth_rows(doc, only_bytes=32 << 20)][:2] == ["H2D pinned", "H2D pageable"]
+    json.loads(cli.to_json(doc))
+
+
+def test_bandwidth_concurrent_document_adds_the_sums(fake_bandwidth):
+    doc = bw.run(bw.Options(devices=[0, 1], directions=("H2D",), memories=("pinned",), sizes=[8 << 20], repeat=3,
+                            warmup=0, concurrent=True))
+    assert doc["concurrent"] is True and [r["device"] for r in doc["results"]] == [0, 1]
+    assert doc["aggregate"] == [{"direction": "H2D", "memory": "pinned", "bytes": 8 << 20,
+                                 "gbps": pytest.approx(2 * doc["results"][0]["gbps"]), "devices": 2}]
+
+
+def test_bandwidth_command_prints_the_real_document(fake_bandwidth, capsys):
+    assert cli.main(["bandwidth", "--size", "1M", "--memory", "pinned", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == bw.SCHEMA and [r["direction"] for r in doc["results"]] == ["H2D", "D2H", "D2D"]
+    assert cli.main(["bandwidth", "--size", "1M", "--memory", "pinned", "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["direction"] for r in rows] == ["H2D", "D2H", "D2D"] and {r["median_ms"] for r in rows} == {"2.000000"}
+    assert cli.main(["bandwidth", "--size", "1M", "--memory", "pinned"]) == 0
+    assert capsys.readouterr().out.startswith("Device 0: NVIDIA H100 80GB HBM3 (0000:18:00.0)")
 
 
 def test_plain_output_without_a_terminal():
@@ -518,11 +640,11 @@ def test_plain_output_without_a_terminal():
         def isatty(self):
             return True
 
-    assert cli.use_rich(FakeTty()) is cli._rich_available()
-    progress = cli._Progress(10, stream=io.StringIO())
+    assert cli.use_rich(FakeTty()) is cli.rich_available()
+    progress = cli.Progress(10, stream=io.StringIO())
     assert not progress.enabled
     tty = FakeTty()
-    progress = cli._Progress(3, stream=tty)
+    progress = cli.Progress(3, stream=tty)
     progress(1, {"device": 0, "direction": "H2D", "memory": "pinned", "bytes": 1024, "gbps": 1.5})
     progress.close()
     assert "[1/3] device 0 H2D pinned 1 KiB: 1.5 GB/s" in tty.getvalue()
@@ -531,11 +653,17 @@ def test_plain_output_without_a_terminal():
 def test_rich_tables_when_available():
     pytest.importorskip("rich")
     out = io.StringIO()
-    printer = cli._Printer(out, rich=True)
+    printer = cli.Printer(out, rich=True)
     printer.table(["a", "GB/s"], [["H2D [pinned]", "53.8"]], right={1}, title="t")
     printer.pairs([("Warp size", "32")], title="Device 0")
     text = out.getvalue()
     assert "H2D [pinned]" in text and "53.8" in text and "Warp size" in text
+    out = io.StringIO()
+    doc = doctor.summarize([doctor.Check("kernels", "fail", "vector: stale [sm_90]", "run `cudart-kit build`")])
+    cli.print_doctor(doc, cli.Printer(out, rich=True))
+    text = out.getvalue()
+    assert "FAIL" in text and "vector: stale [sm_90]" in text and "run `cudart-kit build`" in text
+    assert text.count("kernels") == 1  # the verdict of a failure is stderr's, not printed here
 
 
 # --- doctor ---------------------------------------------------------------------------------------
@@ -591,7 +719,14 @@ def test_summarize_and_formatting():
     assert rows[2][0] == "FAIL" and "-> fix: run `cudart-kit build`" in rows[2][2]
     assert "fix" not in rows[0][2]
     line = cli.doctor_summary(doc)
-    assert line.startswith("1 check(s) failed (kernels)") and "cudart-kit build" in line
+    # names what failed; the detail and the fix are the report's, not repeated on this line
+    assert line == "1 check(s) failed: kernels; the report says how to fix each"
+    assert cli.doctor_summary(doc, "") == "1 check(s) failed: kernels (CUDA_VISIBLE_DEVICES=''); the report says how to fix each"
+    out = io.StringIO()
+    cli.print_doctor(doc, cli.Printer(out, rich=False))
+    text = out.getvalue().splitlines()
+    assert text[3] == "[FAIL] kernels        vector: stale (source changed)"
+    assert text[4].split() == ["->", "fix:", "run", "`cudart-kit", "build`"] and len(text) == 6  # no verdict: stderr's
     assert doctor.summarize(checks[:2])["ok"] is True
     assert cli.doctor_summary(doctor.summarize(checks[:2])) == "everything a user needs works (1 warning(s))"
 
@@ -601,7 +736,10 @@ def test_doctor_checks_without_driver():
     doc = doctor.run_checks()
     assert doc["ok"] is False
     by = {c["name"]: c for c in doc["checks"]}
-    assert by["driver"]["status"] == "fail" and "driver" in by["driver"]["fix"].lower()
+    assert by["driver"]["status"] == "fail" and "install the NVIDIA driver" in by["driver"]["fix"]
+    # what is missing in the detail, what to do in the fix: each said once, not again by "devices"
+    assert by["driver"]["detail"] == f"no NVIDIA driver: {ck.NoDriverError().reason}"
+    assert by["devices"]["status"] == "skip" and not by["devices"]["fix"]
     assert by["launch"]["status"] == "skip"
     assert by["cuda-core"]["status"] in ("ok", "warn") and by["cuda-bindings"]["status"] in ("ok", "warn")
     assert by["nvcc"]["status"] in ("ok", "warn")
@@ -609,20 +747,21 @@ def test_doctor_checks_without_driver():
 
 # --- the command as a user runs it ----------------------------------------------------------------
 
-@pytest.mark.parametrize("cmd", ["devices", "query", "info", "bandwidth", "doctor"])
+@pytest.mark.parametrize("cmd", SUBCOMMANDS)
 def test_help_of_every_subcommand(cmd):
     out = run_cli(cmd, "--help")
     assert out.returncode == 0, out.stderr
-    assert "usage:" in out.stdout and "Traceback" not in out.stderr
+    assert out.stdout.startswith(f"usage: cudart-kit {'query' if cmd == 'info' else cmd} ")
+    assert "exit codes:" in out.stdout and out.stderr == ""
 
 
 def test_top_level_help_and_module_entry_point():
     out = run_cli("--help")
-    assert out.returncode == 0 and all(c in out.stdout for c in SUBCOMMANDS)
+    assert out.returncode == 0 and out.stdout == cli.build_parser().format_help()
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-m", "cudart_kit", "--help"], capture_output=True, text=True,
-                         cwd=REPO, env=env, timeout=60)
-    assert out.returncode == 0 and "bandwidth" in out.stdout
+    again = subprocess.run([sys.executable, "-m", "cudart_kit", "--help"], capture_output=True, text=True,
+                           cwd=REPO, env=env, timeout=60)
+    assert again.returncode == 0 and again.stdout == out.stdout
 
 
 def _has_build() -> bool:
@@ -651,8 +790,24 @@ def test_build_delegates_list_and_help():
 NO_DRIVER_CASES = [
     ["devices"], ["devices", "--json"], ["query"], ["info", "--json"], ["query", "--device", "0", "--all"],
     ["bandwidth"], ["bandwidth", "--quick", "--json"], ["bandwidth", "--shmoo", "--csv", "--device", "all"],
-    ["doctor"], ["doctor", "--json"],
+    ["overlap", "--size-mib", "1"], ["overlap", "--json"], ["doctor"], ["doctor", "--json"],
 ]
+NO_DRIVER_LINE = str(ck.NoDriverError("what the loader said"))
+
+
+def test_no_driver_message_is_one_short_line_with_the_detail_kept_apart():
+    note = '"cuda" is an NVIDIA driver library and can only be found via system search.'
+    exc = ck.NoDriverError(f"  {note}\n")
+    text = str(exc)
+    assert text == ("no NVIDIA driver: libcuda.so.1 could not be loaded; install the NVIDIA driver "
+                    "(nvidia-smi must work). Building kernels needs no GPU.")
+    assert note not in text and exc.detail == note and exc.result is None
+    assert str(ck.NoDriverError()) == text  # the dependency's words never change the message
+    back = pickle.loads(pickle.dumps(exc))
+    assert (str(back), back.detail) == (text, note)
+    failed = ck.NoDriverError("cuInit failed with CUDA_ERROR_INSUFFICIENT_DRIVER")
+    assert failed.result == "CUDA_ERROR_INSUFFICIENT_DRIVER" and "(CUDA_ERROR_INSUFFICIENT_DRIVER)" in str(failed)
+    assert "\n" not in str(failed) and len(str(failed)) < 200
 
 
 @no_gpu
@@ -660,22 +815,69 @@ NO_DRIVER_CASES = [
 def test_no_driver_is_one_clear_line(argv):
     out = run_cli(*argv)
     assert out.returncode == 1, (out.stdout, out.stderr)
-    assert "Traceback" not in out.stderr and "Traceback" not in out.stdout
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, out.stderr
-    assert lines[0].startswith(f"cudart-kit {argv[0]}: error:")
-    assert "driver" in lines[0].lower()
-    if argv[0] != "doctor":
+    if argv[0] == "doctor":  # the report says it, once; the verdict line names the failed checks
+        assert lines[0].startswith("cudart-kit doctor: error: ") and "driver" in lines[0]
+        everything = out.stdout + out.stderr
+        assert everything.count("no NVIDIA driver") == 1 and everything.count("install the NVIDIA driver") == 1
+        if "--json" in argv:
+            assert json.loads(out.stdout)["ok"] is False
+        return
+    assert lines[0] == f"cudart-kit {argv[0]}: error: {NO_DRIVER_LINE}"
+    if "--json" not in argv:
         assert out.stdout == ""  # nothing half-written for scripts to misread
-    elif "--json" in argv:
-        assert json.loads(out.stdout)["ok"] is False
+        return
+    doc = json.loads(out.stdout)  # the error object and nothing else
+    assert doc["schema"] == cli.ERROR_SCHEMA and doc["exit_code"] == 1
+    assert set(doc["error"]) == {"type", "message", "command", "detail", "result", "api"}
+    assert doc["error"]["type"] == "NoDriverError" and doc["error"]["command"] == argv[0]
+    assert doc["error"]["message"] == NO_DRIVER_LINE and doc["error"]["detail"]  # the loader's words, here
+
+
+@no_gpu
+def test_verbose_adds_the_dependency_detail(capsys):
+    with pytest.raises(ck.NoDriverError) as info:
+        ck.device_count()
+    assert cli.main(["devices", "--verbose"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"cudart-kit devices: error: {NO_DRIVER_LINE}", f"cudart-kit devices: detail: {info.value.detail}"]
+    assert cli.main(["devices"]) == 1
+    assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+def test_error_object_names_the_cuda_result(monkeypatch, capsys):
+    def failing(_args):
+        raise ck.CudaDriverError("CUDA_ERROR_ILLEGAL_ADDRESS", 700, "cuStreamSynchronize")
+
+    monkeypatch.setattr(cli, "cmd_query", failing)
+    assert cli.main(["query", "--json"]) == 1
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["error"]["type"] == "CudaDriverError" and doc["error"]["command"] == "query"
+    assert (doc["error"]["result"], doc["error"]["api"]) == ("CUDA_ERROR_ILLEGAL_ADDRESS", "cuStreamSynchronize")
+    assert captured.err == f"cudart-kit query: error: {doc['error']['message']}\n"
+
+
+@needs_build
+def test_build_json_is_one_document_on_stdout():
+    out = run_cli("build", "--list", "--json")
+    assert out.returncode in (0, 1), out.stderr
+    doc = json.loads(out.stdout)
+    assert {a["name"] for a in doc["artifacts"]} >= {"vector", "overlap"}
+    out = run_cli("build", "--json", "--no-such-option")
+    assert out.returncode == 2 and out.stderr.startswith("usage: cudart-kit build")
+    assert out.stderr.count("error:") == 1  # build's parser said it; not said again
+    doc = json.loads(out.stdout)
+    assert doc["exit_code"] == 2 and doc["error"]["type"] == "UsageError" and doc["error"]["command"] == "build"
+    assert "--no-such-option" in doc["error"]["message"]
 
 
 @no_gpu
 def test_no_driver_with_empty_visible_devices():
     out = run_cli("devices", env_extra={"CUDA_VISIBLE_DEVICES": ""})
-    assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.splitlines() == [f"cudart-kit devices: error: {NO_DRIVER_LINE}"]
 
 
 def test_doctor_when_no_device_is_visible(monkeypatch):
@@ -694,7 +896,7 @@ def test_doctor_when_no_device_is_visible(monkeypatch):
     assert by["driver"]["status"] == "ok" and "no CUDA device" in by["driver"]["detail"]
     assert by["devices"]["status"] == "fail" and "CUDA_VISIBLE_DEVICES=''" in by["devices"]["detail"]
     assert by["compatibility"]["status"] == "skip" and by["launch"]["status"] == "skip"
-    assert doc["ok"] is False and "CUDA_VISIBLE_DEVICES" in cli.doctor_summary(doc)
+    assert doc["ok"] is False and "CUDA_VISIBLE_DEVICES=''" in cli.doctor_summary(doc, "")
 
 
 def test_errors_are_one_line_with_the_visible_devices_named(monkeypatch, capsys):

@@ -5,7 +5,6 @@ the kernel, Chrome-trace structure, JSON round trips, table formatting, plots fr
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import importlib.util
 import json
@@ -18,6 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from cudart_kit import cli
 from cudart_kit.errors import NotReadyError, UntimedError
 from cudart_kit.event import TimingRecord
 from cudart_kit.experiments import cli_overlap
@@ -581,10 +581,7 @@ def test_missing_matplotlib_names_the_extra(monkeypatch, tmp_path):
 # --- the subcommand ---------------------------------------------------------------------------------------
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="cudart-kit")
-    sub = parser.add_subparsers(dest="command")
-    cli_overlap.add_parser(sub)
-    return parser
+    return cli.build_parser()  # the one front end: overlap's options on the main CLI's types
 
 
 def test_cli_defaults():
@@ -592,31 +589,44 @@ def test_cli_defaults():
     assert args.func is cli_overlap.run
     assert args.streams == [1, 2, 4, 8, 16] and args.chunks == 32 and args.size_mib == 256
     assert args.iters is None and args.order == "both" and not args.pageable and args.repeat == 5
-    assert args.device == 0 and args.json is None and args.trace is None and args.plot is None
+    assert args.device == 0 and args.json is False and args.json_file is None
+    assert args.trace is None and args.plot is None
     assert not args.no_h2d and not args.no_gate and not args.no_verify
 
 
 def test_cli_options():
     args = _parser().parse_args(["overlap", "--streams", "1,4", "--chunks", "16", "--size-mib", "64",
-                                 "--iters", "0,16,256", "--pageable", "--order", "depth", "--json", "o.json",
-                                 "--trace", "t.json", "--plot", "p.png", "--device", "1", "--repeat", "3",
-                                 "--no-h2d", "--no-gate", "--no-verify"])
+                                 "--iters", "0,16,256", "--pageable", "--order", "depth", "--json",
+                                 "--json-file", "o.json", "--trace", "t.json", "--plot", "p.png", "--device", "1",
+                                 "--repeat", "3", "--no-h2d", "--no-gate", "--no-verify"])
     assert args.streams == [1, 4] and args.chunks == 16 and args.size_mib == 64.0
     assert args.iters == [0, 16, 256] and args.pageable and args.order == "depth"
-    assert (args.json, args.trace, args.plot, args.device, args.repeat) == ("o.json", "t.json", "p.png", 1, 3)
+    assert (args.json, args.json_file, args.trace, args.plot) == (True, "o.json", "t.json", "p.png")
+    assert (args.device, args.repeat) == (1, 3)
     assert args.no_h2d and args.no_gate and args.no_verify
     assert _parser().parse_args(["overlap", "--iters", "auto"]).iters is None
 
 
+def test_cli_shares_the_main_argument_types():
+    # one set of argument types: the same value is refused with the same words by overlap and bandwidth
+    for overlap_argv, other_argv in ((["--chunks", "0"], ["bandwidth", "--repeat", "0"]),
+                                     (["--device", "-1"], ["query", "--device", "-1"])):
+        with pytest.raises(cli.UsageError) as a:
+            _parser().parse_args(["overlap", *overlap_argv])
+        with pytest.raises(cli.UsageError) as b:
+            _parser().parse_args(other_argv)
+        assert str(a.value).split(": ", 1)[1] == str(b.value).split(": ", 1)[1]
+
+
 @pytest.mark.parametrize("argv", [
-    ["--streams", "0,2"], ["--streams", "x"], ["--chunks", "0"], ["--size-mib", "-1"], ["--iters", "-3"],
-    ["--order", "random"], ["--repeat", "0"], ["--device", "-1"],
+    ["--streams", "0,2"], ["--streams", "x"], ["--chunks", "0"], ["--size-mib", "-1"], ["--size-mib", "inf"],
+    ["--iters", "-3"], ["--order", "random"], ["--repeat", "0"], ["--device", "-1"],
+    ["--json", "o.json"],  # --json takes no file: that is --json-file
 ])
 def test_cli_usage_errors(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        _parser().parse_args(["overlap", *argv])
-    assert exc.value.code == 2
-    assert "error" in capsys.readouterr().err
+    assert cli.main(["overlap", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: cudart-kit overlap") and err.splitlines()[-1].startswith("cudart-kit overlap: error:")
 
 
 def _no_gpu() -> bool:
@@ -624,17 +634,79 @@ def _no_gpu() -> bool:
         import cudart_kit as ck
 
         return ck.device_count() == 0
-    except Exception:
+    except ck.CudaKitError:
         return True
 
 
 @pytest.mark.skipif(not _no_gpu(), reason="checks the behaviour without a driver or GPU")
 def test_cli_without_a_driver_prints_one_line(capsys, tmp_path):
-    args = _parser().parse_args(["overlap", "--size-mib", "1", "--streams", "1,2", "--json", str(tmp_path / "o.json")])
-    assert cli_overlap.run(args) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("cudart-kit overlap: error:")
-    assert not (tmp_path / "o.json").exists()
+    out = tmp_path / "o.json"
+    assert cli_overlap.main(["--size-mib", "1", "--streams", "1,2", "--json-file", str(out)]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cudart-kit overlap: error: no NVIDIA driver")
+    assert captured.out == "" and not out.exists()
+    assert cli.main(["overlap", "--size-mib", "1", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["error"]["type"] == "NoDriverError" and doc["error"]["command"] == "overlap" and doc["exit_code"] == 1
+
+
+@pytest.fixture
+def fake_run(monkeypatch):
+    """run_overlap replaced by a report from the simulator; records its calls."""
+    calls = []
+
+    def run_overlap(**kw):
+        calls.append(kw)
+        return _fake_report(iters=(0,), streams=(1, 2))
+
+    monkeypatch.setattr(ov, "run_overlap", run_overlap)
+    return calls
+
+
+def test_cli_json_is_the_document_on_stdout(fake_run, capsys, tmp_path):
+    assert cli.main(["overlap", "--json", "--streams", "1,2", "--chunks", "8"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)  # stdout holds the document and nothing else
+    assert doc == json.loads(json.dumps(_fake_report(iters=(0,), streams=(1, 2)).to_dict()))
+    assert captured.err.splitlines()[0].startswith("overlap: Fake GPU")  # the table, on stderr
+    assert fake_run[0]["streams"] == [1, 2] and fake_run[0]["chunks"] == 8 and fake_run[0]["order"] == ["breadth", "depth"]
+    # --json-file writes the same document; the table then goes to stdout
+    path = tmp_path / "o.json"
+    assert cli.main(["overlap", "--json-file", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0].startswith("overlap: Fake GPU")
+    assert path.read_text() == cli.to_json(doc) + "\n"
+    assert ov.OverlapReport.from_dict(json.loads(path.read_text())).results[1].streams == 2
+
+
+def test_cli_verification_failure_still_reports(fake_run, monkeypatch, capsys):
+    bad = _fake_report(iters=(0,), streams=(1,))
+    bad.results[0].verified = False
+    monkeypatch.setattr(ov, "run_overlap", lambda **kw: bad)
+    assert cli.main(["overlap", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["results"][0]["verified"] is False
+    assert "VERIFICATION FAILED" in captured.err
+
+
+def test_cli_refuses_before_measuring(fake_run, capsys, tmp_path):
+    missing = tmp_path / "no" / "such" / "dir" / "o.json"
+    for argv in (["--json-file", str(missing)], ["--trace", str(missing)], ["--chunks", "1000", "--size-mib", "0.001"]):
+        assert cli.main(["overlap", "--json", *argv]) == 2
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["error"]["type"] == "UsageError" and doc["exit_code"] == 2
+    assert fake_run == []  # nothing was measured
+
+
+def test_cli_write_failure_is_one_line_and_no_document(fake_run, capsys, tmp_path):
+    target = tmp_path / "taken"
+    target.mkdir()  # a directory where the file should go: the write itself fails
+    assert cli.main(["overlap", "--json", "--json-file", str(target)]) == 1
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)  # one document: the error, not the results followed by an error
+    assert doc["error"]["type"] == "IsADirectoryError" and str(target) in doc["error"]["message"]
+    assert captured.err.splitlines()[-1] == f"cudart-kit overlap: error: {doc['error']['message']}"
 
 
 def test_imports_touch_neither_driver_nor_matplotlib():

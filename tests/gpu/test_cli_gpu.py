@@ -285,9 +285,24 @@ def test_doctor_passes_on_a_working_machine():
     assert "matched numpy" in by["launch"]["detail"]
 
 
+# --- overlap --------------------------------------------------------------------------------------
+
+def test_overlap_json_on_stdout_and_json_file(tmp_path):
+    path = tmp_path / "o.json"
+    out = run_cli("overlap", "--size-mib", "1", "--streams", "1,2", "--chunks", "4", "--iters", "8", "--repeat", "1",
+                  "--order", "depth", "--json", "--json-file", str(path))
+    assert out.returncode == 0, f"rc={out.returncode}\nstderr:\n{out.stderr}"
+    doc = json.loads(out.stdout)  # the document alone on stdout, like every other --json
+    assert doc["schema"] == "cudart-kit/overlap/1" and len(doc["results"]) == 2
+    assert all(r["verified"] is True for r in doc["results"])
+    assert out.stderr.splitlines()[0].startswith("overlap:")  # the table moved to stderr
+    assert json.loads(path.read_text()) == doc
+
+
 # --- CUDA_VISIBLE_DEVICES -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cmd", [["devices"], ["query", "--json"], ["bandwidth", "--quick"], ["doctor"]])
+@pytest.mark.parametrize("cmd", [["devices"], ["query", "--json"], ["bandwidth", "--quick"], ["doctor"],
+                                 ["overlap", "--size-mib", "1"]])
 def test_no_visible_device_is_one_clear_line(cmd):
     out = run_cli(*cmd, env_extra={"CUDA_VISIBLE_DEVICES": ""})
     assert out.returncode == 1

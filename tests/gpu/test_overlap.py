@@ -205,7 +205,7 @@ def test_cli_end_to_end(tmp_path, capsys, device):
     out = tmp_path / "o.json"
     trace = tmp_path / "t.json"
     rc = cli_overlap.main(["--size-mib", "1", "--streams", "1,2", "--chunks", "4", "--iters", "8",
-                           "--repeat", "1", "--order", "depth", "--json", str(out), "--trace", str(trace),
+                           "--repeat", "1", "--order", "depth", "--json-file", str(out), "--trace", str(trace),
                            "--device", str(device.ordinal)])
     assert rc == 0
     text = capsys.readouterr().out
