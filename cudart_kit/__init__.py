@@ -18,7 +18,7 @@ _EXPORTS = {
         "CudaKitError", "NoDriverError", "NoDeviceError", "CudaDriverError", "CudaOutOfMemoryError",
         "ShapeError", "DTypeError", "DeviceMismatchError", "DeviceCapabilityError", "StreamError", "LaunchConfigError",
         "ArgumentError", "KernelNotFoundError", "ArtifactError", "StaleArtifactError",
-        "MissingArtifactError", "BuildError", "NotReadyError", "UntimedError", "ClosedError", "InvalidImageError")},
+        "MissingArtifactError", "BuildError", "NotReadyError", "UntimedError", "ClosedError", "InvalidImageError", "UnsupportedImageError")},
     # runtime
     "Device": "device", "devices": "device", "device_count": "device", "get_device": "device",
     "Stream": "stream", "as_stream": "stream",

@@ -28,6 +28,7 @@ __all__ = [
     "UntimedError",
     "ClosedError",
     "InvalidImageError",
+    "UnsupportedImageError",
     "DEFAULT_ADVICE",
 ]
 
@@ -202,6 +203,11 @@ class ClosedError(CudaKitError, ValueError):
 class InvalidImageError(CudaKitError, ValueError):
     """A cubin / fatbin / PTX image is malformed (truncated, not an image, or of the wrong
     kind); raised before the driver sees it, so a corrupt image cannot crash the process."""
+
+
+class UnsupportedImageError(CudaKitError):
+    """The image is well formed but uses something the kit's pure-Python reader cannot decode
+    (a zstd-compressed fatbin entry on a Python without ``compression.zstd``)."""
 
 
 def result_name(result) -> str:

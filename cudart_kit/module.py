@@ -13,37 +13,15 @@ from pathlib import Path
 import weakref
 
 from . import _census
+from . import image
 from . import _driver as drv
 from .device import Device, get_device
 from .errors import CudaKitError, KernelNotFoundError, translate
+from .image import detect_kind  # re-exported: the logic lives with the image inspector
 
 __all__ = ["Module", "Kernel", "load_kit_module", "detect_kind"]
 
-_FATBIN_MAGIC = (0xBA55ED50).to_bytes(4, "little")
 _KINDS = ("cubin", "ptx", "fatbin")
-
-
-def detect_kind(data: bytes | None = None, path: str | os.PathLike | None = None) -> str:
-    """'cubin', 'ptx' or 'fatbin' from a file suffix or the leading bytes."""
-    if path is not None:
-        suffix = Path(path).suffix.lower().lstrip(".")
-        if suffix in _KINDS:
-            return suffix
-        if suffix in ("fatbinary", "fat"):
-            return "fatbin"
-        with open(path, "rb") as f:
-            data = f.read(64)
-    if data is None:
-        raise ValueError("nothing to detect the module kind from")
-    head = bytes(data[:64])
-    if head.startswith(b"\x7fELF"):
-        return "cubin"
-    if head.startswith(_FATBIN_MAGIC):
-        return "fatbin"
-    text = head.lstrip()
-    if text.startswith((b"//", b".version", b".target", b"\n")) or b".version" in head:
-        return "ptx"
-    raise ValueError("could not tell whether this is a cubin, PTX or fatbin: pass kind=")
 
 
 class Module:
@@ -53,11 +31,18 @@ class Module:
         raise TypeError("use Module.load(path_or_bytes)")
 
     @classmethod
-    def load(cls, source: "str | os.PathLike | bytes | bytearray", *, kind: str | None = None, name: str | None = None) -> "Module":
+    def load(cls, source: "str | os.PathLike | bytes | bytearray", *, kind: str | None = None, name: str | None = None,
+             device: "Device | int | None" = None) -> "Module":
         """Load a cubin, PTX or fatbin from a file path or bytes. ``kind`` is detected when omitted.
 
+        The image is checked before the driver sees it (a truncated or corrupt image would crash
+        the process inside the driver): :class:`InvalidImageError` names what is wrong. With
+        ``device``, an image with no code for that device's architecture is refused with
+        :class:`DeviceCapabilityError` listing the targets it has; without it the driver's
+        refusal (CUDA_ERROR_NO_BINARY_FOR_GPU) surfaces at the first kernel lookup.
+
         Loading is context-independent (cuLibraryLoad*); PTX is JIT-compiled by the driver for
-        the device it is first used on."""
+        the device it is first used on. The bytes that were checked are the bytes loaded."""
         from cuda.core import ObjectCode
 
         is_bytes = isinstance(source, (bytes, bytearray, memoryview))
@@ -67,14 +52,18 @@ class Module:
                 raise FileNotFoundError(f"module file not found: {path}")
             kind = kind or detect_kind(path=path)
             label = name or path.name
-            payload = str(path)
+            payload = path.read_bytes()
         else:
             payload = bytes(source)
             kind = kind or detect_kind(data=payload)
             label = name or f"<{kind} bytes>"
         if kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+        # A malformed image can crash the driver (SIGSEGV on a truncated cubin): check it first.
+        info = image.validate(payload, kind, label=label)
         drv.driver()  # a clear NoDriverError before cuda.core tries to load
+        if device is not None:
+            image.check_arch(info, *get_device(device).compute_capability, label=label)
         loader = {"cubin": ObjectCode.from_cubin, "ptx": ObjectCode.from_ptx, "fatbin": ObjectCode.from_fatbin}[kind]
         try:
             code = loader(payload, name=label)
