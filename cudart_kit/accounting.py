@@ -26,18 +26,31 @@ class LeakError(AssertionError):
 
 
 def census(*, pools: bool = False) -> dict:
-    """Live kit-owned resources now, with high-water marks.
+    """Live kit-owned resources now, with high-water marks. Reads counters only (no driver call)
+    unless ``pools=True``. The dict, exactly::
 
-    Keys: ``streams``, ``events``, ``modules``, ``graphs`` ({"live", "high"}), ``dlpack_exports``
-    (capsules handed to consumers and not yet released), ``memory`` ({kind: {"arrays", "bytes",
-    "high_bytes"}}). With ``pools=True`` also each initialised device's pool statistics (reserved
-    and used bytes, now and high), which reads driver attributes.
-    """
-    from . import _dlpack, memory
+        {
+          "streams":        {"live": int, "high": int},   # owned kit Streams (adopted ones are not counted)
+          "events":         {"live": int, "high": int},
+          "modules":        {"live": int, "high": int},   # loaded Modules (kit modules stay cached)
+          "graphs":         {"live": int, "high": int},   # executable Graphs
+          "dlpack_exports": {"live": int},                # capsules handed out, not yet released
+          "memory": {                                     # kit-owned arrays (views and foreign wrappers are not counted)
+            "device":  {"arrays": int, "bytes": int, "high_bytes": int},
+            "pinned":  {"arrays": int, "bytes": int, "high_bytes": int},
+            "managed": {"arrays": int, "bytes": int, "high_bytes": int},
+          },
+          "pools": {ordinal: {"reserved_mem_current", "reserved_mem_high", "used_mem_current",
+                              "used_mem_high", "release_threshold"}},   # only with pools=True
+        }
+
+    ``high`` / ``high_bytes`` are process-wide high-water marks. ``pools`` covers each device the
+    kit has initialised and reads the driver's pool attributes."""
+    from . import _dlpack
 
     out = _census.snapshot()
     out["dlpack_exports"] = {"live": _dlpack.live_exports()}
-    out["memory"] = memory.census()
+    out["memory"] = _census.memory_snapshot()
     if pools:
         from . import device
 

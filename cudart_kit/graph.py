@@ -21,7 +21,12 @@ __all__ = ["capture", "Capture", "Graph"]
 
 
 class Graph:
-    """An executable graph. Keeps every array its captured work touched alive."""
+    """An executable graph.
+
+    It *holds* every array its captured work touched (dropping your references frees nothing
+    under it) and *checks* them at each replay: an array closed after the capture (``close()``
+    frees regardless of references) makes ``replay`` raise ClosedError naming it, before the
+    graph is launched."""
 
     __slots__ = ("core", "device", "_arrays", "kernel_nodes_hint", "_finalizer", "_last_stream", "__weakref__")
 
@@ -36,18 +41,45 @@ class Graph:
 
     def upload(self, stream) -> None:
         """Upload the graph's work ahead of the first replay (optional; replay does it lazily)."""
+        if self.core is None:
+            raise ClosedError("graph is closed")
         s = as_stream(stream)
         with s.device.activate():
-            self.core.upload(s.core)
+            try:
+                self.core.upload(s.core)
+            except Exception as exc:
+                raise translate(exc, "cuGraphUpload") from exc
+
+    def _closed_array(self) -> "ClosedError | None":
+        from .memory import _closed_error
+
+        for a in self._arrays:
+            if a.ptr == 0 and a.nbytes:
+                return _closed_error(a, "graph replay: an array the graph uses")
+        return None
 
     def replay(self, stream) -> None:
-        """Launch the whole graph on ``stream`` (asynchronous)."""
+        """Launch the whole graph on ``stream`` (asynchronous). Raises ClosedError for a closed
+        graph, a closed stream, or an array closed since the capture, DeviceMismatchError for a
+        stream of another device; nothing is launched then."""
         core = self.core
         if core is None:
             raise ClosedError("graph is closed")
-        s = stream if type(stream) is Stream else as_stream(stream)
+        s = stream
+        sc = s._core if type(s) is Stream else None
+        if sc is None:
+            s = as_stream(stream)
+            sc = s._core
+        for a in self._arrays:  # one attribute read per array: close() zeroes ptr
+            if not a.ptr and a.nbytes:
+                raise self._closed_array()
+        if s is not self._last_stream and s.device is not self.device:
+            from .errors import DeviceMismatchError
+
+            raise DeviceMismatchError(f"graph replay: the graph was captured on device {self.device.ordinal}, "
+                                      f"the stream is on device {s.device.ordinal}")
         try:
-            core.launch(s._core)
+            core.launch(sc)
         except Exception as exc:
             raise translate(exc, "cuGraphLaunch") from exc
         if s is not self._last_stream:  # the arrays' use on a stream is recorded once, not per replay
@@ -103,6 +135,9 @@ class Capture:
         gb = self._builder
         cap = self.stream
         cap._capture = None
+        # the capture stream is only valid inside the block: work issued on it afterwards would
+        # run eagerly and unrecorded, so it is closed (ClosedError naming it) from here on
+        cap._core = None
         with self._parent.device.activate():
             try:
                 gb.end_building()
@@ -131,6 +166,10 @@ def capture(stream, *, mode: str = "thread_local") -> Capture:
 
     ``mode``: "global", "thread_local" (default: other threads may keep launching) or
     "relaxed". Inside the block allocate nothing: pass ``out=`` arrays made beforehand (the
-    kit refuses allocations on a capturing stream, except the ops' own workspaces, which become
-    graph allocation nodes). The graph keeps the arrays it uses alive."""
+    kit refuses allocations on a capturing stream, except the ops' own workspaces, which belong to the graph (graph allocation nodes, or buffers the
+    graph holds for the Hopper matmuls' TMA staging; docs/matmul.md)). The graph keeps the arrays it uses alive and refuses to replay once
+    one of them was closed. ``capture.stream`` is closed when the block exits. Raises
+    ClosedError for a closed stream, StreamError for a stream already being captured."""
+    if mode not in ("global", "thread_local", "relaxed"):
+        raise ValueError(f"capture: mode must be 'global', 'thread_local' or 'relaxed', got {mode!r}")
     return Capture(as_stream(stream), mode)

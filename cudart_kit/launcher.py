@@ -5,16 +5,17 @@ sizes, optional event timing, prepared (pre-checked) launches and a correct-by-d
 from __future__ import annotations
 
 import math
+import operator
 import statistics
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .device import Device
-from .errors import ArgumentError, DeviceMismatchError, LaunchConfigError, translate
+from .errors import ArgumentError, ClosedError, DeviceMismatchError, LaunchConfigError, translate
 from .event import Event, TimingRecord, begin_timing, end_timing
 from .module import Kernel
-from .stream import Stream, as_stream
+from .stream import Stream, as_stream, closed_stream_error
 
 __all__ = ["launch", "prepare", "PreparedLaunch", "pack_args", "blocks_for", "check_geometry",
            "benchmark", "BenchResult"]
@@ -23,11 +24,30 @@ _INT_TYPES = {1: (np.int8, np.uint8), 2: (np.int16, np.uint16), 4: (np.int32, np
 _FLOAT_TYPES = {2: np.float16, 4: np.float32, 8: np.float64}
 
 
+def _whole(v, what: str) -> int:
+    """``v`` as a Python int (ints and numpy integers only; bools, floats and strings refused)."""
+    if type(v) is int:
+        return v
+    try:
+        if isinstance(v, (bool, np.bool_)):
+            raise TypeError
+        return operator.index(v)
+    except TypeError:
+        raise ArgumentError(f"{what} must be an integer, got {v!r} ({type(v).__name__})") from None
+
+
 def blocks_for(n: int, per_block: int) -> int:
-    """ceil(n / per_block), at least 1 (a grid is never empty)."""
+    """ceil(n / per_block), at least 1 (a grid is never empty): the blocks that cover ``n`` work
+    items (n >= 0) with ``per_block`` items each (>= 1). LaunchConfigError (a ValueError) for a
+    negative ``n`` or a ``per_block`` below 1, ArgumentError (a TypeError) for non-integers,
+    each naming the argument; nothing is clamped."""
+    n = _whole(n, "blocks_for: n")
+    per_block = _whole(per_block, "blocks_for: per_block")
     if per_block <= 0:
-        raise LaunchConfigError(f"per_block must be positive, got {per_block}")
-    return max(1, -(-int(n) // int(per_block)))
+        raise LaunchConfigError(f"blocks_for: per_block must be >= 1, got {per_block}")
+    if n < 0:
+        raise LaunchConfigError(f"blocks_for: n must be >= 0 (a count of work items), got {n}")
+    return max(1, -(-n // per_block))
 
 
 def _dim3(v, what: str) -> tuple[int, int, int]:
@@ -99,8 +119,11 @@ def check_geometry(kernel: Kernel, device: Device, grid, block, shared_mem_bytes
 _memory = None  # cudart_kit.memory, imported on first use (it imports this module's users)
 
 
-def _pointer_of(arg, stream):
-    """Device pointer for an array-like argument, checked for device; None if not array-like."""
+def _pointer_of(arg, stream, what: str = "array argument"):
+    """Device pointer for an array-like argument, checked for device and for being open; None
+    if not array-like. Kit Arrays that are closed (or views of closed arrays) raise ClosedError
+    naming ``what``. On a real Stream the array is recorded as used there; on a
+    :class:`_ProbeStream` (prepare) the kit Array (or cuda.core Buffer) is collected instead."""
     global _memory
     mem = _memory
     if mem is None:
@@ -109,22 +132,29 @@ def _pointer_of(arg, stream):
         _memory = mem
     if type(arg) is mem.Array:
         arr = arg
-        if arr.ptr == 0 and arr.nbytes:
-            arr._check_open()
+        if arr.ptr == 0 and arr.nbytes:  # closed, or a view of a closed array
+            raise mem._closed_error(arr, what)
     elif isinstance(arg, np.ndarray):
-        raise DeviceMismatchError("a numpy array (host memory) cannot be a kernel argument: copy it with to_device first")
+        raise DeviceMismatchError(f"{what}: a numpy array (host memory) cannot be a kernel argument: "
+                                  "copy it with to_device first")
     elif isinstance(arg, mem.Array) or hasattr(arg, "__cuda_array_interface__") or hasattr(arg, "__dlpack__"):
-        arr = mem.asarray(arg, stream=stream if isinstance(stream, Stream) else None)
+        arr = mem._as_array(arg, stream if isinstance(stream, Stream) else None, what)
     else:
         mod = type(arg).__module__
         if mod.startswith("cuda.core") and hasattr(arg, "handle") and hasattr(arg, "size"):  # cuda.core Buffer
+            if getattr(arg, "is_closed", False):
+                raise ClosedError(f"{what} is a closed cuda.core Buffer")
+            if type(stream) is _ProbeStream:
+                stream.held.append((False, arg))
             return int(arg.handle)
         return None
     if arr.kind in ("device", "foreign") and arr.ptr and arr.device is not stream.device:
         raise DeviceMismatchError(
-            f"array on device {arr.device.ordinal} passed to a launch on a stream of device {stream.device.ordinal}"
+            f"{what}: array on device {arr.device.ordinal} passed to a launch on a stream of device {stream.device.ordinal}"
         )
-    if isinstance(stream, Stream) and arr.stream is not stream:
+    if type(stream) is _ProbeStream:
+        stream.held.append((True, arr))
+    elif isinstance(stream, Stream) and arr.stream is not stream:
         arr.record_stream(stream)
     return arr.ptr
 
@@ -145,7 +175,7 @@ def _convert(value, size: int, index: int, kernel_name: str, stream):
             return _INT_TYPES[size][1](value)
         raise ArgumentError(f"argument {index} of {kernel_name} (a {size}-byte parameter): {value} does not fit in {size} bytes")
     where = f"argument {index} of {kernel_name} (a {size}-byte parameter)"
-    ptr = _pointer_of(value, stream)
+    ptr = _pointer_of(value, stream, where)
     if ptr is not None:
         if size != 8:
             raise ArgumentError(f"{where}: got an array (an 8-byte pointer)")
@@ -215,12 +245,15 @@ def _do_launch(stream: Stream, cfg, kernel: Kernel, packed: tuple) -> None:
         from cuda.core import launch as launch_fn
 
         _core_launch = launch_fn
+    core = stream._core
+    if core is None:  # every launch path of the kit ends here: no launch on a closed stream
+        raise closed_stream_error(stream)
     try:
         if stream._handle <= 2:  # 0, 1, 2: the NULL, legacy and per-thread default streams
             with stream.device.activate():
-                launch_fn(stream._core, cfg, kernel.core, *packed)
+                launch_fn(core, cfg, kernel.core, *packed)
         else:
-            launch_fn(stream._core, cfg, kernel.core, *packed)
+            launch_fn(core, cfg, kernel.core, *packed)
     except Exception as exc:
         raise translate(exc, "cuLaunchKernel", f"launching {kernel.name}") from exc
 
@@ -261,7 +294,8 @@ def launch(kernel: Kernel, grid, block, *args, stream, shared_mem_bytes: int = 0
     Asynchronous on ``stream`` (required); faults inside the kernel surface at the next sync.
     With ``timed=True``, start/stop events are recorded on the same stream (no sync) and the
     returned TimingRecord gives ``elapsed_ms()`` once the work is done.
-    Raises LaunchConfigError / ArgumentError / DeviceMismatchError before anything is queued."""
+    Raises LaunchConfigError / ArgumentError / DeviceMismatchError, and ClosedError for a closed
+    stream or a closed array argument (or a view of one), before anything is queued."""
     s = as_stream(stream)
     dev = s.device
     g, b = check_geometry(kernel, dev, grid, block, shared_mem_bytes)
@@ -275,36 +309,71 @@ def launch(kernel: Kernel, grid, block, *args, stream, shared_mem_bytes: int = 0
 
 class PreparedLaunch:
     """A launch whose geometry and arguments were checked once; ``launch(stream)`` re-issues it
-    at the cost of a bare cuda.core launch. Arrays in the arguments are kept alive by it and
-    recorded as used on each stream it is launched on."""
+    at the cost of a bare cuda.core launch plus one attribute read per array argument.
 
-    __slots__ = ("kernel", "device", "_cfg", "_packed", "_arrays", "_last_stream")
+    Lifetime of the array arguments: the prepared launch *holds* every kit Array, foreign array
+    (through its kit wrapper, which keeps the foreign object alive) and cuda.core Buffer it
+    packed, so dropping your own reference frees nothing under it. ``close()`` on an array frees
+    it regardless of references (that is what close means), so ``launch()`` *checks* that each
+    held array is still open and raises ClosedError naming the argument otherwise; nothing is
+    queued then. Arrays are recorded as used on each stream the launch runs on, once per stream.
+    """
+
+    __slots__ = ("kernel", "device", "_cfg", "_packed", "_arrays", "_checked", "_buffers", "_last_stream")
 
     def __init__(self, kernel: Kernel, grid, block, *args, device: Device, shared_mem_bytes: int = 0):
-        from .memory import Array
-
         g, b = check_geometry(kernel, device, grid, block, shared_mem_bytes)
         if len(args) != len(kernel.param_sizes):
             raise ArgumentError(f"{kernel.name} takes {len(kernel.param_sizes)} arguments, got {len(args)}")
         probe = _ProbeStream(device)
-        self._packed = tuple(_convert(v, sz, i, kernel.name, probe)
-                             for i, (v, sz) in enumerate(zip(args, kernel.param_sizes)))
-        self._arrays = tuple(a for a in args if isinstance(a, Array) or hasattr(a, "__cuda_array_interface__"))
+        packed = []
+        checked = []  # (argument index, kit Array) of every array that can be closed under us
+        buffers = []
+        for i, (v, sz) in enumerate(zip(args, kernel.param_sizes)):
+            n_held = len(probe.held)
+            packed.append(_convert(v, sz, i, kernel.name, probe))
+            for is_array, h in probe.held[n_held:]:
+                if not is_array:
+                    buffers.append((i, h))
+                elif h.nbytes:
+                    checked.append((i, h))
+        self._packed = tuple(packed)
+        self._arrays = tuple(h for is_array, h in probe.held if is_array)
+        self._checked = tuple(checked)
+        self._buffers = tuple(buffers)
         kernel.ensure_dynamic_shared(device, shared_mem_bytes)
         self.kernel = kernel
         self.device = device
         self._cfg = _config(g, b, shared_mem_bytes)
         self._last_stream = None
 
+    def _refuse_closed(self) -> None:
+        for i, a in self._checked:
+            if not a.ptr:
+                from .memory import _closed_error
+
+                raise _closed_error(a, f"prepared launch of {self.kernel.name}: argument {i}")
+        for i, b in self._buffers:
+            if getattr(b, "is_closed", False):
+                raise ClosedError(f"prepared launch of {self.kernel.name}: argument {i} is a closed cuda.core Buffer")
+
     def launch(self, stream, *, timed: bool = False) -> "TimingRecord | None":
-        s = stream if type(stream) is Stream else as_stream(stream)
+        """Queue the prepared launch on ``stream`` (asynchronous). Raises ClosedError for a closed
+        stream or an argument array closed since :func:`prepare`, DeviceMismatchError for a
+        stream of another device. Returns a TimingRecord when ``timed``, else None."""
+        s = stream
+        if type(s) is not Stream or s._core is None:
+            s = as_stream(stream)
+        for _, a in self._checked:  # one attribute read per array: close() zeroes ptr (views too)
+            if not a.ptr:
+                self._refuse_closed()
+        if self._buffers:
+            self._refuse_closed()
         if s is not self._last_stream:  # record the arrays' use once per stream, not per launch
             if s.device is not self.device:
                 raise DeviceMismatchError(f"prepared for device {self.device.ordinal}, launched on device {s.device.ordinal}")
             for a in self._arrays:
-                rs = getattr(a, "record_stream", None)
-                if rs is not None:
-                    rs(s)
+                a.record_stream(s)
             if s._capture is None:
                 self._last_stream = s
         if not timed:
@@ -316,10 +385,14 @@ class PreparedLaunch:
 
 
 class _ProbeStream:
-    """Stands in for a stream while packing a prepared launch (device check, no recording)."""
+    """Stands in for a stream while packing a prepared launch: device checks, and ``held``
+    collects (is kit Array, object) for each array / cuda.core Buffer packed (no recording)."""
+
+    __slots__ = ("device", "held")
 
     def __init__(self, device: Device):
         self.device = device
+        self.held: list = []
 
 
 def prepare(kernel: Kernel, grid, block, *args, device: Device, shared_mem_bytes: int = 0) -> PreparedLaunch:

@@ -6,14 +6,21 @@ A :class:`Stream` speaks ``__cuda_stream__`` so other libraries can use it.
 
 from __future__ import annotations
 
+import operator
 import weakref
 
 from . import _census
 from . import _driver as drv
 from .device import Device, get_device
-from .errors import ClosedError, StreamError, translate
+from .errors import ArgumentError, ClosedError, StreamError, translate
 
-__all__ = ["Stream", "as_stream", "stream_handle"]
+__all__ = ["Stream", "as_stream", "stream_handle", "closed_stream_error"]
+
+
+def closed_stream_error(stream: "Stream") -> ClosedError:
+    """The one error for a closed stream, naming it (its handle and device): every entry point that
+    takes ``stream=`` raises it, through :func:`as_stream` or a fast path's own check."""
+    return ClosedError(f"stream {stream!r} is closed: create a new one (Stream.create) or pass an open stream")
 
 
 def _foreign_handle(obj) -> int:
@@ -75,6 +82,13 @@ class Stream:
         (numerically lower = higher priority); out-of-range values are refused, not clamped."""
         from cuda.core import StreamOptions
 
+        if priority is not None:
+            try:
+                if isinstance(priority, bool):
+                    raise TypeError
+                priority = operator.index(priority)
+            except TypeError:
+                raise ArgumentError(f"Stream.create: priority must be an int, got {priority!r}") from None
         dev = get_device(device)
         with dev.activate():
             if priority is not None:
@@ -121,14 +135,14 @@ class Stream:
     def handle(self) -> int:
         """CUstream address as an int."""
         if self._core is None:
-            raise ClosedError("stream is closed")
+            raise closed_stream_error(self)
         return self._handle
 
     @property
     def core(self):
         """The cuda.core Stream."""
         if self._core is None:
-            raise ClosedError("stream is closed")
+            raise closed_stream_error(self)
         return self._core
 
     def __cuda_stream__(self) -> tuple[int, int]:
@@ -151,8 +165,8 @@ class Stream:
 
     def __repr__(self) -> str:
         kind = "owned" if self.owned else "borrowed"
-        state = "closed" if self._core is None else hex(self._handle)
-        return f"<cudart_kit.Stream {state} {kind} device={self.device.ordinal}>"
+        state = " closed" if self._core is None else ""  # the handle stays shown: errors name the stream
+        return f"<cudart_kit.Stream {hex(self._handle)} {kind} device={self.device.ordinal}{state}>"
 
     # -- work ---------------------------------------------------------------------------------
     def sync(self) -> None:
@@ -235,10 +249,14 @@ class Stream:
 
 
 def as_stream(obj) -> Stream:
-    """Accept a kit Stream or anything :meth:`Stream.adopt` takes; refuse None with a clear error."""
+    """The one stream coercion of the kit: a kit Stream, or anything :meth:`Stream.adopt` takes.
+
+    Raises StreamError for None (the kit never picks a stream) or a non-stream, and ClosedError
+    naming the stream for a closed kit Stream. Fast paths that skip this call check
+    ``stream._core is None`` themselves and raise :func:`closed_stream_error`."""
     if isinstance(obj, Stream):
         if obj._core is None:
-            raise ClosedError("stream is closed")
+            raise closed_stream_error(obj)
         return obj
     if obj is None:
         raise StreamError("stream= is required: cudart_kit never picks a stream for you "

@@ -54,7 +54,8 @@ def test_no_driver_is_one_clear_error():
     with pytest.raises((ck.NoDriverError, ck.NoDeviceError)):
         ck.Stream.create(0)
     with pytest.raises((ck.NoDriverError, ck.NoDeviceError)):
-        ck.Module.load(b"//\n.version 8.0\n")
+        # a well-formed PTX header: a malformed image is refused before the driver (InvalidImageError)
+        ck.Module.load(b"//\n.version 8.0\n.target sm_80\n.address_size 64\n")
 
 
 def test_driver_error_mapping():
@@ -92,8 +93,10 @@ def test_blocks_for_and_dims():
     assert blocks_for(257, 256) == 2
     assert blocks_for(0, 256) == 1
     assert blocks_for((1 << 28) // 4, 256) == 262144
-    with pytest.raises(ck.LaunchConfigError):
+    with pytest.raises(ck.LaunchConfigError, match="per_block"):
         blocks_for(10, 0)
+    with pytest.raises(ck.LaunchConfigError, match=r"blocks_for: n must be >= 0 .*got -5"):
+        blocks_for(-5, 256)  # used to return 1 silently
     assert _dim3(5, "grid") == (5, 1, 1)
     assert _dim3((2, 3), "grid") == (2, 3, 1)
     with pytest.raises(ck.LaunchConfigError, match="dimensions"):

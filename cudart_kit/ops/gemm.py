@@ -96,7 +96,7 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
     ``a``, ``b``: 2-D device arrays (kit Arrays or any CAI / DLPack array) of one dtype; ``out``
     (M x N, row-major, the inputs' dtype) is allocated on ``stream`` when omitted (then
     ``beta`` must be 0). ``algo``: see ALGOS and :func:`choose_algo`. Shapes, dtypes, device and
-    layout are checked before the launch. Returns ``out`` (``(out, TimingRecord)`` if ``timed``).
+    layout are checked before the launch. Returns ``out`` — the caller's own object when one was passed, a PyTorch tensor stays a tensor — (``(out, TimingRecord)`` if ``timed``).
 
     Work the algorithm needs besides the product (tf32_sm90's transposed B, the re-pitched copy
     of an operand TMA cannot read, cuBLAS's workspace) is queued on ``stream`` too. Inside a
@@ -114,8 +114,12 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
         # cuBLAS on a side stream and wait for it: calls the driver may refuse a thread capturing
         # in "global" or "thread_local" mode, though none touches the stream being captured.
         with drv.relaxed_capture_mode():
-            return _matmul(a, b, out, alpha, beta, algo, transpose_a, transpose_b, allow_tf32, s, timed)
-    return _matmul(a, b, out, alpha, beta, algo, transpose_a, transpose_b, allow_tf32, s, timed)
+            res = _matmul(a, b, out, alpha, beta, algo, transpose_a, transpose_b, allow_tf32, s, timed)
+    else:
+        res = _matmul(a, b, out, alpha, beta, algo, transpose_a, transpose_b, allow_tf32, s, timed)
+    if out is None or type(out) is Array:
+        return res
+    return (out, res[1]) if timed else out  # a foreign out= comes back as the caller's object
 
 
 def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_tf32, s: Stream, timed: bool):
@@ -132,7 +136,7 @@ def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_t
     for x, what in ((a, "a"), (b, "b"), (out, "out")):
         if isinstance(x, Array):
             check_open(x, f"matmul: {what}")
-    A, B = asarray(a, stream=s), asarray(b, stream=s)
+    A, B = asarray(a, stream=s, name="matmul: a"), asarray(b, stream=s, name="matmul: b")
     for arr, what in ((A, "a"), (B, "b")):
         if arr.kind in ("device", "foreign") and arr.device is not s.device:
             raise DeviceMismatchError(f"matmul: {what} is on device {arr.device.ordinal}, the stream on {s.device.ordinal}")
@@ -173,7 +177,7 @@ def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_t
             raise ValueError("matmul: beta != 0 needs an out= array to accumulate into")
         O = empty((M, N), A.dtype, stream=s)
     else:
-        O = asarray(out, stream=s)
+        O = asarray(out, stream=s, name="matmul: out")
         if O.shape != (M, N) or O.dtype != A.dtype:
             raise ShapeError(f"matmul: out must be {M}x{N} {A.dtype}, got {O.shape} {O.dtype}")
         tc, ldc = layout_of(O, "out")

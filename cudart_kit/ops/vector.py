@@ -1,9 +1,11 @@
 """Vector ops over kernels/vector.cu: add, sub, mul, axpy, scale, fill, copy, dot.
 
 Each is one explicit launch on ``stream`` (required). Inputs are kit Arrays or device arrays
-with ``__cuda_array_interface__``; shapes, dtypes, device and contiguity are checked before
-anything is queued. ``out=`` is honoured (it may be one of the inputs). With ``timed=True`` an
-op returns ``(out, TimingRecord)`` instead of ``out``.
+with ``__cuda_array_interface__`` / ``__dlpack__``; shapes, dtypes, device, contiguity, closed
+arrays (and views of them) and closed streams are checked before anything is queued, on the
+cached fast paths too. ``out=`` is honoured (it may be one of the inputs) and is what an op
+returns: the caller's own object (a PyTorch tensor stays a tensor), as in numpy / CuPy /
+PyTorch. With ``timed=True`` an op returns ``(out, TimingRecord)`` instead of ``out``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 from ..errors import DeviceMismatchError, DTypeError, ShapeError
 from ..event import TimingRecord
 from ..launcher import _do_launch, blocks_for, check_geometry, config_1d, fast_launch
-from ..memory import Array, asarray, bfloat16, empty, memset
+from ..memory import Array, _as_array, _closed_error, bfloat16, empty, memset
 from ..module import Kernel, kit_kernel
 from ..stream import Stream, as_stream
 
@@ -30,21 +32,21 @@ def _kernel(name: str) -> Kernel:
     return kit_kernel("vector", name)
 
 
-def _suffix(dtype: np.dtype, op: str) -> str:
+def _suffix(dtype: np.dtype, op: str, what: str = "x") -> str:
     try:
         return _SUFFIX[dtype]
     except KeyError:
         names = ", ".join(str(d) for d in SUPPORTED_DTYPES)
-        raise DTypeError(f"{op} supports {names}; got {dtype}") from None
+        raise DTypeError(f"{op}: {what} is {dtype}; {op} supports {names}") from None
 
 
 def _operand(a, s: Stream, what: str, op: str) -> Array:
     if type(a) is Array:  # the common case, kept cheap: ops are launch-overhead bound on small data
-        if a.ptr == 0 and a.nbytes:
-            a._check_open()
+        if a.ptr == 0 and a.nbytes:  # closed, or a view of a closed array (close() zeroes views' ptr)
+            raise _closed_error(a, f"{op}: {what}")
         arr = a
     else:
-        arr = asarray(a, stream=s)
+        arr = _as_array(a, s, f"{op}: {what}")
     if arr.device is not s.device and arr.kind in ("device", "foreign") and arr.ptr:
         raise DeviceMismatchError(
             f"{op}: {what} is on device {arr.device.ordinal} but the stream is on device {s.device.ordinal}"
@@ -77,7 +79,7 @@ def _out(out, like: Array, s: Stream, op: str) -> Array:
     if out is None:
         return empty(like.shape, like.dtype, stream=s)
     o = _operand(out, s, "out", op)
-    _same([like, o], ["the inputs", "out"], op)
+    _same([like, o], ["x", "out"], op)
     return o
 
 
@@ -106,7 +108,8 @@ def _run(name: str, itemsize: int, n: int, args: tuple, arrays: list[Array], s: 
     return fast_launch(kernel, blocks_for(-(-n // per), BLOCK), BLOCK, packed, s, timed)
 
 
-def _result(out: Array, rec: TimingRecord | None, timed: bool, s: Stream, name: str):
+def _result(out, rec: TimingRecord | None, timed: bool, s: Stream, name: str):
+    """``out`` (the caller's object when one was given) or ``(out, rec)`` when ``timed``."""
     if not timed:
         return out
     if rec is None:  # nothing to launch (empty arrays): an honest zero-length record
@@ -141,7 +144,9 @@ def _config_for(grid: int):
 
 
 def _binary(base: str, x, y, out, stream, timed: bool):
-    s = stream if type(stream) is Stream else as_stream(stream)
+    s = stream
+    if type(s) is not Stream or s._core is None:  # one attribute read on the fast path
+        s = as_stream(stream)
     # Fast path: kit-owned, contiguous arrays of one dtype, shape and device (one interned
     # signature, compared by identity), distinct allocations or the very same one. Small ops
     # are bound by host overhead, so this case is checked in a few attribute reads.
@@ -179,27 +184,34 @@ def _disjoint(out: Array, *inputs: Array) -> bool:
 def _binary_checked(base: str, x, y, out, s: Stream, timed: bool):
     xa, ya = _operand(x, s, "x", base), _operand(y, s, "y", base)
     _same([xa, ya], ["x", "y"], base)
-    suffix = _suffix(xa.dtype, base)
+    suffix = _suffix(xa.dtype, base, "x")
     o = _out(out, xa, s, base)
     _check_aliasing(o, [xa, ya], base)
     rec = None
     if xa.size:
         rec = _run(f"{base}_{suffix}", xa.itemsize, xa.size, (xa, ya, o, xa.size), [xa, ya, o], s, timed)
-    return _result(o, rec, timed, s, base)
+    return _result(o if out is None else out, rec, timed, s, base)
 
 
 def add(x, y, out=None, *, stream, timed: bool = False):
-    """out = x + y, element-wise, on ``stream``."""
+    """out = x + y, element-wise, on ``stream``.
+
+    ``x``, ``y``: kit Arrays or CAI / DLPack device arrays of one shape and dtype (float32,
+    float64, float16, bfloat16), contiguous, on the stream's device. ``out``: the same shape and
+    dtype (may be ``x`` or ``y``, never a partial overlap); allocated on ``stream`` if omitted.
+    Returns ``out`` itself (a foreign ``out`` comes back as the caller's object), or ``(out,
+    TimingRecord)`` when ``timed``. Raises ClosedError (a closed array, a view of one, a closed
+    stream), DTypeError, ShapeError, DeviceMismatchError before anything is queued."""
     return _binary("add", x, y, out, stream, timed)
 
 
 def sub(x, y, out=None, *, stream, timed: bool = False):
-    """out = x - y, element-wise, on ``stream``."""
+    """out = x - y, element-wise, on ``stream``; arguments, result and errors as :func:`add`."""
     return _binary("sub", x, y, out, stream, timed)
 
 
 def mul(x, y, out=None, *, stream, timed: bool = False):
-    """out = x * y, element-wise, on ``stream``."""
+    """out = x * y, element-wise, on ``stream``; arguments, result and errors as :func:`add`."""
     return _binary("mul", x, y, out, stream, timed)
 
 
@@ -211,8 +223,12 @@ def _scalar(a, dtype: np.dtype):
 
 
 def axpy(a, x, y, out=None, *, stream, timed: bool = False):
-    """out = a * x + y (BLAS axpy). ``out`` defaults to ``y`` (updated in place)."""
-    s = stream if type(stream) is Stream else as_stream(stream)
+    """out = a * x + y (BLAS axpy) on ``stream``. ``out`` defaults to ``y`` (updated in place).
+    Returns ``out`` (``y`` by default) as the caller passed it, or ``(out, TimingRecord)`` when
+    ``timed``. Checks as :func:`add`."""
+    s = stream
+    if type(s) is not Stream or s._core is None:
+        s = as_stream(stream)
     o = y if out is None else out
     if type(x) is Array and type(y) is Array and type(o) is Array and type(a) in (float, int):
         sig = x.sig
@@ -229,26 +245,27 @@ def axpy(a, x, y, out=None, *, stream, timed: bool = False):
             return (o, rec) if timed else o
     xa, ya = _operand(x, s, "x", "axpy"), _operand(y, s, "y", "axpy")
     _same([xa, ya], ["x", "y"], "axpy")
-    suffix = _suffix(xa.dtype, "axpy")
+    suffix = _suffix(xa.dtype, "axpy", "x")
     o = ya if out is None else _out(out, xa, s, "axpy")
     _check_aliasing(o, [xa, ya], "axpy")
     rec = None
     if xa.size:
         rec = _run(f"axpy_{suffix}", xa.itemsize, xa.size, (_scalar(a, xa.dtype), xa, ya, o, xa.size), [xa, ya, o], s, timed)
-    return _result(o, rec, timed, s, "axpy")
+    return _result(y if out is None else out, rec, timed, s, "axpy")
 
 
 def scale(a, x, out=None, *, stream, timed: bool = False):
-    """out = a * x. ``out`` defaults to a new array."""
+    """out = a * x on ``stream``. ``out`` defaults to a new array; a given ``out`` is returned
+    as the caller passed it (``(out, TimingRecord)`` when ``timed``). Checks as :func:`add`."""
     s = as_stream(stream)
     xa = _operand(x, s, "x", "scale")
-    suffix = _suffix(xa.dtype, "scale")
+    suffix = _suffix(xa.dtype, "scale", "x")
     o = _out(out, xa, s, "scale")
     _check_aliasing(o, [xa], "scale")
     rec = None
     if xa.size:
         rec = _run(f"scale_{suffix}", xa.itemsize, xa.size, (_scalar(a, xa.dtype), xa, o, xa.size), [xa, o], s, timed)
-    return _result(o, rec, timed, s, "scale")
+    return _result(o if out is None else out, rec, timed, s, "scale")
 
 
 def _bits(value, dtype: np.dtype):
@@ -256,42 +273,44 @@ def _bits(value, dtype: np.dtype):
     try:
         typed = np.array(value, dtype=dtype)
     except OverflowError:
-        raise DTypeError(f"fill value {value!r} does not fit in {dtype}") from None
+        raise DTypeError(f"fill: value {value!r} does not fit in {dtype}") from None
     except (TypeError, ValueError) as exc:
-        raise DTypeError(f"fill value {value!r} cannot be represented as {dtype}: {exc}") from None
+        raise DTypeError(f"fill: value {value!r} cannot be represented as {dtype}: {exc}") from None
     if dtype.kind in "iu" and typed.item() != value:
-        raise DTypeError(f"fill value {value!r} does not fit in {dtype}")
+        raise DTypeError(f"fill: value {value!r} does not fit in {dtype}")
     return typed.view(_BITS[dtype.itemsize])[()]
 
 
 def fill(out, value, *, stream, timed: bool = False):
     """Set every element of ``out`` to ``value`` (converted to its dtype) on ``stream``.
-    Works for every dtype of width 1, 2, 4 or 8 bytes. Returns ``out``."""
+    Works for every dtype of width 1, 2, 4 or 8 bytes. Returns ``out`` as the caller passed it
+    (``(out, TimingRecord)`` when ``timed``). DTypeError when ``value`` does not fit the dtype."""
     s = as_stream(stream)
     o = _operand(out, s, "out", "fill")
     width = _WIDTH.get(o.itemsize)
     if width is None:
-        raise DTypeError(f"fill supports element widths 1, 2, 4, 8 bytes; {o.dtype} has {o.itemsize}")
+        raise DTypeError(f"fill: out is {o.dtype} ({o.itemsize} bytes); fill supports element widths 1, 2, 4, 8 bytes")
     rec = None
     if o.size:
         rec = _run(f"fill_{width}", o.itemsize, o.size, (_bits(value, o.dtype), o, o.size), [o], s, timed)
-    return _result(o, rec, timed, s, "fill")
+    return _result(out, rec, timed, s, "fill")
 
 
 def copy(x, out=None, *, stream, timed: bool = False):
-    """out = x (a kernel copy, any dtype of width 1/2/4/8). ``out`` defaults to a new array.
-    For raw byte copies between any memory kinds, see :func:`cudart_kit.copy` (driver memcpy)."""
+    """out = x (a kernel copy, any dtype of width 1/2/4/8) on ``stream``. ``out`` defaults to a
+    new array; a given ``out`` is returned as the caller passed it (``(out, TimingRecord)`` when
+    ``timed``). For raw byte copies between any memory kinds, see :func:`cudart_kit.copy`."""
     s = as_stream(stream)
     xa = _operand(x, s, "x", "copy")
     o = _out(out, xa, s, "copy")
     _check_aliasing(o, [xa], "copy")
     width = _WIDTH.get(xa.itemsize)
     if width is None:
-        raise DTypeError(f"copy supports element widths 1, 2, 4, 8 bytes; {xa.dtype} has {xa.itemsize}")
+        raise DTypeError(f"copy: x is {xa.dtype} ({xa.itemsize} bytes); copy supports element widths 1, 2, 4, 8 bytes")
     rec = None
     if xa.size and o.ptr != xa.ptr:
         rec = _run(f"copy_{width}", xa.itemsize, xa.size, (xa, o, xa.size), [xa, o], s, timed)
-    return _result(o, rec, timed, s, "copy")
+    return _result(o if out is None else out, rec, timed, s, "copy")
 
 
 def dot_grid(n: int, vec_width: int, sm_count: int) -> int:
@@ -302,23 +321,25 @@ def dot_grid(n: int, vec_width: int, sm_count: int) -> int:
 def dot(x, y, out=None, *, stream, timed: bool = False):
     """Inner product of two 1-D (or same-shape) arrays, accumulated in float64 on the GPU.
 
-    ``out``: a 0-d or 1-element array of the inputs' dtype (a new 0-d array by default). One
-    launch, deterministic for a given device; a small workspace is allocated and freed on
-    ``stream``."""
+    ``out``: a 0-d or 1-element array of the inputs' dtype (a new 0-d array by default),
+    returned as the caller passed it (``(out, TimingRecord)`` when ``timed``). One launch,
+    deterministic for a given device; a small workspace is allocated and freed on ``stream``.
+    Checks as :func:`add`."""
     s = as_stream(stream)
     xa, ya = _operand(x, s, "x", "dot"), _operand(y, s, "y", "dot")
     _same([xa, ya], ["x", "y"], "dot")
-    suffix = _suffix(xa.dtype, "dot")
+    suffix = _suffix(xa.dtype, "dot", "x")
     if out is None:
         o = empty((), xa.dtype, stream=s)
     else:
         o = _operand(out, s, "out", "dot")
         if o.size != 1 or o.dtype != xa.dtype:
             raise ShapeError(f"dot: out must hold one {xa.dtype} element, got shape {o.shape} dtype {o.dtype}")
+    ret = o if out is None else out
     n = xa.size
     if n == 0:
         fill(o, 0, stream=s)
-        return _result(o, None, timed, s, "dot")
+        return _result(ret, None, timed, s, "dot")
     vec = not (xa.ptr & 15 or ya.ptr & 15)
     per = 16 // xa.itemsize if vec else 1
     grid = dot_grid(n, per, s.device.multiprocessor_count)
@@ -335,4 +356,4 @@ def dot(x, y, out=None, *, stream, timed: bool = False):
         a.record_stream(s)
     rec = fast_launch(kernel, grid, BLOCK, (xa.ptr, ya.ptr, work.ptr, work.ptr + grid * 8, o.ptr, n), s, timed)
     work.close()
-    return _result(o, rec, timed, s, "dot")
+    return _result(ret, rec, timed, s, "dot")

@@ -99,7 +99,12 @@ def test_pinned_and_managed_export(stream, rng):
     p = ck.empty(100, np.float32, stream=stream, kind="pinned")
     p.numpy()[:] = h
     assert p.__dlpack_device__() == (_dlpack.kDLCUDAHost, 0)
+    # CAI describes device memory only: pinned arrays do not have it, so probes fall back to DLPack
+    assert not hasattr(p, "__cuda_array_interface__")
+    with pytest.raises(AttributeError, match="pinned host array does not export __cuda_array_interface__"):
+        p.__cuda_array_interface__
     m = ck.empty(100, np.float32, stream=stream, kind="managed")
+    assert m.__cuda_array_interface__["data"] == (m.ptr, False)
     ck.copy(m, p, stream=stream)
     stream.sync()
     np.testing.assert_array_equal(p.numpy(), h)

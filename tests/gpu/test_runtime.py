@@ -6,6 +6,7 @@ import gc
 import shutil
 import subprocess
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -243,12 +244,43 @@ def test_lifetime_across_streams(device, rng):
 
 def test_out_of_memory_then_usable(device, stream):
     total = device.memory_info().total_bytes
+    # more than the device has: refused by the size check, before the pool is asked
     with pytest.raises(ck.CudaOutOfMemoryError) as info:
         ck.empty(total * 4, np.uint8, stream=stream)
-    assert isinstance(info.value, MemoryError)
-    assert "CUDA_ERROR_OUT_OF_MEMORY" in str(info.value) and "GiB" in str(info.value)
+    assert isinstance(info.value, MemoryError) and info.value.result == "CUDA_ERROR_OUT_OF_MEMORY"
+    msg = str(info.value)
+    assert f"requested {total * 4} bytes" in msg and f"on device {device.ordinal} which has" in msg, msg
+    # less than the device has but more than is free (the context holds some): the driver's
+    # out-of-memory, after the kit trimmed the pool and retried once
+    with pytest.raises(ck.CudaOutOfMemoryError) as info:
+        ck.empty(total - (1 << 20), np.uint8, stream=stream)
+    msg = str(info.value)
+    assert "cuMemAllocAsync failed with CUDA_ERROR_OUT_OF_MEMORY" in msg and "GiB free of" in msg, msg
     a = ck.to_device(np.arange(100, dtype=np.float32), stream=stream)
     np.testing.assert_array_equal(a.to_numpy(stream=stream), np.arange(100, dtype=np.float32))
+
+
+def test_sizes_past_64_bits_are_shape_errors(stream):
+    for shape, dtype in (((2**61,), np.float64), ((2**40, 2**40), np.float32), (2**64, np.uint8)):
+        with pytest.raises(ck.ShapeError, match="no address space can hold it"):
+            ck.empty(shape, dtype, stream=stream)
+    a = ck.to_device(np.arange(10, dtype=np.float32), stream=stream)
+    np.testing.assert_array_equal(a.to_numpy(stream=stream), np.arange(10, dtype=np.float32))
+
+
+def test_bad_device_and_stream_arguments(device):
+    for bad in ("gpu0", "x", 1.5, True):
+        with pytest.raises(ck.ArgumentError, match="device must be a cudart_kit.Device, an ordinal"):
+            ck.Stream.create(bad)
+        with pytest.raises(ck.ArgumentError, match="device must be"):
+            ck.get_device(bad)
+    assert ck.get_device("0") is device and ck.get_device(np.int64(0)) is device
+    with pytest.raises(ck.NoDeviceError, match="out of range"):
+        ck.get_device(-1)
+    s = ck.Stream.create(device)
+    s.close()
+    with pytest.raises(ck.ClosedError, match=r"^stream <cudart_kit\.Stream 0x[0-9a-f]+ owned device=0 closed> is closed"):
+        ck.as_stream(s)
 
 
 def test_census_counts(stream):
@@ -339,6 +371,27 @@ def test_prepared_launch(user_artifacts, device, stream):
     rec.sync()
     assert rec.elapsed_ms() >= 0
     np.testing.assert_array_equal(out.to_numpy(stream=stream), np.arange(300, dtype=np.float32))
+    # the prepared launch holds its arrays, and refuses them once closed
+    ref = weakref.ref(out)
+    del out
+    gc.collect()
+    assert ref() is not None
+    p.launch(stream)
+    ref().close()
+    with pytest.raises(ck.ClosedError, match=r"^prepared launch of iota: argument 0 is closed"):
+        p.launch(stream)
+
+
+def test_prepared_launch_with_a_torch_tensor(user_artifacts, device, stream):
+    torch = pytest.importorskip("torch")
+    k = ck.Module.load(user_artifacts / "user.cubin").kernel("iota")
+    t = torch.full((300,), float("nan"), device="cuda")
+    torch.cuda.synchronize()
+    p = ck.prepare(k, 3, 128, t, 300, device=device)
+    p.launch(stream)
+    p.launch(stream)
+    stream.sync()
+    np.testing.assert_array_equal(t.cpu().numpy(), np.arange(300, dtype=np.float32))
 
 
 def test_benchmark_helper(stream, rng):

@@ -208,5 +208,41 @@ def test_ops_on_cupy_and_torch(stream, rng):
     # on torch's own stream, result read back by torch in stream order
     ts = torch.cuda.current_stream()
     res = torch.empty_like(t)
-    ops.mul(t, t, res, stream=ts)
+    assert ops.mul(t, t, res, stream=ts) is res  # the caller's out, not a kit wrapper
     np.testing.assert_array_equal(res.cpu().numpy(), xh * xh)
+
+
+def test_foreign_out_comes_back_as_itself(stream, rng):
+    """numpy / CuPy / PyTorch return out= itself, and framework code chains on it: so do the ops,
+    timed or not."""
+    torch = pytest.importorskip("torch")
+    n = 1001
+    xh, yh = rand(rng, n, np.float32), rand(rng, n, np.float32)
+    x, y = torch.from_numpy(xh).cuda(), torch.from_numpy(yh).cuda()
+    torch.cuda.synchronize()
+    x64, y64 = xh.astype(np.float64), yh.astype(np.float64)
+    cases = {
+        "add": (lambda o, **k: ops.add(x, y, o, stream=stream, **k), x64 + y64),
+        "sub": (lambda o, **k: ops.sub(x, y, o, stream=stream, **k), x64 - y64),
+        "mul": (lambda o, **k: ops.mul(x, y, o, stream=stream, **k), x64 * y64),
+        "axpy": (lambda o, **k: ops.axpy(0.5, x, y, o, stream=stream, **k), 0.5 * x64 + y64),
+        "scale": (lambda o, **k: ops.scale(0.5, x, o, stream=stream, **k), 0.5 * x64),
+        "copy": (lambda o, **k: ops.copy(x, o, stream=stream, **k), x64),
+        "fill": (lambda o, **k: ops.fill(o, 0.25, stream=stream, **k), np.full(n, 0.25)),
+    }
+    for name, (call, ref) in cases.items():
+        out = torch.full((n,), float("nan"), device="cuda")
+        torch.cuda.synchronize()
+        assert call(out) is out, name
+        res, rec = call(out, timed=True)
+        assert res is out and isinstance(rec, ck.TimingRecord), name
+        stream.sync()
+        check(out.cpu().numpy(), ref, np.float32)
+    yy = torch.from_numpy(yh).cuda()
+    torch.cuda.synchronize()
+    assert ops.axpy(2.0, x, yy, stream=stream) is yy  # default out: y itself
+    d = torch.full((), float("nan"), device="cuda")
+    torch.cuda.synchronize()
+    assert ops.dot(x, y, d, stream=stream) is d
+    stream.sync()
+    assert abs(float(d.item()) - float(np.dot(x64, y64))) <= 1e-5 * float(np.dot(np.abs(x64), np.abs(y64)))
