@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import weakref
 
+from . import profiling as _prof
 from . import _census
 from .errors import ClosedError, StreamError, translate
 from .stream import Stream, as_stream
@@ -58,6 +59,7 @@ class Graph:
                 return _closed_error(a, "graph replay: an array the graph uses")
         return None
 
+    @_prof.traced("graph.replay")
     def replay(self, stream) -> None:
         """Launch the whole graph on ``stream`` (asynchronous). Raises ClosedError for a closed
         graph, a closed stream, or an array closed since the capture, DeviceMismatchError for a

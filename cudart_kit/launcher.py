@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import profiling as _prof
 from .device import Device
 from .errors import ArgumentError, ClosedError, DeviceMismatchError, LaunchConfigError, translate
 from .event import Event, TimingRecord, begin_timing, end_timing
@@ -288,6 +289,7 @@ def config_1d(grid: int, block: int):
     return cfg
 
 
+@_prof.traced("launch")
 def launch(kernel: Kernel, grid, block, *args, stream, shared_mem_bytes: int = 0, timed: bool = False) -> TimingRecord:
     """Launch ``kernel<<<grid, block, shared_mem_bytes, stream>>>(*args)``.
 
@@ -357,6 +359,7 @@ class PreparedLaunch:
             if getattr(b, "is_closed", False):
                 raise ClosedError(f"prepared launch of {self.kernel.name}: argument {i} is a closed cuda.core Buffer")
 
+    @_prof.traced("prepared.launch")
     def launch(self, stream, *, timed: bool = False) -> "TimingRecord | None":
         """Queue the prepared launch on ``stream`` (asynchronous). Raises ClosedError for a closed
         stream or an argument array closed since :func:`prepare`, DeviceMismatchError for a

@@ -12,6 +12,7 @@ import weakref
 
 import numpy as np
 
+from . import profiling as _prof
 from . import _census
 from . import _driver as drv
 from .device import Device, get_device
@@ -730,6 +731,7 @@ def to_device(host, *, stream, kind: str = "device", dtype=None) -> Array:
     return arr
 
 
+@_prof.traced("memset")
 def memset(arr: Array, byte_value: int, *, stream) -> None:
     """Set every byte of ``arr`` to ``byte_value`` (0..255) on ``stream``."""
     try:
@@ -851,6 +853,7 @@ def _host_pointer(a: np.ndarray, writable: bool) -> int:
     return a.ctypes.data
 
 
+@_prof.traced("copy")
 def copy(dst, src, *, stream, timed: bool = False) -> TimingRecord:
     """Asynchronous copy of ``src`` into ``dst`` on ``stream``.
 

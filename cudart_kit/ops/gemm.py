@@ -12,6 +12,7 @@ import threading
 
 import numpy as np
 
+from .. import profiling as _prof
 from .. import _driver as drv
 from ..errors import CudaKitError, DeviceCapabilityError, DeviceMismatchError, DTypeError, ShapeError, StreamError
 from ..launcher import launch
@@ -88,6 +89,7 @@ def choose_algo(dtype: np.dtype, ta: int, tb: int, allow_tf32: bool, sm90: bool 
     raise DTypeError(f"matmul supports float32, float16 and bfloat16, got {dtype}")
 
 
+@_prof.traced("matmul")
 def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str = "auto",
            transpose_a: bool = False, transpose_b: bool = False, allow_tf32: bool = False,
            stream, timed: bool = False):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import profiling as _prof
 from ..errors import DeviceMismatchError, DTypeError, ShapeError
 from ..event import TimingRecord
 from ..launcher import _do_launch, blocks_for, check_geometry, config_1d, fast_launch
@@ -202,16 +203,25 @@ def add(x, y, out=None, *, stream, timed: bool = False):
     Returns ``out`` itself (a foreign ``out`` comes back as the caller's object), or ``(out,
     TimingRecord)`` when ``timed``. Raises ClosedError (a closed array, a view of one, a closed
     stream), DTypeError, ShapeError, DeviceMismatchError before anything is queued."""
+    if _prof.ENABLED:
+        with _prof.range("ops.add"):
+            return _binary("add", x, y, out, stream, timed)
     return _binary("add", x, y, out, stream, timed)
 
 
 def sub(x, y, out=None, *, stream, timed: bool = False):
     """out = x - y, element-wise, on ``stream``; arguments, result and errors as :func:`add`."""
+    if _prof.ENABLED:
+        with _prof.range("ops.sub"):
+            return _binary("sub", x, y, out, stream, timed)
     return _binary("sub", x, y, out, stream, timed)
 
 
 def mul(x, y, out=None, *, stream, timed: bool = False):
     """out = x * y, element-wise, on ``stream``; arguments, result and errors as :func:`add`."""
+    if _prof.ENABLED:
+        with _prof.range("ops.mul"):
+            return _binary("mul", x, y, out, stream, timed)
     return _binary("mul", x, y, out, stream, timed)
 
 
@@ -222,6 +232,7 @@ def _scalar(a, dtype: np.dtype):
     return np.float64(a) if dtype == np.float64 else np.float32(a)
 
 
+@_prof.traced("ops.axpy")
 def axpy(a, x, y, out=None, *, stream, timed: bool = False):
     """out = a * x + y (BLAS axpy) on ``stream``. ``out`` defaults to ``y`` (updated in place).
     Returns ``out`` (``y`` by default) as the caller passed it, or ``(out, TimingRecord)`` when
@@ -254,6 +265,7 @@ def axpy(a, x, y, out=None, *, stream, timed: bool = False):
     return _result(y if out is None else out, rec, timed, s, "axpy")
 
 
+@_prof.traced("ops.scale")
 def scale(a, x, out=None, *, stream, timed: bool = False):
     """out = a * x on ``stream``. ``out`` defaults to a new array; a given ``out`` is returned
     as the caller passed it (``(out, TimingRecord)`` when ``timed``). Checks as :func:`add`."""
@@ -281,6 +293,7 @@ def _bits(value, dtype: np.dtype):
     return typed.view(_BITS[dtype.itemsize])[()]
 
 
+@_prof.traced("ops.fill")
 def fill(out, value, *, stream, timed: bool = False):
     """Set every element of ``out`` to ``value`` (converted to its dtype) on ``stream``.
     Works for every dtype of width 1, 2, 4 or 8 bytes. Returns ``out`` as the caller passed it
@@ -296,6 +309,7 @@ def fill(out, value, *, stream, timed: bool = False):
     return _result(out, rec, timed, s, "fill")
 
 
+@_prof.traced("ops.copy")
 def copy(x, out=None, *, stream, timed: bool = False):
     """out = x (a kernel copy, any dtype of width 1/2/4/8) on ``stream``. ``out`` defaults to a
     new array; a given ``out`` is returned as the caller passed it (``(out, TimingRecord)`` when
@@ -318,6 +332,7 @@ def dot_grid(n: int, vec_width: int, sm_count: int) -> int:
     return max(1, min(blocks_for(-(-n // vec_width), BLOCK), sm_count * 8))
 
 
+@_prof.traced("ops.dot")
 def dot(x, y, out=None, *, stream, timed: bool = False):
     """Inner product of two 1-D (or same-shape) arrays, accumulated in float64 on the GPU.
 
