@@ -27,8 +27,8 @@ _EXPORTS = {
     "to_device": "memory", "asarray": "memory", "copy": "memory", "memset": "memory",
     "census": "accounting",
     "Module": "module", "Kernel": "module", "load_kit_module": "module",
-    "launch": "launcher", "prepare": "launcher", "PreparedLaunch": "launcher", "benchmark": "launcher",
-    "BenchResult": "launcher", "blocks_for": "launcher",
+    "launch": "launcher", "prepare": "launcher", "PreparedLaunch": "launcher", "benchmark": "bench",
+    "BenchResult": "bench", "blocks_for": "launcher",
 }
 
 _SUBMODULES = ("ops", "graph", "build", "accounting", "trace", "experiments")

@@ -2,8 +2,10 @@
 device->device, with pinned, pageable and write-combined host memory, over one size, a range
 or a sweep ("shmoo"), on one device, several one after another, or several at once.
 
-Each figure is the median of event-timed samples on a kit stream after warm-up, in GB/s
-(1e9 bytes/s), and is reported next to its peer from the same run: pageable and
+Each figure is the median of event-timed samples on a kit stream (:func:`cudart_kit.bench.benchmark`:
+warm-up by time until stable, batches of back-to-back copies behind a GPU-side gate, a minimum
+measured time, the spread and a ``noisy`` flag), in GB/s (1e9 bytes/s), and is reported next to
+its peer from the same run: pageable and
 write-combined against pinned, pinned against the PCIe link (or the other direction when NVML
 cannot say), device-to-device against the theoretical DRAM bandwidth. Result documents are
 plain dicts (schema cudart-kit/bandwidth/1, see docs/cli.md); ``cli.py`` formats them.
@@ -33,6 +35,7 @@ __all__ = [
     "sizes_for",
     "copies_per_sample",
     "bandwidth_gbps",
+    "figure",
     "plan_tests",
     "attach_peers",
     "aggregate",
@@ -49,10 +52,17 @@ KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 QUICK_SIZE = 32 * MiB  # bandwidthTest's default transfer size
 SHMOO_START, SHMOO_END = 1 * KiB, 1 * GiB
 RANGE_DEFAULTS = (1 * MiB, 64 * MiB, 1 * MiB)  # start, end, step
-# Below this many bytes per sample, event resolution (~0.5 us) and launch overhead dominate:
-# a sample then times several back-to-back copies.
+# The fewest back-to-back copies per timed sample, by size (the benchmark then raises the
+# count until a sample lasts >= 0.2 ms, so event resolution and launch gaps do not dominate).
 MIN_BYTES_PER_SAMPLE = 8 * MiB
 MAX_COPIES_PER_SAMPLE = 100
+# Measurement per figure (docs/cli.md "How figures are measured"): a bandwidth run of ten
+# figures must still finish in a few seconds, and a copy is steady after a few milliseconds.
+WARMUP_MS = 10.0        # GPU time of warm-up, at least (and stable within 2 %)
+MAX_WARMUP_MS = 200.0   # wall time of warm-up, at most
+MIN_TIME_MS = 40.0      # measured GPU time, at least
+MAX_TIME_MS = 160.0     # ... extended up to this while the spread is above MAX_SPREAD
+MAX_SPREAD = 0.05       # (p90 - p10) / median above this: the figure is flagged noisy
 
 
 class SizeError(CudaKitError, ValueError):
@@ -125,7 +135,8 @@ def sizes_for(mode: str, *, size: int | None = None, start: int | None = None,
 
 
 def copies_per_sample(nbytes: int) -> int:
-    """How many back-to-back copies one timed sample holds (1 for anything >= 8 MiB)."""
+    """The fewest back-to-back copies one timed sample holds (1 for anything >= 8 MiB): the
+    first batch of the benchmark, which then batches more copies while a sample is under 0.2 ms."""
     return max(1, min(MAX_COPIES_PER_SAMPLE, MIN_BYTES_PER_SAMPLE // max(nbytes, 1)))
 
 
@@ -277,9 +288,13 @@ class Options:
     memories: tuple = ("pinned", "pageable")
     sizes: list[int] = field(default_factory=lambda: [QUICK_SIZE])
     mode: str = "quick"
-    repeat: int = 10
-    warmup: int = 2
+    repeat: int = 10          # samples per figure, at least
+    warmup: int = 2           # untimed copies first, at least
     concurrent: bool = False
+    warmup_ms: float = WARMUP_MS
+    min_time_ms: float = MIN_TIME_MS
+    max_time_ms: float = MAX_TIME_MS
+    max_spread: float = MAX_SPREAD
 
 
 def _device_info(dev) -> dict:
@@ -364,8 +379,8 @@ class _DeviceBench:
             view = self._views[key] = self._asarray(_DeviceView(which, nbytes))
         return view
 
-    def measure(self, direction: str, memory: str, nbytes: int, *, repeat: int, warmup: int) -> dict:
-        from . import benchmark  # the kit event-timed helper, resolved lazily by the package
+    def measure(self, direction: str, memory: str, nbytes: int, *, opts: "Options") -> dict:
+        from . import bench as kit_bench  # kit_bench.benchmark looked up per call: tests replace it
         from .memory import copy
 
         s = self.stream
@@ -380,28 +395,20 @@ class _DeviceBench:
         # few microseconds of Python per call would otherwise be measured at small sizes.
         copy(dst, src, stream=s).sync()
         raw = _raw_copy(direction, dst, src, nbytes, s.handle)
-        copies = copies_per_sample(nbytes)
 
         def issue(_stream):
-            for _ in range(copies):
-                raw()
+            raw()
 
         with self.dev.activate():
-            result = benchmark(issue, stream=s, warmup=warmup, repeat=repeat,
-                               name=f"{direction} {memory} {nbytes}")
-        median = result.median_ms
-        return {
-            "device": self.dev.ordinal,
-            "direction": direction,
-            "memory": memory,
-            "bytes": nbytes,
-            "copies_per_sample": copies,
-            "samples": len(result.samples_ms),
-            "median_ms": median / copies,
-            "min_ms": result.min_ms / copies,
-            "max_ms": result.max_ms / copies,
-            "gbps": bandwidth_gbps(nbytes, copies, median, direction),
-        }
+            # a pageable copy blocks the host until the GPU has (nearly) done it: behind a closed
+            # gate that would stall until the gate's timeout, so pageable figures run ungated
+            result = kit_bench.benchmark(
+                issue, stream=s, warmup=opts.warmup, repeat=opts.repeat, warmup_ms=opts.warmup_ms,
+                max_warmup_ms=MAX_WARMUP_MS, min_time_ms=opts.min_time_ms,
+                max_time_ms=max(opts.max_time_ms, opts.min_time_ms), max_spread=opts.max_spread,
+                min_batch=copies_per_sample(nbytes), gate=memory != "pageable",
+                name=f"{direction} {memory} {nbytes}")
+        return figure(self.dev.ordinal, direction, memory, nbytes, result)
 
     def close(self) -> None:
         try:
@@ -413,6 +420,35 @@ class _DeviceBench:
                 obj.close()
             self._owned.clear()
             self.stream.close()
+
+
+def figure(device: int, direction: str, memory: str, nbytes: int, result) -> dict:
+    """One result of the document from a :class:`cudart_kit.bench.BenchResult` of single copies.
+
+    Times are per copy (ms); ``spread`` is (p90 - p10) / median of the samples; ``noisy`` says
+    the spread stayed above the limit after the extended measurement."""
+    median = result.median_ms
+    return {
+        "device": device,
+        "direction": direction,
+        "memory": memory,
+        "bytes": nbytes,
+        "copies_per_sample": result.batch,
+        "samples": len(result.samples_ms),
+        "median_ms": median,
+        "min_ms": result.min_ms,
+        "max_ms": result.max_ms,
+        "gbps": bandwidth_gbps(nbytes, 1, median, direction),
+        "p10_ms": result.quantile_ms(0.1),
+        "p90_ms": result.quantile_ms(0.9),
+        "spread": result.spread,
+        "noisy": result.noisy,
+        "measured_ms": result.measured_ms,
+        "warmup_ms": result.warmup_ms,
+        "warmup_stable": result.warmup_stable,
+        "gated": result.gated,
+        "stop": result.stop,
+    }
 
 
 def _raw_copy(direction: str, dst, src, nbytes: int, stream_handle: int):
@@ -434,7 +470,7 @@ def _run_device(dev, tests, opts: Options, results: list, lock: threading.Lock,
         for direction, memory, nbytes in tests:
             if barrier is not None:
                 barrier.wait()  # every device starts each test together
-            r = bench.measure(direction, memory, nbytes, repeat=opts.repeat, warmup=opts.warmup)
+            r = bench.measure(direction, memory, nbytes, opts=opts)
             with lock:
                 results.append(r)
                 if progress is not None:
@@ -455,6 +491,8 @@ def run(opts: Options, progress=None) -> dict:
 
     if opts.repeat < 1 or opts.warmup < 0:
         raise ValueError("repeat must be >= 1 and warmup >= 0")
+    if not (opts.warmup_ms >= 0 and opts.min_time_ms >= 0 and opts.max_spread >= 0):
+        raise ValueError("warmup_ms, min_time_ms and max_spread must be >= 0")
     devs = [get_device(i) for i in (opts.devices or [0])]
     tests = plan_tests(opts.directions, opts.memories, opts.sizes)
     if not tests:
@@ -494,8 +532,13 @@ def run(opts: Options, progress=None) -> dict:
         "concurrent": bool(opts.concurrent and len(devs) > 1),
         "repeat": opts.repeat,
         "warmup": opts.warmup,
+        "warmup_ms": opts.warmup_ms,
+        "min_time_ms": opts.min_time_ms,
+        "max_time_ms": max(opts.max_time_ms, opts.min_time_ms),
+        "max_spread": opts.max_spread,
         "units": {"bandwidth": "GB/s (1e9 bytes/s); D2D counts bytes read + written", "size": "bytes",
-                  "time": "milliseconds per copy (median)"},
+                  "time": "milliseconds per copy (median)",
+                  "spread": "(p90 - p10) / median of the per-copy samples"},
         "devices": infos,
         "results": results,
     }

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import math
 import operator
-import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import profiling as _prof
 from .device import Device
 from .errors import ArgumentError, ClosedError, DeviceMismatchError, LaunchConfigError, translate
-from .event import Event, TimingRecord, begin_timing, end_timing
+from .bench import BenchResult, benchmark  # the kit's one benchmark helper, re-exported
+from .event import TimingRecord, begin_timing, end_timing
 from .module import Kernel
 from .stream import Stream, as_stream, closed_stream_error
 
@@ -402,83 +402,4 @@ def prepare(kernel: Kernel, grid, block, *args, device: Device, shared_mem_bytes
     """Check once, launch many times: see :class:`PreparedLaunch`."""
     return PreparedLaunch(kernel, grid, block, *args, device=device, shared_mem_bytes=shared_mem_bytes)
 
-
-# --- benchmarking ---------------------------------------------------------------------------
-
-@dataclass
-class BenchResult:
-    """Event-timed samples in milliseconds and their summary."""
-
-    name: str
-    samples_ms: list = field(default_factory=list)
-
-    @property
-    def median_ms(self) -> float:
-        return statistics.median(self.samples_ms)
-
-    @property
-    def min_ms(self) -> float:
-        return min(self.samples_ms)
-
-    @property
-    def max_ms(self) -> float:
-        return max(self.samples_ms)
-
-    def quantile_ms(self, q: float) -> float:
-        xs = sorted(self.samples_ms)
-        pos = q * (len(xs) - 1)
-        lo, hi = int(math.floor(pos)), int(math.ceil(pos))
-        return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-    @property
-    def spread(self) -> float:
-        """(p90 - p10) / median: relative spread of the samples."""
-        return (self.quantile_ms(0.9) - self.quantile_ms(0.1)) / self.median_ms if self.median_ms else 0.0
-
-    def gbps(self, nbytes: int) -> float:
-        return nbytes / (self.median_ms * 1e-3) / 1e9
-
-    def tflops(self, flops: float) -> float:
-        return flops / (self.median_ms * 1e-3) / 1e12
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "median_ms": self.median_ms, "min_ms": self.min_ms, "max_ms": self.max_ms,
-                "p10_ms": self.quantile_ms(0.1), "p90_ms": self.quantile_ms(0.9), "n": len(self.samples_ms)}
-
-
-def benchmark(fn, *, stream, warmup: int = 3, repeat: int = 20, flush_l2: bool = False, name: str = "") -> BenchResult:
-    """Time ``fn(stream)`` with events on ``stream``.
-
-    Warm-up calls first (lazy module loading, pool growth, JIT), then ``repeat`` timed calls,
-    each bracketed by its own events on the working stream; one sync at the end. With
-    ``flush_l2``, a buffer twice the L2 size is overwritten before each timed call (outside the
-    events) so inputs do not come from cache. ``fn`` must enqueue its work on the given stream.
-    """
-    from .memory import empty, memset
-
-    s = as_stream(stream)
-    if repeat < 1:
-        raise ValueError("repeat must be >= 1")
-    for _ in range(max(0, warmup)):
-        fn(s)
-    flush = None
-    if flush_l2:
-        l2 = s.device.attribute("l2_cache_size")
-        flush = empty(max(2 * l2, 1 << 20), np.uint8, stream=s)
-    events = [(Event.create(s.device, timing=True), Event.create(s.device, timing=True)) for _ in range(repeat)]
-    s.sync()
-    for start, stop in events:
-        if flush is not None:
-            memset(flush, 0x5A, stream=s)
-        start.record(s)
-        fn(s)
-        stop.record(s)
-    s.sync()
-    samples = [a.elapsed_ms(b) for a, b in events]
-    for a, b in events:
-        a.close()
-        b.close()
-    if flush is not None:
-        flush.close()
-    return BenchResult(name or getattr(fn, "__name__", "fn"), samples)
 

@@ -1,19 +1,25 @@
 """Matmul benchmark: each kit algorithm against cuBLAS measured in the same run on the same stream
 (CuPy for FP32 SGEMM — CuPy does not use TF32 unless asked —, PyTorch for TF32 and BF16/FP16).
 
-    python tools/bench_gemm.py [--sizes 1024,2048,4096,8192] [--repeat 10] [--json out.json]
+    python tools/bench_gemm.py [--sizes 1024,2048,4096,8192] [--repeat 10] [--min-time-ms 100] [--json out.json]
+
+GPU figures come from cudart_kit.bench.benchmark (warm-up by time until stable, at least
+--repeat samples and --min-time-ms of GPU time, a ``~`` marks a noisy figure); host costs are
+wall time per call after a time-based warm-up (median of rounds, spread reported).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 
 import numpy as np
 
 import cudart_kit as ck
+from cudart_kit.bench import benchmark, relative_spread
 from cudart_kit.memory import bfloat16
 from cudart_kit.ops.gemm import SIMT, matmul
 
@@ -23,24 +29,31 @@ PEER = {"cublas": "sgemm", "cublas_bf16": "bf16", "naive": "sgemm", "tiled": "sg
         "tf32_sm90": "tf32", "tf32_sm90_nt": "tf32", "bf16_sm90": "bf16", "bf16_sm90_nt": "bf16", "fp16_sm90": "fp16"}
 
 
-def _host_us(call, s, n=2000) -> float:
-    """Microseconds of host time per call, the calls queued back to back (after a warm-up)."""
-    for _ in range(50):
+def _host_us(call, s, n=2000, rounds=5, warmup_s=0.05) -> tuple[float, float]:
+    """(median µs of host time per call, spread over the rounds): ``rounds`` rounds of ``n``
+    calls queued back to back, after warming up for ``warmup_s`` of wall time (at least 50 calls)."""
+    t_end, k = time.perf_counter() + warmup_s, 0
+    while k < 50 or time.perf_counter() < t_end:
         call()
+        k += 1
     s.sync()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        call()
-    t1 = time.perf_counter()
-    s.sync()
-    return 1e6 * (t1 - t0) / n
+    per = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            call()
+        t1 = time.perf_counter()
+        s.sync()
+        per.append(1e6 * (t1 - t0) / n)
+    return statistics.median(per), relative_spread(per)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="1024,2048,4096,8192")
     p.add_argument("--rect", default="8192x1024x8192,1024x8192x4096,4096x4096x256")
-    p.add_argument("--repeat", type=int, default=10)
+    p.add_argument("--repeat", type=int, default=10, help="samples per figure, at least (default 10)")
+    p.add_argument("--min-time-ms", type=float, default=100.0, help="measured GPU time per figure, at least")
     p.add_argument("--json", default=None)
     p.add_argument("--algos", default="", help="comma-separated subset of the algorithms (default: all)")
     p.add_argument("--host", action=argparse.BooleanOptionalAction, default=True,
@@ -75,8 +88,8 @@ def main(argv=None) -> int:
         peers = {}
 
         def bench(fn, name):
-            r = ck.benchmark(fn, stream=s, warmup=2, repeat=args.repeat, name=name)
-            return r.median_ms, r.tflops(flops)
+            r = benchmark(fn, stream=s, repeat=args.repeat, min_time_ms=args.min_time_ms, name=name)
+            return r.median_ms, r.tflops(flops), r.noisy, r.spread
 
         ca, cb, cc = cp.asarray(a32), cp.asarray(b32), cp.asarray(c32)
 
@@ -121,10 +134,11 @@ def main(argv=None) -> int:
         if M * N * K <= 2048 ** 3:
             runs = {"naive": lambda st: matmul(a32, b32, c32, algo="naive", stream=st), **runs}
         for algo, fn in runs.items():
-            ms, tf = bench(fn, algo)
-            pms, ptf = peers[PEER[algo]]
-            rows.append({"M": M, "N": N, "K": K, "algo": algo, "ms": ms, "tflops": tf,
-                         "peer": PEER[algo], "peer_tflops": ptf, "ratio": tf / ptf})
+            ms, tf, noisy, spread = bench(fn, algo)
+            pms, ptf, pnoisy, _ = peers[PEER[algo]]
+            rows.append({"M": M, "N": N, "K": K, "algo": algo, "ms": ms, "tflops": tf, "spread": spread,
+                         "noisy": noisy, "peer": PEER[algo], "peer_tflops": ptf, "peer_noisy": pnoisy,
+                         "ratio": tf / ptf})
         for a in (a32, b32, c32, a16, b16, c16, h16a, h16b, h16c, b32t, b16t):
             a.close()
 
@@ -146,20 +160,22 @@ def main(argv=None) -> int:
         with torch.cuda.stream(tstream):
             host.append(("torch.matmul bfloat16", _host_us(lambda: torch.matmul(ta_, tb_, out=tc_), s)))
 
-    print(f"\nmatmul on {dev.name}: TFLOP/s (median of {args.repeat} event-timed runs, random data) "
-          "and ratio to cuBLAS measured in the same run")
+    print(f"\nmatmul on {dev.name}: TFLOP/s (median of >= {args.repeat} event-timed samples and >= "
+          f"{args.min_time_ms:g} ms per figure, random data; ~: noisy) and ratio to cuBLAS measured in the same run")
     print(f"{'M x N x K':>18} {'algo':12} {'ms':>9} {'TFLOP/s':>8} {'cuBLAS':>7} {'TFLOP/s':>8} {'ratio':>6}")
     for r in rows:
-        print(f"{r['M']:>6}x{r['N']:>5}x{r['K']:>5} {r['algo']:12} {r['ms']:9.3f} {r['tflops']:8.1f} "
-              f"{r['peer']:>7} {r['peer_tflops']:8.1f} {r['ratio']:6.3f}")
+        print(f"{r['M']:>6}x{r['N']:>5}x{r['K']:>5} {r['algo']:12} {r['ms']:9.3f} {r['tflops']:7.1f}"
+              f"{'~' if r['noisy'] else ' '} {r['peer']:>7} {r['peer_tflops']:7.1f}{'~' if r['peer_noisy'] else ' '} "
+              f"{r['ratio']:6.3f}")
     if host:
         print(f"\nhost time per call, {64}x{64}x{64} (GPU idle-bound: the cost of the Python call itself)")
-        for label, us in host:
-            print(f"  {label:34} {us:7.1f} us")
+        for label, (us, spread) in host:
+            print(f"  {label:34} {us:7.1f} us  (spread {100 * spread:.1f} %)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": dev.name, "date": time.strftime("%Y-%m-%d"), "rows": rows,
-                       "host_us_per_call": dict(host)}, f, indent=2)
+                       "host_us_per_call": {k: v[0] for k, v in host},
+                       "host_us_spread": {k: v[1] for k, v in host}}, f, indent=2)
     s.close()
     return 0
 

@@ -2,9 +2,13 @@
 launch, the kit's launch paths, CuPy RawKernel and PyTorch, all in the same run.
 
 Host cost = wall time of N back-to-back launches on one stream / N (the GPU work is empty or
-tiny, so the host is the bottleneck); "wall" adds the final sync.
+tiny, so the host is the bottleneck); "wall" adds the final sync. Each path warms up for
+--warmup-ms of wall time (at least 1,000 calls: caches, lazy loading, CPU clocks), then the
+median of --rounds rounds of N launches is reported with its spread ((p90 - p10) / median over
+the rounds; ``~`` marks a spread above 5 %). These are host-time figures by design, so they use
+wall clocks, not cudart_kit.bench's event timing.
 
-    python tools/bench_launch.py [--n 20000] [--graph-kernels 1000] [--json out.json]
+    python tools/bench_launch.py [--n 20000] [--rounds 5] [--warmup-ms 100] [--graph-kernels 1000] [--json out.json]
 """
 
 from __future__ import annotations
@@ -19,11 +23,22 @@ import numpy as np
 
 import cudart_kit as ck
 from cudart_kit import ops
+from cudart_kit.bench import relative_spread
+
+MAX_SPREAD = 0.05
 
 
-def per_launch_us(fn, n: int, sync, rounds: int = 3) -> tuple[float, float]:
-    """(host µs per call, wall µs per call incl. the final sync): best-of-rounds medians."""
-    fn()
+def per_launch_us(fn, n: int, sync, rounds: int = 5, warmup_ms: float = 100.0) -> tuple[float, float, float]:
+    """(host µs per call, wall µs per call incl. the final sync, spread of the host figure):
+    medians over ``rounds`` rounds of ``n`` calls, after ``warmup_ms`` of wall time of calls
+    (at least min(n, 1000) of them)."""
+    chunk = max(1, min(n, 1000))
+    t_end, k = time.perf_counter() + warmup_ms / 1e3, 0
+    while k < chunk or time.perf_counter() < t_end:
+        fn()
+        k += 1
+        if k % chunk == 0:
+            sync()  # the GPU keeps up with the warm-up: no unbounded queue of work behind it
     sync()
     hosts, walls = [], []
     for _ in range(rounds):
@@ -35,12 +50,14 @@ def per_launch_us(fn, n: int, sync, rounds: int = 3) -> tuple[float, float]:
         t2 = time.perf_counter()
         hosts.append((t1 - t0) / n * 1e6)
         walls.append((t2 - t0) / n * 1e6)
-    return statistics.median(hosts), statistics.median(walls)
+    return statistics.median(hosts), statistics.median(walls), relative_spread(hosts)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=20000)
+    p.add_argument("--rounds", type=int, default=5, help="rounds of --n launches per path (median)")
+    p.add_argument("--warmup-ms", type=float, default=100.0, help="wall time of untimed calls first, per path")
     p.add_argument("--graph-kernels", type=int, default=1000)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -60,9 +77,13 @@ def main(argv=None) -> int:
     N = args.n
     rows = {}
 
+    def timed(fn, n, sync):
+        return per_launch_us(fn, n, sync, rounds=args.rounds, warmup_ms=args.warmup_ms)
+
     def row(key, label, fn, sync=s.sync):
-        host, wall = per_launch_us(fn, N, sync)
-        rows[key] = {"label": label, "host_us": host, "wall_us": wall}
+        host, wall, spread = timed(fn, N, sync)
+        rows[key] = {"label": label, "host_us": host, "wall_us": wall, "spread": spread,
+                     "noisy": spread > MAX_SPREAD}
 
     row("core_empty", "cuda.core launch, empty kernel", lambda: core_launch(sc, cfg, noop.core))
     xp, yp, op_ = x.ptr, y.ptr, o.ptr
@@ -113,10 +134,12 @@ def main(argv=None) -> int:
     bare_graph = gb.complete()
     bare_graph.upload(sc)
     reps = max(20, N // G)
-    host, wall = per_launch_us(lambda: kit_graph.replay(s), reps, s.sync)
-    rows["kit_graph"] = {"label": f"kit graph replay ({G} ops.add)", "host_us": host / G, "wall_us": wall / G}
-    host, wall = per_launch_us(lambda: bare_graph.launch(sc), reps, s.sync)
-    rows["core_graph"] = {"label": f"bare cuda.core graph ({G} add_f32)", "host_us": host / G, "wall_us": wall / G}
+    host, wall, spread = timed(lambda: kit_graph.replay(s), reps, s.sync)
+    rows["kit_graph"] = {"label": f"kit graph replay ({G} ops.add)", "host_us": host / G, "wall_us": wall / G,
+                         "spread": spread, "noisy": spread > MAX_SPREAD}
+    host, wall, spread = timed(lambda: bare_graph.launch(sc), reps, s.sync)
+    rows["core_graph"] = {"label": f"bare cuda.core graph ({G} add_f32)", "host_us": host / G, "wall_us": wall / G,
+                          "spread": spread, "noisy": spread > MAX_SPREAD}
     # kernels per second through each path (wall)
     for r in rows.values():
         r["kernels_per_s"] = 1e6 / r["wall_us"]
@@ -124,16 +147,19 @@ def main(argv=None) -> int:
     base = rows["core_4arg"]["host_us"]
     print(f"\nlaunch overhead on {dev.name}: host µs per launch ({N} back-to-back launches), ratio to a "
           "bare 4-arg cuda.core launch")
-    print(f"{'path':44} {'host µs':>8} {'wall µs':>8} {'x core':>7} {'kernels/s':>10}")
+    print(f"{'path':44} {'host µs':>8} {'wall µs':>8} {'x core':>7} {'kernels/s':>10} {'spread':>7}")
     for r in rows.values():
-        print(f"{r['label']:44} {r['host_us']:8.3f} {r['wall_us']:8.3f} {r['host_us'] / base:7.2f} {r['kernels_per_s']:10.0f}")
+        mark = "~" if r["noisy"] else " "
+        print(f"{r['label']:44} {r['host_us']:7.3f}{mark} {r['wall_us']:8.3f} {r['host_us'] / base:7.2f} "
+              f"{r['kernels_per_s']:10.0f} {100 * r['spread']:6.1f}%")
     kg, cg = rows["kit_graph"], rows["core_graph"]
     print(f"graph replay of {G} kernels: host µs per replay kit {kg['host_us'] * G:.2f} vs bare cuda.core "
           f"{cg['host_us'] * G:.2f} ({kg['host_us'] / cg['host_us']:.2f}x); wall per kernel "
           f"{kg['wall_us']:.3f} vs {cg['wall_us']:.3f} µs ({kg['wall_us'] / cg['wall_us']:.2f}x)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": dev.name, "n": N, "graph_kernels": G, "rows": rows}, f, indent=2)
+            json.dump({"device": dev.name, "n": N, "rounds": args.rounds, "warmup_ms": args.warmup_ms,
+                       "graph_kernels": G, "rows": rows}, f, indent=2)
     s.close()
     return 0
 

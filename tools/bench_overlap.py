@@ -4,7 +4,12 @@ sweep at the size of the CUDA sample simpleStreams, from copy-bound to compute-b
 full workload (H2D + kernel + D2H) and for simpleStreams' own (kernel + D2H).
 
     python tools/bench_overlap.py [--size-mib 256] [--chunks 32] [--streams 1,2,4,8,16] [--repeat 5]
-        [--json out.json] [--trace trace.json.gz] [--plot overlap.png] [--device 0]
+        [--warmup-ms 5] [--min-time-ms 25] [--json out.json] [--trace trace.json.gz] [--plot overlap.png]
+        [--device 0]
+
+Each configuration is sampled by cudart_kit.bench's rules, one whole run per sample: untimed
+runs until warm (--warmup-ms of run time, three runs within 5 %), then at least --repeat runs
+and --min-time-ms of run time, more while the spread is above 5 % (then marked ``~``, noisy).
 
 Prints a table whose first line starts with ``overlap``. With ``--json`` and no ``--trace`` /
 ``--plot``, the trace and the PNGs are written next to the JSON file (tools/device_run.sh passes
@@ -62,7 +67,9 @@ def main(argv=None) -> int:
     p.add_argument("--size-mib", type=float, default=256, help="data each way, balanced run (default 256)")
     p.add_argument("--chunks", type=int, default=32)
     p.add_argument("--streams", type=_ints, default=[1, 2, 4, 8, 16])
-    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per configuration, at least")
+    p.add_argument("--warmup-ms", type=float, default=ov.WARMUP_MS, help="run time of untimed runs first, at least")
+    p.add_argument("--min-time-ms", type=float, default=ov.MIN_TIME_MS, help="run time measured per configuration, at least")
     p.add_argument("--no-pageable", action="store_true", help="skip the pageable comparison")
     p.add_argument("--sweep-mib", type=float, default=ov.SIMPLESTREAMS["size_mib"],
                    help="data each way in the iters sweep (default 64 MiB = simpleStreams' 16M ints)")
@@ -81,20 +88,24 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     memory = ["pinned"] if args.no_pageable else ["pinned", "pageable"]
+    timing = {"warmup_ms": args.warmup_ms, "min_time_ms": args.min_time_ms}
     main_rep = ov.run_overlap(size_mib=args.size_mib, streams=args.streams, chunks=args.chunks, iters=None,
-                              memory=memory, order=ov.ORDERS, repeat=args.repeat, device=args.device, log=log)
+                              memory=memory, order=ov.ORDERS, repeat=args.repeat, device=args.device, log=log,
+                              **timing)
     t_main = time.perf_counter() - t0
     sweep = ov.sweep_iters(iters=args.sweep_iters, size_mib=args.sweep_mib, streams=args.sweep_streams,
-                           chunks=args.sweep_chunks, repeat=args.repeat, device=args.device, log=log)
+                           chunks=args.sweep_chunks, repeat=args.repeat, device=args.device, log=log, **timing)
     sweep_kd = ov.sweep_iters(iters=args.sweep_iters, size_mib=args.sweep_mib, streams=args.sweep_streams,
-                              chunks=args.sweep_chunks, repeat=args.repeat, device=args.device, h2d=False, log=log)
+                              chunks=args.sweep_chunks, repeat=args.repeat, device=args.device, h2d=False, log=log,
+                              **timing)
     t_all = time.perf_counter() - t0
 
     dev = main_rep.device
     cal = main_rep.calibration or {}
     print(f"overlap: {dev.get('name')} (device {dev.get('index')}, {dev.get('async_engine_count')} copy engines), "
           f"{args.size_mib:g} MiB each way, C={args.chunks}, balanced iters={cal.get('iters')} "
-          f"(kernel {cal.get('target_ms', float('nan')):.3f} ms target), repeat {args.repeat}, gated")
+          f"(kernel {cal.get('target_ms', float('nan')):.3f} ms target), >= {args.repeat} runs and >= "
+          f"{args.min_time_ms:g} ms per configuration after warm-up, gated")
     print(ov.format_table(main_rep))
     for line in ov.summary_lines(main_rep):
         print(line)
@@ -103,6 +114,9 @@ def main(argv=None) -> int:
           f"C={args.sweep_chunks}, iters from copy-bound to compute-bound; H-K-D: H2D + kernel + D2H, "
           f"K-D: kernel + D2H (simpleStreams' workload)")
     print(ov.format_table(sweep.results + sweep_kd.results))
+    for line in ov.summary_lines(sweep.results + sweep_kd.results):
+        if line.startswith("noisy"):
+            print(line)
     ss = ov.SIMPLESTREAMS
     ss_bound = ov.bound_ideal_ms(ss["h2d_ms"], ss["kernel_ms"], ss["d2h_ms"], chunks=ss["chunks"], streams=ss["streams"])
     print(f"simpleStreams on this GPU (anchors): kernel {ss['kernel_ms']} ms + D2H {ss['d2h_ms']} ms, "
@@ -120,6 +134,7 @@ def main(argv=None) -> int:
     if args.json:
         doc = {"schema": SCHEMA, "main": main_rep.to_dict(), "sweep": sweep.to_dict(),
                "sweep_no_h2d": sweep_kd.to_dict(), "targets": targets,
+               "timing": {"repeat_min": args.repeat, **timing, "max_spread": ov.MAX_SPREAD},
                "seconds": {"main": t_main, "total": t_all}}
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     if args.trace:

@@ -1,7 +1,11 @@
 """Vector-op benchmark: the kit's kernels against the driver's device-to-device memcpy and CuPy,
 all measured in the same run on the same stream. Every byte read and written is counted.
 
-    python tools/bench_vector.py [--log2n 28] [--repeat 20] [--json out.json]
+    python tools/bench_vector.py [--log2n 28] [--repeat 10] [--min-time-ms 100] [--json out.json]
+
+Every figure comes from cudart_kit.bench.benchmark (warm-up by time until stable, batched and
+gated samples, at least --repeat samples and --min-time-ms of GPU time; docs/benchmarks.md);
+a ``~`` after a figure marks it noisy (spread (p90 - p10) / median above 5 %).
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ import numpy as np
 
 import cudart_kit as ck
 from cudart_kit import ops
+from cudart_kit.bench import benchmark
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--log2n", type=int, default=28)
-    p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--repeat", type=int, default=10, help="samples per figure, at least (default 10)")
+    p.add_argument("--min-time-ms", type=float, default=100.0, help="measured GPU time per figure, at least")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
 
@@ -36,9 +42,11 @@ def main(argv=None) -> int:
     s.sync()
 
     def bench(name, fn, nbytes):
-        res = ck.benchmark(fn, stream=s, warmup=3, repeat=args.repeat, name=name)
+        res = benchmark(fn, stream=s, repeat=args.repeat, min_time_ms=args.min_time_ms, name=name)
         return {"name": name, "bytes": nbytes, "median_ms": res.median_ms, "gbps": res.gbps(nbytes),
-                "spread": res.spread, "min_ms": res.min_ms, "max_ms": res.max_ms}
+                "spread": res.spread, "noisy": res.noisy, "min_ms": res.min_ms, "max_ms": res.max_ms,
+                "batch": res.batch, "samples": len(res.samples_ms), "measured_ms": res.measured_ms,
+                "warmup_stable": res.warmup_stable}
 
     rows = {}
     # the ceiling: the driver's own device-to-device copy (cuMemcpyAsync), bytes read + written
@@ -86,15 +94,17 @@ def main(argv=None) -> int:
             "vs_memcpy": row["gbps"] / ceiling,
             "cupy_gbps": peer["gbps"] if peer else None,
             "vs_cupy": row["gbps"] / peer["gbps"] if peer else None,
+            "cupy_noisy": peer["noisy"] if peer else None,
         })
 
-    print(f"\nvector ops, {n} float32 elements (2^{args.log2n}), {dev.name}, "
-          f"median of {args.repeat} event-timed runs")
+    print(f"\nvector ops, {n} float32 elements (2^{args.log2n}), {dev.name}, median of >= {args.repeat} "
+          f"event-timed samples and >= {args.min_time_ms:g} ms per figure (~: noisy, spread > 5 %)")
     print(f"{'op':8} {'ms':>8} {'GB/s':>8} {'x memcpy':>9} {'CuPy GB/s':>10} {'x CuPy':>7} {'spread':>7}")
     for t in table:
-        cg = f"{t['cupy_gbps']:10.0f}" if t["cupy_gbps"] else f"{'-':>10}"
+        cg = (f"{t['cupy_gbps']:9.0f}" + ("~" if t["cupy_noisy"] else " ")) if t["cupy_gbps"] else f"{'-':>10}"
         vc = f"{t['vs_cupy']:7.3f}" if t["vs_cupy"] else f"{'-':>7}"
-        print(f"{t['op']:8} {t['median_ms']:8.3f} {t['gbps']:8.0f} {t['vs_memcpy']:9.3f} {cg} {vc} {t['spread']:7.3f}")
+        mark = "~" if t["noisy"] else " "
+        print(f"{t['op']:8} {t['median_ms']:8.3f} {t['gbps']:7.0f}{mark} {t['vs_memcpy']:9.3f} {cg} {vc} {t['spread']:7.3f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": dev.name, "n": n, "dtype": "float32", "date": time.strftime("%Y-%m-%d"),

@@ -4,7 +4,9 @@
 # Logs go to $OUT (the device tool brings them back). Stages: STAGES="install build test bench"
 # (default all but sanitize); extra pytest args in PYTEST_ARGS, test paths in TESTS; benchmarks in
 # BENCH ("vector matmul ..."), their extra args in BENCH_ARGS; STAGES+=" sanitize" runs
-# compute-sanitizer memcheck/racecheck over tools/sanitize_gemm.py.
+# compute-sanitizer memcheck/racecheck over tools/sanitize_gemm.py; "matrix" runs memcheck over
+# the bad-input matrix test; "nvtx" checks with ncu that the kit's NVTX ranges select its kernels
+# and measures their host cost; "stability" repeats bandwidth figures (tools/bench_stability.py).
 set -uo pipefail
 OUT=${OUT:-/tmp/cudart_kit_out}
 mkdir -p "$OUT"
@@ -35,7 +37,7 @@ fi
 
 if has build; then
   t0=$(date +%s)
-  if $PY -m cudart_kit.build --force 2>&1 | tee "$OUT/build.log"; then
+  if $PY -m cudart_kit.build ${FORCE_BUILD:+--force} 2>&1 | tee "$OUT/build.log"; then
     summary+=("build: ok in $(( $(date +%s) - t0 )) s")
   else
     summary+=("build: FAILED (see build.log)")
@@ -77,10 +79,32 @@ if has sanitize; then
   done
 fi
 
+if has matrix; then
+  CUDART_KIT_REQUIRE_GPU=1 timeout -k 10 ${MATRIX_TIMEOUT:-420} compute-sanitizer --tool memcheck --report-api-errors no \
+    $PY -m pytest tests/gpu/test_bad_inputs.py -q -p no:cacheprovider > "$OUT/sanitize_matrix.log" 2>&1
+  summary+=("memcheck over the bad-input matrix (exit $?): $(grep -E '[0-9]+ (passed|failed)' "$OUT/sanitize_matrix.log" | tail -1) / $(grep -E 'ERROR SUMMARY' "$OUT/sanitize_matrix.log" | tail -1)")
+fi
+
+if has nvtx; then
+  for r in add mul; do
+    timeout -k 10 300 ncu --nvtx --nvtx-include "cudart_kit@ops.$r/" --clock-control none \
+      --metrics gpu__time_duration.sum $PY tools/check_nvtx.py work > "$OUT/nvtx_$r.log" 2>&1
+    ks=$(grep -oE '^  [A-Za-z_][A-Za-z0-9_]* \(' "$OUT/nvtx_$r.log" | tr -d ' (' | sort | uniq -c | tr '\n' ' ')
+    summary+=("ncu --nvtx-include cudart_kit@ops.$r/ (exit $?): profiled kernels: ${ks:-none}")
+  done
+  $PY tools/check_nvtx.py cost > "$OUT/nvtx_cost.json" 2>&1
+  summary+=("nvtx host cost: $(tail -1 "$OUT/nvtx_cost.json")")
+fi
+
+if has stability; then
+  timeout -k 10 ${STABILITY_TIMEOUT:-400} $PY tools/bench_stability.py --out "$OUT/stability.json" ${STABILITY_ARGS:-} 2>&1 | tee "$OUT/stability.txt"
+fi
+
 echo
 echo "================ summary ================"
 cat "$OUT/gpu.txt"
 printf '%s\n' "${summary[@]}"
+[ -f "$OUT/stability.txt" ] && tail -25 "$OUT/stability.txt"
 for b in $BENCH; do
   [ -f "$OUT/bench_$b.txt" ] && sed -n '/^vector ops\|^matmul\|^launch\|^overlap/,$p' "$OUT/bench_$b.txt"
 done

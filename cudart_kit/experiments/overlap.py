@@ -38,6 +38,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..bench import Policy, Round, measure_rounds
 from ..trace import Timeline, chrome_trace, draw_gantt, require_matplotlib, save_chrome_trace
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
     "speedup", "efficiency", "balanced_iters", "chunk_bounds", "stream_of_chunk", "issue_order",
     "fma_loop_reference", "kernel_share",
     # device side
-    "fma_loop_f32", "run_overlap", "sweep_iters", "calibrate_balanced_iters",
+    "fma_loop_f32", "run_overlap", "sweep_iters", "calibrate_balanced_iters", "sampling_policy",
     # results
     "OverlapResult", "SerialResult", "OverlapReport", "format_table", "summary_lines",
     "plot_results", "plot_sweep", "parse_int_list", "table_rows", "TABLE_HEADERS", "GATE_TIMEOUT_S",
@@ -67,6 +68,17 @@ FMA_A = -1.0
 FMA_B = 0.75
 FMA_DB = 2.0 ** -10
 GATE_TIMEOUT_S = 1.0
+# How each configuration is sampled (cudart_kit.bench's rules, one whole run per sample): runs
+# untimed until WARMUP_MS of run time and three consecutive runs within STABLE_TOL (at most
+# MAX_WARMUP_MS of wall time), then at least `repeat` runs and MIN_TIME_MS of run time, extended
+# up to 4x while the spread (p90 - p10) / median is above MAX_SPREAD (then flagged noisy).
+WARMUP_MS = 5.0
+MAX_WARMUP_MS = 250.0
+STABLE_TOL = 0.05        # multi-stream runs vary more than one copy: a wider warm-up tolerance
+MIN_TIME_MS = 25.0
+MAX_SPREAD = 0.05
+MAX_REPEAT = 100         # runs per configuration, at most (each run also costs host time)
+MAX_WALL_MS = 5000.0
 # The CUDA sample simpleStreams on the H100 (docs/overlap.md): 16M ints, kernel + D2H only.
 SIMPLESTREAMS = {"size_mib": 64, "h2d_ms": 0.0, "kernel_ms": 0.22, "d2h_ms": 1.24, "streams": 4, "chunks": 4,
                  "non_streamed_ms": 1.33, "streamed_ms": 1.27}
@@ -299,6 +311,10 @@ class SerialResult(_TimelineResult):
     verify: dict = field(default_factory=dict)
     timeline: Timeline | None = None
     h2d: bool = True
+    spread: float = float("nan")           # (p90 - p10) / median of samples_ms
+    noisy: bool = False                    # spread above max_spread after the extension
+    warmup_runs: int = 0
+    warmup_stable: bool | None = None
 
     @property
     def label(self) -> str:
@@ -335,6 +351,10 @@ class OverlapResult(_TimelineResult):
     verify: dict = field(default_factory=dict)
     timeline: Timeline | None = None
     h2d: bool = True
+    spread: float = float("nan")           # (p90 - p10) / median of samples_ms
+    noisy: bool = False                    # spread above max_spread after the extension
+    warmup_runs: int = 0
+    warmup_stable: bool | None = None
 
     @classmethod
     def build(cls, *, memory: str, order: str, streams: int, chunks: int, iters: int, size_bytes: int,
@@ -447,7 +467,8 @@ def table_rows(results) -> list[list[str]]:
         rows.append([
             r.memory, "H-K-D" if r.h2d else "K-D", r.order, str(r.iters), str(r.streams), str(r.chunks),
             f"{r.h2d_ms:.3f}", f"{r.kernel_ms:.3f}", f"{r.d2h_ms:.3f}", f"{100 * r.kernel_share:.0f}%",
-            f"{r.serial_ms:.3f}", f"{r.overlapped_ms:.3f}", f"{r.speedup:.2f}x", f"{r.ideal_ms:.3f}",
+            f"{r.serial_ms:.3f}", f"{r.overlapped_ms:.3f}" + ("~" if r.noisy else ""), f"{r.speedup:.2f}x",
+            f"{r.ideal_ms:.3f}",
             f"{r.max_speedup:.2f}x", f"{100 * r.efficiency:.0f}%",
             "-" if r.verified is None else ("yes" if r.verified else "NO")
             + (" (gate timeout)" if r.gate_timed_out else ""),
@@ -461,7 +482,8 @@ def format_table(results, *, title: str | None = None) -> str:
     ``stages`` H-K-D (copy in, kernel, copy out) or K-D (input already on the device, as in
     simpleStreams); H2D / kernel / D2H are the stages alone (serial run); ``kernel %`` the kernel's share of the
     serial time; ``speedup`` serial / overlapped; ``ideal`` the bound; ``max speedup`` serial /
-    ideal; ``efficiency`` ideal / overlapped; ``ok`` whether the output matched numpy."""
+    ideal; ``efficiency`` ideal / overlapped; ``ok`` whether the output matched numpy. A ``~``
+    after ``overlap ms`` marks a noisy figure (spread of the runs above the limit)."""
     rows = table_rows(results)
     right = set(range(3, len(TABLE_HEADERS) - 1))
     widths = [len(h) for h in TABLE_HEADERS]
@@ -491,6 +513,9 @@ def summary_lines(results, *, min_streams: int = 4) -> list[str]:
         lines.append(f"{mem}: best with >= {min_streams} streams: {best.label}: {best.overlapped_ms:.3f} ms vs "
                      f"serial {best.serial_ms:.3f} ms = {best.speedup:.2f}x (bound {best.max_speedup:.2f}x), "
                      f"efficiency {100 * best.efficiency:.0f}% of the ideal {best.ideal_ms:.3f} ms")
+    noisy = [r.label for r in rs if r.noisy]
+    if noisy:
+        lines.append(f"noisy (spread of the runs above the limit, marked ~): {', '.join(noisy)}")
     if any(r.gate_timed_out for r in rs):
         lines.append("warning: some runs' gate timed out: the host blocked while queuing, their times include host issue")
     bad = [r.label for r in rs if r.verified is False]
@@ -897,13 +922,52 @@ def _phase_ms(tl: Timeline, phase: str) -> float:
     return sum(s.dur_us for s in tl.slices if s.category == phase) / 1e3
 
 
+def sampling_policy(repeat: int = 5, *, warmup_ms: float = WARMUP_MS, min_time_ms: float = MIN_TIME_MS,
+                    max_spread: float = MAX_SPREAD) -> Policy:
+    """The bench rules for whole runs: one run per sample (batch 1), at least ``repeat`` runs."""
+    repeat = _check_count("repeat", repeat)
+    return Policy(warmup_ms=warmup_ms, max_warmup_ms=MAX_WARMUP_MS, stable_tol=STABLE_TOL,
+                  min_time_ms=min_time_ms, min_repeat=repeat, max_repeat=max(repeat, MAX_REPEAT),
+                  max_spread=max_spread, batch=1, max_wall_ms=MAX_WALL_MS)
+
+
+class _RunTimer:
+    """Adapts whole runs to :func:`cudart_kit.bench.measure_rounds`: a round is one run, its
+    sample the run's total time; the measured runs are kept (their timelines are reported)."""
+
+    def __init__(self, run_once: Callable[[], "_Run"]):
+        self.run_once = run_once
+        self.runs: list = []
+
+    def max_samples(self, _batch: int) -> int:
+        return 1
+
+    def time_round(self, _fn, plan) -> Round:
+        t0 = time.perf_counter()
+        r = self.run_once()
+        wall_ms = (time.perf_counter() - t0) * 1e3
+        if plan.phase == "measure":
+            self.runs.append(r)
+        # gate timeouts stay the run's own flag (reported per result), never a discarded sample
+        return Round([r.total_ms], wall_ms, r.issue_ms, 1, gated=False, gate_timed_out=False)
+
+
+def _sample_runs(run_once: Callable[[], "_Run"], policy: Policy, name: str = "") -> tuple:
+    """(measured runs, BenchResult): warm-up runs by time until stable, then runs until the
+    policy's minimum time and count (more while the spread is high). Each run synchronizes."""
+    timer = _RunTimer(run_once)
+    res = measure_rounds(None, timer, policy, name=name)
+    return timer.runs, res
+
+
 def _measure_serial(wl: _Workload, *, iters: int, memory: str, repeat: int, gate: bool, verify: bool,
-                    h2d: bool = True) -> SerialResult:
+                    h2d: bool = True, policy: Policy | None = None) -> SerialResult:
+    policy = policy or sampling_policy(repeat)
     first = wl.run(streams=1, chunks=1, iters=iters, memory=memory, order="depth", gate=gate, poison=verify, h2d=h2d)
     check = wl.verify(memory, iters, 1) if verify else {}
-    runs = [wl.run(streams=1, chunks=1, iters=iters, memory=memory, order="depth", gate=gate, poison=False, h2d=h2d)
-            for _ in range(repeat)]
     del first
+    runs, res = _sample_runs(lambda: wl.run(streams=1, chunks=1, iters=iters, memory=memory, order="depth",
+                                            gate=gate, poison=False, h2d=h2d), policy, f"serial {memory} {iters}")
     med = sorted(runs, key=lambda r: r.total_ms)[len(runs) // 2]
     return SerialResult(
         memory=memory, iters=iters, size_bytes=4 * wl.n, serial_ms=_median([r.total_ms for r in runs]),
@@ -911,7 +975,8 @@ def _measure_serial(wl: _Workload, *, iters: int, memory: str, repeat: int, gate
         kernel_ms=_median([_phase_ms(r.timeline, "kernel") for r in runs]),
         d2h_ms=_median([_phase_ms(r.timeline, "D2H") for r in runs]),
         samples_ms=[r.total_ms for r in runs], verified=check.get("ok") if verify else None, verify=check,
-        timeline=med.timeline.snapshot(), h2d=h2d)
+        timeline=med.timeline.snapshot(), h2d=h2d, spread=res.spread, noisy=res.noisy,
+        warmup_runs=res.warmup_calls, warmup_stable=res.warmup_stable)
 
 
 def calibrate_balanced_iters(*, size_mib: float = 256, device=0, probe_iters: int = 256, repeat: int = 3,
@@ -928,15 +993,18 @@ def calibrate_balanced_iters(*, size_mib: float = 256, device=0, probe_iters: in
         wl.close()
 
 
-def _calibrate(wl: "_Workload", *, probe_iters: int = 256, repeat: int = 3, gate: bool = True) -> dict:
+def _calibrate(wl: "_Workload", *, probe_iters: int = 256, repeat: int = 3, gate: bool = True,
+               policy: Policy | None = None) -> dict:
     """Find the ``iters`` at which the kernel takes as long as the slower copy direction, from
     two serial runs (0 and ``probe_iters`` iterations) on pinned memory. The probe doubles until
     the kernel's growth is measurable. Returns the measurements and ``iters``."""
-    base = _measure_serial(wl, iters=0, memory="pinned", repeat=repeat, gate=gate, verify=False)
+    policy = policy or sampling_policy(repeat)
+    base = _measure_serial(wl, iters=0, memory="pinned", repeat=repeat, gate=gate, verify=False, policy=policy)
     target = max(base.h2d_ms, base.d2h_ms)
     probe = int(probe_iters)
     while True:
-        hi = _measure_serial(wl, iters=probe, memory="pinned", repeat=repeat, gate=gate, verify=False)
+        hi = _measure_serial(wl, iters=probe, memory="pinned", repeat=repeat, gate=gate, verify=False,
+                             policy=policy)
         if hi.kernel_ms - base.kernel_ms > 0.1 * target or probe >= 1 << 16:
             break
         probe *= 4
@@ -976,7 +1044,8 @@ def run_overlap(*, size_mib: float = 256, streams: Iterable[int] = (1, 2, 4, 8, 
                 iters: "Iterable[int] | int | None" = None, memory: "Iterable[str] | str" = ("pinned",),
                 order: "Iterable[str] | str" = ORDERS, repeat: int = 5, device=0, gate: bool = True,
                 verify: bool = True, h2d: bool = True, seed: int | None = None,
-                log: Callable[[str], None] | None = None) -> OverlapReport:
+                log: Callable[[str], None] | None = None, warmup_ms: float = WARMUP_MS,
+                min_time_ms: float = MIN_TIME_MS, max_spread: float = MAX_SPREAD) -> OverlapReport:
     """Run the experiment on every combination of ``streams`` x ``iters`` x ``memory`` x ``order``.
 
     ``size_mib`` float32 data go host -> device, through ``fma_loop_f32`` (``iters`` FMAs per
@@ -984,7 +1053,10 @@ def run_overlap(*, size_mib: float = 256, streams: Iterable[int] = (1, 2, 4, 8, 
     into ``chunks`` chunks dealt round-robin to the streams. Per workload (memory kind, iters)
     one serial run (one stream, one operation per stage) gives the serial time and the stage
     times alone. Each configuration runs once with poisoned outputs and is verified against
-    numpy (``verify``), then ``repeat`` times timed; times are medians. ``h2d=False`` leaves
+    numpy (``verify``), then untimed until warm (``warmup_ms`` of run time, stable), then timed
+    at least ``repeat`` times and for at least ``min_time_ms`` of run time, longer while the
+    spread of the runs is above ``max_spread`` (the result is then ``noisy``); times are medians
+    (see :func:`sampling_policy`). ``h2d=False`` leaves
     the input on the device (uploaded once, untimed): kernel + D2H per chunk, the workload of
     the CUDA sample simpleStreams.
 
@@ -999,6 +1071,7 @@ def run_overlap(*, size_mib: float = 256, streams: Iterable[int] = (1, 2, 4, 8, 
     streams = [_check_count("streams", s) for s in _as_list(streams, "stream counts")]
     chunks = _check_count("chunks", chunks)
     repeat = _check_count("repeat", repeat)
+    policy = sampling_policy(repeat, warmup_ms=warmup_ms, min_time_ms=min_time_ms, max_spread=max_spread)
     memory = _as_list(memory, "host memory kind", MEMORY_KINDS)
     order = _as_list(order, "issue order", ORDERS + ("both",))
     if "both" in order:
@@ -1019,7 +1092,8 @@ def run_overlap(*, size_mib: float = 256, streams: Iterable[int] = (1, 2, 4, 8, 
     try:
         calibration = None
         if iters_list is None:
-            calibration = _calibrate(wl, gate=gate)
+            calibration = _calibrate(wl, gate=gate, policy=sampling_policy(
+                3, warmup_ms=warmup_ms, min_time_ms=min_time_ms, max_spread=max_spread))
             iters_list = [calibration["iters"]]
             say(f"calibrated: kernel ~ {calibration['target_ms']:.3f} ms at iters={calibration['iters']}")
         report = OverlapReport(
@@ -1027,12 +1101,14 @@ def run_overlap(*, size_mib: float = 256, streams: Iterable[int] = (1, 2, 4, 8, 
             params={"size_mib": size_mib, "elements": n, "size_bytes": 4 * n, "streams": streams, "chunks": chunks,
                     "iters": iters_list, "memory": memory, "order": order, "repeat": repeat, "gate": gate,
                     "h2d": h2d, "gate_timeout_s": GATE_TIMEOUT_S, "fma_a": FMA_A, "fma_b": FMA_B, "fma_db": FMA_DB,
-                    "verify": verify},
+                    "verify": verify, "warmup_ms": warmup_ms, "min_time_ms": min_time_ms,
+                    "max_spread": max_spread},
             calibration=calibration)
         for mem in memory:
             gated = gate and mem == "pinned"
             for it in iters_list:
-                ser = _measure_serial(wl, iters=it, memory=mem, repeat=repeat, gate=gated, verify=verify, h2d=h2d)
+                ser = _measure_serial(wl, iters=it, memory=mem, repeat=repeat, gate=gated, verify=verify, h2d=h2d,
+                                      policy=policy)
                 report.serial.append(ser)
                 say(f"serial {mem} iters={it}: {ser.serial_ms:.3f} ms (H2D {ser.h2d_ms:.3f}, kernel "
                     f"{ser.kernel_ms:.3f}, D2H {ser.d2h_ms:.3f})")
@@ -1041,8 +1117,10 @@ def run_overlap(*, size_mib: float = 256, streams: Iterable[int] = (1, 2, 4, 8, 
                         first = wl.run(streams=s, chunks=chunks, iters=it, memory=mem, order=od, gate=gated,
                                        poison=verify, h2d=h2d)
                         check = wl.verify(mem, it, chunks) if verify else {}
-                        runs = [wl.run(streams=s, chunks=chunks, iters=it, memory=mem, order=od, gate=gated,
-                                       poison=False, h2d=h2d) for _ in range(repeat)]
+                        runs, sampled = _sample_runs(
+                            lambda s=s, od=od: wl.run(streams=s, chunks=chunks, iters=it, memory=mem, order=od,
+                                                      gate=gated, poison=False, h2d=h2d),
+                            policy, f"{mem} {od} S={s} iters={it}")
                         med = sorted(runs, key=lambda r: r.total_ms)[len(runs) // 2]
                         res = OverlapResult.build(
                             memory=mem, order=od, streams=s, chunks=chunks, iters=it, size_bytes=4 * n,
@@ -1051,7 +1129,8 @@ def run_overlap(*, size_mib: float = 256, streams: Iterable[int] = (1, 2, 4, 8, 
                             samples_ms=[r.total_ms for r in runs], issue_ms=_median([r.issue_ms for r in runs]),
                             gated=gated, gate_timed_out=first.gate_timed_out or any(r.gate_timed_out for r in runs),
                             verified=check.get("ok") if verify else None, verify=check,
-                            timeline=med.timeline.snapshot(), h2d=h2d)
+                            timeline=med.timeline.snapshot(), h2d=h2d, spread=sampled.spread, noisy=sampled.noisy,
+                            warmup_runs=sampled.warmup_calls, warmup_stable=sampled.warmup_stable)
                         report.results.append(res)
                         say(f"{res.label}: {res.overlapped_ms:.3f} ms, {res.speedup:.2f}x, "
                             f"efficiency {100 * res.efficiency:.0f}%")
@@ -1063,7 +1142,8 @@ def run_overlap(*, size_mib: float = 256, streams: Iterable[int] = (1, 2, 4, 8, 
 def sweep_iters(*, iters: Iterable[int] = (0, 1, 4, 16, 64, 256, 1024, 4096), size_mib: float = SIMPLESTREAMS["size_mib"],
                 streams: "Iterable[int] | int" = (4,), chunks: int = 16, memory: str = "pinned", order: str = "breadth",
                 repeat: int = 5, device=0, gate: bool = True, verify: bool = True, h2d: bool = True,
-                seed: int | None = None, log: Callable[[str], None] | None = None) -> OverlapReport:
+                seed: int | None = None, log: Callable[[str], None] | None = None, warmup_ms: float = WARMUP_MS,
+                min_time_ms: float = MIN_TIME_MS, max_spread: float = MAX_SPREAD) -> OverlapReport:
     """From copy-bound to compute-bound: the same chunked workload (by default the size of the
     CUDA sample simpleStreams, 16M 4-byte elements) with ``iters`` swept. With a tiny kernel the
     copies are nearly all the time and overlap can hide only the kernel (speedup ~ 1 + kernel
@@ -1073,4 +1153,5 @@ def sweep_iters(*, iters: Iterable[int] = (0, 1, 4, 16, 64, 256, 1024, 4096), si
     hide. See :func:`run_overlap` for the parameters and what is raised."""
     return run_overlap(size_mib=size_mib, streams=streams if not isinstance(streams, int) else [streams],
                        chunks=chunks, iters=list(iters), memory=[memory], order=[order], repeat=repeat,
-                       device=device, gate=gate, verify=verify, h2d=h2d, seed=seed, log=log)
+                       device=device, gate=gate, verify=verify, h2d=h2d, seed=seed, log=log, warmup_ms=warmup_ms,
+                       min_time_ms=min_time_ms, max_spread=max_spread)

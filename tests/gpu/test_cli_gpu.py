@@ -213,7 +213,7 @@ def test_bandwidth_quick_json_positive_for_every_direction():
     assert set(got) == {("H2D", "pinned"), ("H2D", "pageable"), ("D2H", "pinned"), ("D2H", "pageable"),
                         ("D2D", "device")}
     for r in doc["results"]:
-        assert r["bytes"] == 32 << 20 and r["samples"] == 5
+        assert r["bytes"] == 32 << 20 and r["samples"] >= 5
         assert math.isfinite(r["gbps"]) and r["gbps"] > 0, r
         assert r["median_ms"] > 0 and r["min_ms"] <= r["median_ms"] <= r["max_ms"]
     for key in (("H2D", "pageable"), ("D2H", "pageable")):
@@ -246,7 +246,7 @@ def test_bandwidth_run_in_process_range():
     doc = bw.run(opts)
     assert [(r["direction"], r["bytes"]) for r in doc["results"]] == [
         ("H2D", 1 << 20), ("H2D", 2 << 20), ("H2D", 3 << 20), ("D2D", 1 << 20), ("D2D", 2 << 20), ("D2D", 3 << 20)]
-    assert all(r["gbps"] > 0 and r["copies_per_sample"] == bw.copies_per_sample(r["bytes"]) for r in doc["results"])
+    assert all(r["gbps"] > 0 and r["copies_per_sample"] >= bw.copies_per_sample(r["bytes"]) for r in doc["results"])
     assert "aggregate" not in doc
 
 

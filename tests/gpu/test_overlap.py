@@ -166,7 +166,7 @@ def test_run_overlap_small(device):
     for r in rep.results:
         assert r.verified is True, (r.label, r.verify)
         assert r.verify["mismatches"] == 0 and r.verify["unwritten"] == 0
-        assert r.overlapped_ms > 0 and len(r.samples_ms) == 2
+        assert r.overlapped_ms > 0 and len(r.samples_ms) >= 2
         assert r.ideal_ms <= 1.02 * r.serial_ms
         assert r.gated == (r.memory == "pinned") and not r.gate_timed_out
         assert np.isfinite([r.speedup, r.efficiency, r.max_speedup]).all()

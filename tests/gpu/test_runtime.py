@@ -397,7 +397,7 @@ def test_prepared_launch_with_a_torch_tensor(user_artifacts, device, stream):
 def test_benchmark_helper(stream, rng):
     x = ck.to_device(rng.standard_normal(1 << 20).astype(np.float32), stream=stream)
     res = ck.benchmark(lambda s: ops.add(x, x, x, stream=s), stream=stream, repeat=7, flush_l2=True, name="add")
-    assert len(res.samples_ms) == 7 and res.median_ms > 0 and res.min_ms <= res.median_ms <= res.max_ms
+    assert len(res.samples_ms) >= 7 and res.median_ms > 0 and res.min_ms <= res.median_ms <= res.max_ms
     assert res.gbps(3 * x.nbytes) > 0
 
 
