@@ -113,6 +113,19 @@ class Module:
     def __getitem__(self, name: str) -> "Kernel":
         return self.kernel(name)
 
+    def preload(self, device: "Device | int | None" = None) -> int:
+        """Load every kernel of the module into ``device``'s context now; returns how many.
+
+        Under CUDA's lazy loading (the driver's default) a kernel's code enters a context at
+        its first launch, and that load waits for work already queued on the device: a first
+        launch queued behind a still-blocked host callback holds the calling thread until the
+        callback returns. Preloading before such work keeps the first launch asynchronous."""
+        dev = get_device(device)
+        names = self.kernel_names()
+        for n in names:
+            self.kernel(n).preload(dev)
+        return len(names)
+
     def __repr__(self) -> str:
         return f"<cudart_kit.Module {self.name} ({self.kind})>"
 
@@ -165,6 +178,14 @@ class Kernel:
                 return {n: int(getattr(a, n)) for n in names}
             except Exception as exc:
                 raise translate(exc, "cuKernelGetAttribute") from exc
+
+    def preload(self, device: Device) -> None:
+        """Load this kernel's code into ``device``'s context (cuKernelGetFunction + cuFuncLoad),
+        so its first launch there does not wait for queued work (see :meth:`Module.preload`)."""
+        d = drv.driver()
+        with device.activate():
+            fn = drv.call("cuKernelGetFunction", d.CUkernel(int(self.core.handle)))
+            drv.call("cuFuncLoad", fn)
 
     def ensure_dynamic_shared(self, device: Device, nbytes: int) -> None:
         """Raise the kernel's dynamic shared-memory limit when a launch needs more than 48 KiB."""
