@@ -183,7 +183,8 @@ def test_pool_threshold_parsing():
 
 
 def test_shape_and_dtype_normalisation():
-    from cudart_kit.memory import _c_strides, _normalize_dtype, _normalize_shape
+    from cudart_kit.memory.array import normalize_dtype as _normalize_dtype
+    from cudart_kit.memory.layout import c_strides as _c_strides, normalize_shape as _normalize_shape
 
     assert _normalize_shape(5) == (5,)
     assert _normalize_shape([2, 3]) == (2, 3)

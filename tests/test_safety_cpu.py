@@ -17,6 +17,8 @@ import pytest
 
 import cudart_kit as ck
 from cudart_kit import graph, memory, ops
+from cudart_kit.memory import alloc, layout
+from cudart_kit.memory import array as array_mod
 from cudart_kit.launcher import _limits_cache, blocks_for
 from cudart_kit.memory import Array
 from cudart_kit.stream import Stream
@@ -312,18 +314,18 @@ def test_stream_closed_errors_name_the_stream():
 ], ids=["2^61-f64", "2^40x2^40", "2^64-bytes", "2^63-bytes", "zero-size"])
 def test_sizes_no_address_space_holds(shape, dtype, fragment):
     if fragment == "0 bytes":
-        assert memory._checked_nbytes(memory._normalize_shape(shape), np.dtype(dtype)) == 0
+        assert layout.checked_nbytes(layout.normalize_shape(shape), np.dtype(dtype)) == 0
         return
     with pytest.raises(ck.ShapeError, match=f"= {fragment}.*no address space can hold it"):
         ck.empty(shape, dtype, stream=None)  # refused before the stream is even looked at
 
 
 def test_largest_size_passes_the_shape_check():
-    assert memory._checked_nbytes((2**63 - 1,), np.dtype(np.uint8)) == 2**63 - 1
+    assert layout.checked_nbytes((2**63 - 1,), np.dtype(np.uint8)) == 2**63 - 1
 
 
 def test_device_cannot_hold_is_a_memory_error(monkeypatch):
-    monkeypatch.setitem(memory._total_bytes, FAKE_ORDINAL, 141 * 2**30)
+    monkeypatch.setitem(alloc._total_bytes, FAKE_ORDINAL, 141 * 2**30)
     s = make_stream()
     with pytest.raises(ck.CudaOutOfMemoryError) as info:
         ck.empty((2**62,), np.uint8, stream=s)  # no driver call: refused by the size check
@@ -331,9 +333,9 @@ def test_device_cannot_hold_is_a_memory_error(monkeypatch):
     assert isinstance(e, MemoryError) and e.result == "CUDA_ERROR_OUT_OF_MEMORY"
     assert "requested 4611686018427387904 bytes (4294967296.00 GiB) on device 97 which has 141.00 GiB" in str(e)
     # exactly the device's size is not refused by the check (the pool decides)
-    memory._check_fits_device(141 * 2**30, 0, 141 * 2**30)
+    alloc._check_fits_device(141 * 2**30, 0, 141 * 2**30)
     with pytest.raises(ck.CudaOutOfMemoryError, match="requested 2 bytes .* on device 3 which has 0.00 GiB"):
-        memory._check_fits_device(2, 3, 1)
+        alloc._check_fits_device(2, 3, 1)
 
 
 @pytest.mark.parametrize("shape,fragment", [
@@ -352,10 +354,10 @@ def test_bad_shapes(shape, fragment):
 
 
 def test_numpy_integer_dims_are_accepted():
-    assert memory._normalize_shape((np.int64(3), np.uint8(2), 4)) == (3, 2, 4)
-    assert memory._normalize_shape(np.int32(5)) == (5,)
-    assert memory._normalize_shape(np.array([2, 3])) == (2, 3)
-    assert memory._normalize_shape(()) == ()
+    assert layout.normalize_shape((np.int64(3), np.uint8(2), 4)) == (3, 2, 4)
+    assert layout.normalize_shape(np.int32(5)) == (5,)
+    assert layout.normalize_shape(np.array([2, 3])) == (2, 3)
+    assert layout.normalize_shape(()) == ()
 
 
 def test_bad_dtype_and_kind_before_the_stream():
@@ -501,7 +503,7 @@ def test_cai_per_kind():
 def test_close_waits_for_dlpack_consumers():
     freed = []
     a = fake_array(finalizer=lambda: freed.append(1))
-    token = memory._export_token(a)      # what __dlpack__ puts in the capsule's owner tuple
+    token = array_mod.export_token(a)      # what __dlpack__ puts in the capsule's owner tuple
     v = a.reshape(64, 64)
     a.close()
     assert a.is_closed and v.ptr == 0    # the kit refuses it at once...
@@ -510,7 +512,7 @@ def test_close_waits_for_dlpack_consumers():
     gc.collect()
     assert freed == [1] and a._exports == 0
     b = fake_array(finalizer=lambda: freed.append(2))
-    t2 = memory._export_token(b)
+    t2 = array_mod.export_token(b)
     del t2                               # released before close: close frees at once
     gc.collect()
     b.close()
@@ -528,9 +530,9 @@ def test_census_is_one_counter_with_the_documented_shape():
         assert set(v) == {"arrays", "bytes", "high_bytes"}
     assert memory.census() == snap["memory"]
     before = ck.census()["memory"]["pinned"]
-    memory._count("pinned", 1000, +1)
+    alloc._count("pinned", 1000, +1)
     mid = ck.census()["memory"]["pinned"]
-    memory._count("pinned", 1000, -1)
+    alloc._count("pinned", 1000, -1)
     assert mid["arrays"] == before["arrays"] + 1 and mid["bytes"] == before["bytes"] + 1000
     assert mid["high_bytes"] >= before["bytes"] + 1000
     assert ck.census()["memory"]["pinned"]["arrays"] == before["arrays"]

@@ -113,6 +113,16 @@ def main(argv=None) -> int:
         tstream = torch.cuda.ExternalStream(s.handle)
         with torch.cuda.stream(tstream):
             row("torch_add", "PyTorch add(out=), 1024 el", lambda: torch.add(tx, ty, out=to))
+        # foreign arrays passed to kit ops: wrapped once, raw, raw with a PyTorch stream object
+        wx, wy, wo = ck.asarray(tx), ck.asarray(ty), ck.asarray(to)
+        row("kit_add_wrapped", "kit ops.add on ck.asarray(tensor)s", lambda: ops.add(wx, wy, wo, stream=s))
+        row("kit_add_torch", "kit ops.add on raw PyTorch tensors", lambda: ops.add(tx, ty, to, stream=s))
+        row("kit_add_torch_stream", "kit ops.add, raw tensors, stream=torch stream",
+            lambda: ops.add(tx, ty, to, stream=tstream), sync=tstream.synchronize)
+        row("kit_asarray", "ck.asarray(tensor) alone", lambda: ck.asarray(tx))
+        row("kit_as_stream", "ck.as_stream(torch stream) alone", lambda: ck.as_stream(tstream))
+        vx, vy, vo = x[1:], y[1:], o[1:]
+        row("kit_add_view", "kit ops.add on 1-D views x[1:]", lambda: ops.add(vx, vy, vo, stream=s))
     except ImportError:
         pass
 

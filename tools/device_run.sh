@@ -106,7 +106,7 @@ cat "$OUT/gpu.txt"
 printf '%s\n' "${summary[@]}"
 [ -f "$OUT/stability.txt" ] && tail -25 "$OUT/stability.txt"
 for b in $BENCH; do
-  [ -f "$OUT/bench_$b.txt" ] && sed -n '/^vector ops\|^matmul\|^launch\|^overlap/,$p' "$OUT/bench_$b.txt"
+  [ -f "$OUT/bench_$b.txt" ] && sed -n '/^vector ops\|^matmul\|^launch\|^overlap\|^views/,$p' "$OUT/bench_$b.txt"
 done
 
 # the device tool brings back at most 8 files: keep the summary and one archive of everything

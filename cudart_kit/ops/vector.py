@@ -1,9 +1,12 @@
 """Vector ops over kernels/vector.cu: add, sub, mul, axpy, scale, fill, copy, dot.
 
-Each is one explicit launch on ``stream`` (required). Inputs are kit Arrays or device arrays
-with ``__cuda_array_interface__`` / ``__dlpack__``; shapes, dtypes, device, contiguity, closed
-arrays (and views of them) and closed streams are checked before anything is queued, on the
-cached fast paths too. ``out=`` is honoured (it may be one of the inputs) and is what an op
+Each is one explicit launch on ``stream`` (required). Inputs are kit Arrays, views of them
+(any rank, offsets, steps, negative steps, transposes) or device arrays with
+``__cuda_array_interface__`` / ``__dlpack__`` (strided ones too); shapes, dtypes, device,
+element alignment, closed arrays (and views of them) and closed streams are checked before
+anything is queued, on the cached fast paths too. C-contiguous operands take the 16-byte
+vectorized kernels; any other layout is collapsed to the fewest dimensions and runs the
+strided twin of the kernel (kernels/strided.cu). ``out=`` is honoured (it may be one of the inputs) and is what an op
 returns: the caller's own object (a PyTorch tensor stays a tensor), as in numpy / CuPy /
 PyTorch. With ``timed=True`` an op returns ``(out, TimingRecord)`` instead of ``out``.
 """
@@ -15,8 +18,12 @@ import numpy as np
 from .. import profiling as _prof
 from ..errors import DeviceMismatchError, DTypeError, ShapeError
 from ..event import TimingRecord
-from ..launcher import _do_launch, blocks_for, check_geometry, config_1d, fast_launch
-from ..memory import Array, _as_array, _closed_error, bfloat16, empty, memset
+from .._launch import blocks_for, check_geometry, config_1d, do_launch as _do_launch, fast_launch
+from ..memory import Array, bfloat16, closed_error, coerce, copy as _mem_copy, empty, memset
+from ..memory.foreign import op_operand
+from ..memory import layout as L
+from ..memory.strided import element_aligned, launch_strided
+from ..memory.transfer import WIDTH_NAMES as _WIDTH, fill_pattern as _bits
 from ..module import Kernel, kit_kernel
 from ..stream import Stream, as_stream
 
@@ -27,8 +34,6 @@ _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64", np.dtype(np
 if bfloat16 is not None:
     _SUFFIX[bfloat16] = "bf16"
 SUPPORTED_DTYPES = tuple(_SUFFIX)
-_WIDTH = {1: "b8", 2: "b16", 4: "b32", 8: "b64"}
-_BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 def _kernel(name: str) -> Kernel:
     return kit_kernel("vector", name)
 
@@ -44,16 +49,19 @@ def _suffix(dtype: np.dtype, op: str, what: str = "x") -> str:
 def _operand(a, s: Stream, what: str, op: str) -> Array:
     if type(a) is Array:  # the common case, kept cheap: ops are launch-overhead bound on small data
         if a.ptr == 0 and a.nbytes:  # closed, or a view of a closed array (close() zeroes views' ptr)
-            raise _closed_error(a, f"{op}: {what}")
+            raise closed_error(a, f"{op}: {what}")
         arr = a
     else:
-        arr = _as_array(a, s, f"{op}: {what}")
+        arr = coerce(a, s, f"{op}: {what}", hold=False)
     if arr.device is not s.device and arr.kind in ("device", "foreign") and arr.ptr:
         raise DeviceMismatchError(
             f"{op}: {what} is on device {arr.device.ordinal} but the stream is on device {s.device.ordinal}"
         )
-    if not arr.c_contiguous:
-        raise ShapeError(f"{op}: {what} is not contiguous (strides {arr.strides}); make a contiguous copy first")
+    if arr.nbytes and not element_aligned(arr.ptr, arr.strides, arr.itemsize):
+        raise ShapeError(
+            f"{op}: {what}'s elements are not {arr.itemsize}-byte aligned (ptr {hex(arr.ptr)}, strides "
+            f"{arr.strides}): kernels load whole {arr.dtype} values; copy it to an aligned array with cudart_kit.copy"
+        )
     return arr
 
 
@@ -66,14 +74,27 @@ def _same(arrs: list[Array], names: list[str], op: str) -> None:
             raise ShapeError(f"{op}: {names[0]} has shape {first.shape} but {n} has shape {a.shape}")
 
 
+def _span(a: Array) -> tuple[int, int]:
+    if a.c_contiguous:
+        return a.ptr, a.ptr + a.nbytes
+    lo, hi = L.extent(a.shape, a.strides, a.itemsize)
+    return a.ptr + lo, a.ptr + hi
+
+
 def _check_aliasing(out: Array, inputs: list[Array], op: str) -> None:
-    """``out`` may be an input exactly, never a partial overlap (threads would race)."""
-    lo, hi = out.ptr, out.ptr + out.nbytes
+    """``out`` may be an input exactly (same address, same layout), never a partial overlap of
+    the memory ranges (threads would race), and never hold one element twice (a zero stride)."""
+    if not out.nbytes:
+        return
+    if not out.c_contiguous and L.has_zero_stride(out.shape, out.strides):
+        raise ValueError(f"{op}: out has a zero stride (strides {out.strides}): several elements share one address")
+    span = None
     for a in inputs:
-        if a.ptr == out.ptr or not a.nbytes or not out.nbytes:
+        if not a.nbytes or (a.ptr == out.ptr and a.strides == out.strides):
             continue
-        if a.ptr < hi and out.ptr < a.ptr + a.nbytes:
-            raise ValueError(f"{op}: out partially overlaps an input; use a separate output or exactly the same array")
+        span = span or _span(out)
+        if L.overlaps(span, _span(a)):
+            raise ValueError(f"{op}: out partially overlaps an input; use a separate output or exactly the same array (view)")
 
 
 def _out(out, like: Array, s: Stream, op: str) -> Array:
@@ -89,7 +110,14 @@ _checked: set = set()  # (kernel name, device) pairs whose thread limit was veri
 
 def _run(name: str, itemsize: int, n: int, args: tuple, arrays: list[Array], s: Stream, timed: bool):
     """Launch ``name`` (16-byte vectorized, one thread per vector) when every pointer is 16-byte
-    aligned, else its scalar twin ``name_u``. ``args`` holds Arrays where pointers go."""
+    aligned, else its scalar twin ``name_u``; its strided twin ``name_s`` when any operand is
+    not C-contiguous. ``args`` holds Arrays where pointers go (the output last)."""
+    if not all(a.c_contiguous for a in arrays):
+        for a in arrays:
+            a.record_stream(s)
+        scalars = tuple(x for x in args[:-1] if type(x) is not Array)
+        return launch_strided(name + "_s", scalars, [a.ptr for a in arrays], [a.strides for a in arrays],
+                              arrays[-1].shape, itemsize, s, timed, name)
     vec = True
     for a in arrays:
         if a.ptr & 15:
@@ -174,12 +202,29 @@ def _binary(base: str, x, y, out, stream, timed: bool):
                 cfg = _config_for(grid)
             _do_launch(s, cfg, kernel, (xp, yp, op_, n))
             return out
+    elif out is not None and not timed:
+        # raw foreign tensors (the kit's first users pass PyTorch tensors straight in): their
+        # validated cached Arrays, then the same few checks; anything unusual goes the checked way
+        xa, ya, oa = op_operand(x), op_operand(y), op_operand(out)
+        if xa is not None and ya is not None and oa is not None:
+            sig = xa.sig
+            xp, yp, op_ = xa.ptr, ya.ptr, oa.ptr
+            if sig is ya.sig and sig is oa.sig and sig[3] and sig[2] is s.device and xp and yp and op_:
+                nb = xa.nbytes
+                # foreign memory may be views of one storage: exactly the same or disjoint only
+                if (xp == op_ or xp + nb <= op_ or op_ + nb <= xp) and (yp == op_ or yp + nb <= op_ or op_ + nb <= yp):
+                    hit = _fast.get((base, sig[0], not ((xp | yp | op_) & 15)))
+                    if hit is None:
+                        hit = _fast_kernel(base, sig[0], not ((xp | yp | op_) & 15), s.device)
+                    kernel, per_block = hit
+                    n = xa.size
+                    grid = (n + per_block - 1) // per_block
+                    cfg = _configs.get(grid)
+                    if cfg is None:
+                        cfg = _config_for(grid)
+                    _do_launch(s, cfg, kernel, (xp, yp, op_, n))
+                    return out
     return _binary_checked(base, x, y, out, s, timed)
-
-
-def _disjoint(out: Array, *inputs: Array) -> bool:
-    lo, hi = out.ptr, out.ptr + out.nbytes
-    return all(a.ptr >= hi or a.ptr + a.nbytes <= lo for a in inputs)
 
 
 def _binary_checked(base: str, x, y, out, s: Stream, timed: bool):
@@ -197,9 +242,9 @@ def _binary_checked(base: str, x, y, out, s: Stream, timed: bool):
 def add(x, y, out=None, *, stream, timed: bool = False):
     """out = x + y, element-wise, on ``stream``.
 
-    ``x``, ``y``: kit Arrays or CAI / DLPack device arrays of one shape and dtype (float32,
-    float64, float16, bfloat16), contiguous, on the stream's device. ``out``: the same shape and
-    dtype (may be ``x`` or ``y``, never a partial overlap); allocated on ``stream`` if omitted.
+    ``x``, ``y``: kit Arrays, views, or CAI / DLPack device arrays of one shape and dtype
+    (float32, float64, float16, bfloat16), any layout, on the stream's device. ``out``: the same shape and
+    dtype, any layout (may be ``x`` or ``y`` exactly, never a partial overlap); allocated on ``stream`` if omitted.
     Returns ``out`` itself (a foreign ``out`` comes back as the caller's object), or ``(out,
     TimingRecord)`` when ``timed``. Raises ClosedError (a closed array, a view of one, a closed
     stream), DTypeError, ShapeError, DeviceMismatchError before anything is queued."""
@@ -280,19 +325,6 @@ def scale(a, x, out=None, *, stream, timed: bool = False):
     return _result(o if out is None else out, rec, timed, s, "scale")
 
 
-def _bits(value, dtype: np.dtype):
-    """``value`` converted to ``dtype`` and reinterpreted as an unsigned integer of its width."""
-    try:
-        typed = np.array(value, dtype=dtype)
-    except OverflowError:
-        raise DTypeError(f"fill: value {value!r} does not fit in {dtype}") from None
-    except (TypeError, ValueError) as exc:
-        raise DTypeError(f"fill: value {value!r} cannot be represented as {dtype}: {exc}") from None
-    if dtype.kind in "iu" and typed.item() != value:
-        raise DTypeError(f"fill: value {value!r} does not fit in {dtype}")
-    return typed.view(_BITS[dtype.itemsize])[()]
-
-
 @_prof.traced("ops.fill")
 def fill(out, value, *, stream, timed: bool = False):
     """Set every element of ``out`` to ``value`` (converted to its dtype) on ``stream``.
@@ -339,7 +371,8 @@ def dot(x, y, out=None, *, stream, timed: bool = False):
     ``out``: a 0-d or 1-element array of the inputs' dtype (a new 0-d array by default),
     returned as the caller passed it (``(out, TimingRecord)`` when ``timed``). One launch,
     deterministic for a given device; a small workspace is allocated and freed on ``stream``.
-    Checks as :func:`add`."""
+    A strided operand is first packed into a contiguous temporary on ``stream`` (one copy
+    kernel). Checks as :func:`add`."""
     s = as_stream(stream)
     xa, ya = _operand(x, s, "x", "dot"), _operand(y, s, "y", "dot")
     _same([xa, ya], ["x", "y"], "dot")
@@ -352,6 +385,17 @@ def dot(x, y, out=None, *, stream, timed: bool = False):
             raise ShapeError(f"dot: out must hold one {xa.dtype} element, got shape {o.shape} dtype {o.dtype}")
     ret = o if out is None else out
     n = xa.size
+    temps = []
+    if n and not (xa.c_contiguous and ya.c_contiguous):
+        # a strided operand is packed into a stream-ordered temporary first (one copy kernel);
+        # the reduction then reads contiguous data in the same deterministic order as always
+        for a in (xa, ya):
+            if not a.c_contiguous:
+                t = empty(a.shape, a.dtype, stream=s, _in_graph=True)
+                _mem_copy(t, a, stream=s)
+                temps.append(t)
+        xa = temps[0] if not xa.c_contiguous else xa
+        ya = temps[-1] if not ya.c_contiguous else ya
     if n == 0:
         fill(o, 0, stream=s)
         return _result(ret, None, timed, s, "dot")
@@ -371,4 +415,6 @@ def dot(x, y, out=None, *, stream, timed: bool = False):
         a.record_stream(s)
     rec = fast_launch(kernel, grid, BLOCK, (xa.ptr, ya.ptr, work.ptr, work.ptr + grid * 8, o.ptr, n), s, timed)
     work.close()
+    for t in temps:
+        t.close()
     return _result(ret, rec, timed, s, "dot")

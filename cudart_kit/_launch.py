@@ -1,0 +1,229 @@
+"""The kit's one launch core: launch geometry (checked against the device and the kernel, never
+clamped), cached cuda.core LaunchConfigs, the single cuLaunchKernel path every launch of the kit
+ends in, and LaunchPlan (a launch packed once whose pointer slots are rebound per call).
+
+It sits below memory and the public launcher (cudart_kit.launcher): it knows kernels, streams
+and devices, not arrays. Everything here takes already-coerced kit objects.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .device import Device
+from .errors import ArgumentError, LaunchConfigError, translate
+from .event import begin_timing, end_timing
+from .module import Kernel
+from .stream import Stream, closed_stream_error
+
+__all__ = ["blocks_for", "check_geometry", "config", "config_1d", "do_launch", "fast_launch", "LaunchPlan"]
+
+
+def _whole(v, what: str) -> int:
+    """``v`` as a Python int (ints and numpy integers only; bools, floats and strings refused)."""
+    if type(v) is int:
+        return v
+    try:
+        if isinstance(v, (bool, np.bool_)):
+            raise TypeError
+        return operator.index(v)
+    except TypeError:
+        raise ArgumentError(f"{what} must be an integer, got {v!r} ({type(v).__name__})") from None
+
+
+def blocks_for(n: int, per_block: int) -> int:
+    """ceil(n / per_block), at least 1 (a grid is never empty): the blocks that cover ``n`` work
+    items (n >= 0) with ``per_block`` items each (>= 1). LaunchConfigError (a ValueError) for a
+    negative ``n`` or a ``per_block`` below 1, ArgumentError (a TypeError) for non-integers,
+    each naming the argument; nothing is clamped."""
+    n = _whole(n, "blocks_for: n")
+    per_block = _whole(per_block, "blocks_for: per_block")
+    if per_block <= 0:
+        raise LaunchConfigError(f"blocks_for: per_block must be >= 1, got {per_block}")
+    if n < 0:
+        raise LaunchConfigError(f"blocks_for: n must be >= 0 (a count of work items), got {n}")
+    return max(1, -(-n // per_block))
+
+
+def _dim3(v, what: str) -> tuple[int, int, int]:
+    if isinstance(v, (int, np.integer)):
+        t = (int(v), 1, 1)
+    else:
+        t = tuple(int(x) for x in v)
+        if not 1 <= len(t) <= 3:
+            raise LaunchConfigError(f"{what} must have 1 to 3 dimensions, got {v!r}")
+        t = t + (1,) * (3 - len(t))
+    if any(x < 1 for x in t):
+        raise LaunchConfigError(f"{what} dimensions must be >= 1, got {t}")
+    return t
+
+
+@dataclass(frozen=True)
+class _Limits:
+    max_block: tuple
+    max_grid: tuple
+    max_threads: int
+    max_shared_optin: int
+
+
+_limits_cache: dict[int, _Limits] = {}
+
+
+def _limits(device: Device) -> _Limits:
+    lim = _limits_cache.get(device.ordinal)
+    if lim is None:
+        a = device.attribute
+        lim = _limits_cache[device.ordinal] = _Limits(
+            (a("max_block_dim_x"), a("max_block_dim_y"), a("max_block_dim_z")),
+            (a("max_grid_dim_x"), a("max_grid_dim_y"), a("max_grid_dim_z")),
+            a("max_threads_per_block"),
+            a("max_shared_memory_per_block_optin"),
+        )
+    return lim
+
+
+def check_geometry(kernel: Kernel, device: Device, grid, block, shared_mem_bytes: int = 0):
+    """Validate grid / block / dynamic shared memory against the device and the kernel.
+
+    Returns normalized (grid3, block3). Nothing is clamped: out-of-range values raise
+    LaunchConfigError naming the limit."""
+    g = _dim3(grid, "grid")
+    b = _dim3(block, "block")
+    lim = _limits(device)
+    threads = b[0] * b[1] * b[2]
+    for i, axis in enumerate("xyz"):
+        if b[i] > lim.max_block[i]:
+            raise LaunchConfigError(f"block.{axis}={b[i]} exceeds the device limit {lim.max_block[i]}")
+        if g[i] > lim.max_grid[i]:
+            raise LaunchConfigError(f"grid.{axis}={g[i]} exceeds the device limit {lim.max_grid[i]}")
+    if threads > lim.max_threads:
+        raise LaunchConfigError(f"block of {threads} threads exceeds the device limit of {lim.max_threads} threads per block")
+    kmax = kernel.max_threads_per_block(device)
+    if threads > kmax:
+        raise LaunchConfigError(
+            f"block of {threads} threads exceeds {kernel.name}'s limit of {kmax} threads per block "
+            "(set by its register use)"
+        )
+    if shared_mem_bytes < 0 or shared_mem_bytes > lim.max_shared_optin:
+        raise LaunchConfigError(
+            f"{shared_mem_bytes} bytes of dynamic shared memory outside 0..{lim.max_shared_optin} (device per-block opt-in limit)"
+        )
+    return g, b
+
+
+_config_cache: dict = {}
+
+
+def config(grid3, block3, shared_mem_bytes: int):
+    key = (grid3, block3, shared_mem_bytes)
+    cfg = _config_cache.get(key)
+    if cfg is None:
+        from cuda.core import LaunchConfig
+
+        cfg = LaunchConfig(grid=grid3, block=block3, shmem_size=shared_mem_bytes)
+        if len(_config_cache) > 4096:
+            _config_cache.clear()
+        _config_cache[key] = cfg
+    return cfg
+
+
+_core_launch = None
+
+
+def do_launch(stream: Stream, cfg, kernel: Kernel, packed: tuple) -> None:
+    """One cuLaunchKernel through cuda.core. A CUkernel launched on a real stream runs in that
+    stream's context, so no context switch is needed; the default-stream handles use the
+    current context, which is then made the stream device's primary one."""
+    global _core_launch
+    launch_fn = _core_launch
+    if launch_fn is None:
+        from cuda.core import launch as launch_fn
+
+        _core_launch = launch_fn
+    core = stream._core
+    if core is None:  # every launch path of the kit ends here: no launch on a closed stream
+        raise closed_stream_error(stream)
+    try:
+        if stream._handle <= 2:  # 0, 1, 2: the NULL, legacy and per-thread default streams
+            with stream.device.activate():
+                launch_fn(core, cfg, kernel.core, *packed)
+        else:
+            launch_fn(core, cfg, kernel.core, *packed)
+    except Exception as exc:
+        raise translate(exc, "cuLaunchKernel", f"launching {kernel.name}") from exc
+
+
+def fast_launch(kernel: Kernel, grid: int, block: int, args: tuple, stream: Stream, timed: bool = False):
+    """Launch path of the kit's own ops, whose geometry (1-D, at most ``block`` <= 256 threads,
+    grid from blocks_for) and argument types the wrapper already guarantees. ``args`` must be
+    already packed (ints for pointers and 8-byte integers, numpy scalars otherwise).
+    Returns a TimingRecord when ``timed``, else None."""
+    cfg = _fast_configs.get((grid, block)) or config_1d(grid, block)
+    if not timed:
+        do_launch(stream, cfg, kernel, args)
+        return None
+    start = begin_timing(stream, True)
+    do_launch(stream, cfg, kernel, args)
+    return end_timing(kernel.name, stream, start, {"grid": (grid, 1, 1), "block": (block, 1, 1), "shared_mem_bytes": 0})
+
+
+_fast_configs: dict = {}
+
+
+def config_1d(grid: int, block: int):
+    """Cached cuda.core LaunchConfig for a 1-D launch (grid checked against 2^31-1)."""
+    cfg = _fast_configs.get((grid, block))
+    if cfg is None:
+        if grid > 2147483647:
+            raise LaunchConfigError(f"grid.x={grid} exceeds 2^31-1 blocks: the array is too large for one launch")
+        cfg = config((grid, 1, 1), (block, 1, 1), 0)
+        if len(_fast_configs) > 4096:
+            _fast_configs.clear()
+        _fast_configs[(grid, block)] = cfg
+    return cfg
+
+
+
+
+class LaunchPlan:
+    """A launch packed once: kernel, LaunchConfig and the argument tuple, with the positions of
+    its pointer arguments (``slots``) rebound per call. Geometry and argument widths were
+    checked when the plan was made; :meth:`launch` costs one tuple build and the launch."""
+
+    __slots__ = ("kernel", "cfg", "args", "slots", "grid", "block", "shared_mem_bytes")
+
+    def __init__(self, kernel: Kernel, device: Device, grid, block, args: tuple, slots: tuple = (),
+                 shared_mem_bytes: int = 0):
+        g, b = check_geometry(kernel, device, grid, block, shared_mem_bytes)
+        if len(args) != len(kernel.param_sizes):
+            raise ArgumentError(f"{kernel.name} takes {len(kernel.param_sizes)} arguments, got {len(args)}")
+        kernel.ensure_dynamic_shared(device, shared_mem_bytes)
+        self.kernel = kernel
+        self.cfg = config(g, b, shared_mem_bytes)
+        self.args = tuple(args)
+        self.slots = tuple(slots)
+        self.grid, self.block, self.shared_mem_bytes = g, b, shared_mem_bytes
+
+    def bind(self, ptrs) -> tuple:
+        """The argument tuple with ``ptrs`` in the pointer slots (in slot order)."""
+        if not self.slots:
+            return self.args
+        args = list(self.args)
+        for i, p in zip(self.slots, ptrs):
+            args[i] = p
+        return tuple(args)
+
+    def launch(self, stream: Stream, ptrs=(), timed: bool = False):
+        """Queue the plan on ``stream`` (a kit Stream) with ``ptrs`` bound; a TimingRecord when
+        ``timed``, else None."""
+        args = self.bind(ptrs) if ptrs else self.args
+        if not timed:
+            do_launch(stream, self.cfg, self.kernel, args)
+            return None
+        start = begin_timing(stream, True)
+        do_launch(stream, self.cfg, self.kernel, args)
+        return end_timing(self.kernel.name, stream, start,
+                          {"grid": self.grid, "block": self.block, "shared_mem_bytes": self.shared_mem_bytes})
