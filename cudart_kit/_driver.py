@@ -10,7 +10,7 @@ import contextlib
 import ctypes
 import threading
 
-from .errors import CudaKitError, NoDeviceError, NoDriverError, driver_error, translate
+from .errors import CudaKitError, NoDeviceError, NoDriverError, driver_error, translate, visible_devices_hint
 
 _lock = threading.Lock()
 _driver = None  # cuda.bindings.driver, once initialised
@@ -42,31 +42,14 @@ def driver():
         if res != d.CUresult.CUDA_SUCCESS:
             name = getattr(res, "name", str(res))
             if name == "CUDA_ERROR_NO_DEVICE":
-                _init_error = NoDeviceError(
-                    "the NVIDIA driver loaded but reports no CUDA device (CUDA_ERROR_NO_DEVICE); "
-                    "check nvidia-smi and CUDA_VISIBLE_DEVICES"
-                )
+                # the driver read CUDA_VISIBLE_DEVICES in this cuInit: the hint names that value
+                _init_error = NoDeviceError(visible_devices_hint(
+                    "the NVIDIA driver loaded but reports no CUDA device (CUDA_ERROR_NO_DEVICE)"))
             else:
                 _init_error = NoDriverError(f"cuInit failed with {name}")
             raise _init_error
         _driver = d
         return d
-
-
-def reset_for_tests() -> None:
-    """Forget a cached initialisation failure (tests simulate missing drivers)."""
-    global _driver, _init_error
-    with _lock:
-        _driver = None
-        _init_error = None
-
-
-def available() -> bool:
-    """True when the driver initialises and reports at least one device."""
-    try:
-        return device_count() > 0
-    except CudaKitError:
-        return False
 
 
 def call(fn_name: str, *args, context: str = ""):
@@ -127,20 +110,15 @@ def mem_get_info() -> tuple[int, int]:
 
 # --- streams ------------------------------------------------------------------------------
 
-def _done(api: str, handle) -> bool:
-    """cuStreamQuery / cuEventQuery: True when done, False when CUDA_ERROR_NOT_READY."""
+def stream_query(stream: int) -> bool:
+    """cuStreamQuery: True when all work on the stream is done, False when CUDA_ERROR_NOT_READY."""
     d = driver()
-    (res,) = getattr(d, api)(handle)
+    (res,) = d.cuStreamQuery(d.CUstream(stream))
     if res == d.CUresult.CUDA_SUCCESS:
         return True
     if res == d.CUresult.CUDA_ERROR_NOT_READY:
         return False
-    raise driver_error(res, api)
-
-
-def stream_query(stream: int) -> bool:
-    """True when all work on the stream is done; False when not ready."""
-    return _done("cuStreamQuery", driver().CUstream(stream))
+    raise driver_error(res, "cuStreamQuery")
 
 
 def stream_priority_range() -> tuple[int, int]:
@@ -216,22 +194,9 @@ def memcpy_dtoh_async(dst_host: int, src: int, nbytes: int, stream: int) -> None
     call("cuMemcpyDtoHAsync", dst_host, d.CUdeviceptr(src), nbytes, d.CUstream(stream))
 
 
-def memcpy_peer_async(dst: int, dst_ctx: int, src: int, src_ctx: int, nbytes: int, stream: int) -> None:
-    d = driver()
-    call(
-        "cuMemcpyPeerAsync", d.CUdeviceptr(dst), d.CUcontext(dst_ctx), d.CUdeviceptr(src),
-        d.CUcontext(src_ctx), nbytes, d.CUstream(stream),
-    )
-
-
 def memset_d8_async(dst: int, value: int, count: int, stream: int) -> None:
     d = driver()
     call("cuMemsetD8Async", d.CUdeviceptr(dst), value, count, d.CUstream(stream))
-
-
-def memset_d16_async(dst: int, value: int, count: int, stream: int) -> None:
-    d = driver()
-    call("cuMemsetD16Async", d.CUdeviceptr(dst), value, count, d.CUstream(stream))
 
 
 def memset_d32_async(dst: int, value: int, count: int, stream: int) -> None:
@@ -354,3 +319,24 @@ def relaxed_capture_mode():
         yield
     finally:
         call("cuThreadExchangeStreamCaptureMode", prev)
+
+
+def memcpy_2d_async(dst: int, dst_pitch: int, src: int, src_pitch: int, width_bytes: int, rows: int,
+                    stream: int, *, dst_host: bool = False, src_host: bool = False) -> None:
+    """cuMemcpy2DAsync of ``rows`` rows of ``width_bytes`` between pitched layouts. Device, managed
+    and pinned pointers are given as unified addresses; ``*_host`` marks pageable host memory
+    (then the driver stages it, and a device->pageable copy returns once the data arrived)."""
+    d = driver()
+    p = d.CUDA_MEMCPY2D()
+    unified, host = d.CUmemorytype.CU_MEMORYTYPE_UNIFIED, d.CUmemorytype.CU_MEMORYTYPE_HOST
+    if src_host:
+        p.srcMemoryType, p.srcHost = host, src
+    else:
+        p.srcMemoryType, p.srcDevice = unified, d.CUdeviceptr(src)
+    if dst_host:
+        p.dstMemoryType, p.dstHost = host, dst
+    else:
+        p.dstMemoryType, p.dstDevice = unified, d.CUdeviceptr(dst)
+    p.srcPitch, p.dstPitch = src_pitch, dst_pitch
+    p.WidthInBytes, p.Height = width_bytes, rows
+    call("cuMemcpy2DAsync", p, d.CUstream(stream), context=f"copying {rows} rows of {width_bytes} bytes (pitches {src_pitch} -> {dst_pitch})")

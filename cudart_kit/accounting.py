@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import gc
 
-from . import _census
+from . import _census, _dlpack
+from . import device as _device
 
 __all__ = ["census", "assert_no_leaks", "no_leaks", "LeakError"]
 
@@ -46,15 +47,11 @@ def census(*, pools: bool = False) -> dict:
 
     ``high`` / ``high_bytes`` are process-wide high-water marks. ``pools`` covers each device the
     kit has initialised and reads the driver's pool attributes."""
-    from . import _dlpack
-
     out = _census.snapshot()
     out["dlpack_exports"] = {"live": _dlpack.live_exports()}
     out["memory"] = _census.memory_snapshot()
     if pools:
-        from . import device
-
-        out["pools"] = {d.ordinal: d.pool_stats() for d in list(device._devices.values())}
+        out["pools"] = {d.ordinal: d.pool_stats() for d in list(_device._devices.values())}
     return out
 
 

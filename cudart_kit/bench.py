@@ -501,7 +501,7 @@ class _EventTimer:
         import numpy as np
 
         try:
-            from .launcher import launch  # lazy: launcher imports this module (avoid circular import)
+            from ._launch import LaunchPlan  # lazy like every import here: bench imports standalone
             from .memory import empty
             from .module import kit_kernel
 
@@ -511,8 +511,9 @@ class _EventTimer:
             self._flags[:] = 0
             timeout_ns = np.uint64(int(GATE_TIMEOUT_S * 1e9))
             flags_arr = self._flags_arr
-            # the same launch as the overlap experiment's gate (experiments/overlap.py run())
-            self._gate = _Gate(lambda s: launch(kernel, 1, 1, flags_arr, timeout_ns, stream=s))
+            # the same kernel as the overlap experiment's gate (experiments/overlap/workload.py)
+            plan = LaunchPlan(kernel, self.device, 1, 1, (flags_arr.ptr, timeout_ns))
+            self._gate = _Gate(plan.launch)
         except Exception as exc:  # no gate (artifact missing, ...): rounds run ungated, still chained
             self.gate_error = f"{type(exc).__name__}: {exc}"
             self._gate = None

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cudart_kit.errors import BuildError, MissingArtifactError, StaleArtifactError
+from cudart_kit.errors import BuildError, MissingArtifactError, StaleArtifactError, error_document
 
 __all__ = [
     "DEFAULT_ARCHS", "DEFAULT_PTX_ARCHS", "KernelSpec", "SPEC_OVERRIDES", "specs", "source_dir",
@@ -504,8 +504,6 @@ def main(argv=None) -> int:
     except (BuildError, StaleArtifactError, MissingArtifactError) as exc:
         message = " ".join(str(exc).split())
         if args.json:
-            from cudart_kit.cli_format import error_document  # stdlib only, like this module
-
             print(json.dumps(error_document(exc, message=message, command="build", exit_code=1)))
         print(f"cudart-kit build: error: {exc}", file=sys.stderr)
         return 1

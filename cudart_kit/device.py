@@ -7,12 +7,13 @@ are called on (NVIDIA/cuda-python#2311).
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
 from dataclasses import dataclass
 
 from . import _driver as drv
-from .errors import CudaKitError, NoDeviceError, translate
+from .errors import ArgumentError, CudaKitError, NoDeviceError, translate, visible_devices_hint
 
 __all__ = ["Device", "devices", "device_count", "get_device", "POOL_RELEASE_THRESHOLD_ENV"]
 
@@ -40,8 +41,6 @@ def get_device(index: "int | Device | None" = None) -> "Device":
     if index is None:
         index = 0
     elif type(index) is not int:
-        import operator
-
         if isinstance(index, str) and index.strip().isdigit():
             index = int(index)
         else:
@@ -50,8 +49,6 @@ def get_device(index: "int | Device | None" = None) -> "Device":
                     raise TypeError
                 index = operator.index(index)
             except TypeError:
-                from .errors import ArgumentError
-
                 raise ArgumentError(
                     f"device must be a cudart_kit.Device, an ordinal (int) or None; got {index!r} "
                     f"({type(index).__name__})"
@@ -63,10 +60,7 @@ def get_device(index: "int | Device | None" = None) -> "Device":
         raise NoDeviceError(f"device index {index} out of range: ordinals start at 0")
     n = device_count()
     if not 0 <= index < n:
-        raise NoDeviceError(
-            f"device index {index} out of range: {n} device(s) visible"
-            + (f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r})" if "CUDA_VISIBLE_DEVICES" in os.environ else "")
-        )
+        raise NoDeviceError(visible_devices_hint(f"device index {index} out of range: {n} device(s) visible"))
     with _lock:
         dev = _devices.get(index)
         if dev is None:
@@ -130,10 +124,6 @@ class _Activation:
 class MemoryInfo:
     free_bytes: int
     total_bytes: int
-
-    @property
-    def used_bytes(self) -> int:
-        return self.total_bytes - self.free_bytes
 
 
 class Device:
@@ -331,14 +321,3 @@ class Device:
         """Block until all work on this device is done."""
         with self.activate():
             drv.call("cuCtxSynchronize")
-
-    # -- factories (defined in higher modules, imported lazily to keep imports pointing down)
-    def create_stream(self, *, priority: int | None = None, nonblocking: bool = True):
-        from .stream import Stream
-
-        return Stream.create(self, priority=priority, nonblocking=nonblocking)
-
-    def create_event(self, *, timing: bool = True, blocking_sync: bool = False):
-        from .event import Event
-
-        return Event.create(self, timing=timing, blocking_sync=blocking_sync)

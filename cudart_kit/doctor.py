@@ -15,7 +15,10 @@ import re
 import sys
 from dataclasses import asdict, dataclass
 
-from .errors import CudaKitError, NoDeviceError, NoDriverError
+from . import _driver as drv
+from . import device as _device  # called through the modules: tests stand fakes in
+from . import query
+from .errors import VISIBLE_DEVICES_ENV, CudaKitError, NoDeviceError, NoDriverError, visible_devices_hint
 
 __all__ = [
     "SCHEMA",
@@ -199,9 +202,6 @@ _DRIVER_FIX = "install the NVIDIA driver (nvidia-smi should list your GPU), then
 
 
 def _check_driver() -> tuple[Check, int | None]:
-    from . import _driver as drv
-    from .query import _nvml_driver_version, format_cuda_version
-
     try:
         version = drv.version()
     except NoDeviceError as exc:  # libcuda loaded and initialised, but no device is visible
@@ -210,30 +210,30 @@ def _check_driver() -> tuple[Check, int | None]:
         return (Check("driver", "fail", f"no NVIDIA driver: {exc.reason}", _DRIVER_FIX), None)
     except CudaKitError as exc:
         return Check("driver", "fail", _one_line(exc), _DRIVER_FIX), None
-    display = _nvml_driver_version()
-    detail = f"CUDA {format_cuda_version(version)} driver" + (f" (display driver {display})" if display else "")
+    display = query._nvml_driver_version()
+    detail = f"CUDA {query.format_cuda_version(version)} driver" + (f" (display driver {display})" if display else "")
     return Check("driver", "ok", detail), version
 
 
-def _check_devices() -> tuple[Check, list]:
-    from .device import devices
+_DEVICES_FIX = "make the GPU visible to this process (the detail says what hides it), then run this again"
 
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    note = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+
+def _check_devices() -> tuple[Check, list]:
+    # what hides the GPUs is explained once, by errors.visible_devices_hint, in the detail
     try:
-        devs = devices()
+        devs = _device.devices()
     except CudaKitError as exc:
-        return (Check("devices", "fail", _one_line(exc) + note,
-                      "check nvidia-smi, and unset or correct CUDA_VISIBLE_DEVICES"), [])
+        return Check("devices", "fail", visible_devices_hint(_one_line(exc)), _DEVICES_FIX), []
     if not devs:
-        return (Check("devices", "fail", "the driver reports no CUDA device" + note,
-                      "check nvidia-smi, and unset or correct CUDA_VISIBLE_DEVICES"), [])
+        return Check("devices", "fail", visible_devices_hint("the driver reports no CUDA device"), _DEVICES_FIX), []
     names = "; ".join(f"{d.ordinal}: {d.name} (sm_{d.arch})" for d in devs)
+    visible = os.environ.get(VISIBLE_DEVICES_ENV)
+    note = f" ({VISIBLE_DEVICES_ENV}={visible!r})" if visible is not None else ""
     return Check("devices", "ok", f"{len(devs)} visible: {names}{note}"), devs
 
 
 def _check_nvcc(driver_int: int | None) -> tuple[Check, bool]:
-    try:
+    try:  # imported here so that a broken install is this check's failure, not doctor's crash
         from . import build
 
         nvcc = build.find_nvcc()
@@ -263,7 +263,7 @@ def _check_nvcc(driver_int: int | None) -> tuple[Check, bool]:
 
 def _check_kernels(have_nvcc: bool, gpu_archs: list[str]) -> tuple[Check, bool]:
     """Every kernel artifact present, fresh (sources, flags, nvcc) and built for each GPU here."""
-    try:
+    try:  # (see _check_nvcc)
         from . import build
 
         all_specs = build.specs()
@@ -300,11 +300,11 @@ def _check_launch(dev) -> Check:
     """vector add on fresh random data, output poisoned first, compared with numpy."""
     import numpy as np
 
-    from .memory import empty, memset, to_device
-    from .ops import vector
-    from .stream import Stream
+    try:  # imported here so that a module that fails to import is this check's failure
+        from .memory import empty, memset, to_device
+        from .ops import vector
+        from .stream import Stream
 
-    try:
         rng = np.random.default_rng()
         x = rng.standard_normal(LAUNCH_ELEMENTS).astype(np.float32)
         y = rng.standard_normal(LAUNCH_ELEMENTS).astype(np.float32)
@@ -332,9 +332,7 @@ def _check_launch(dev) -> Check:
 
 
 def _check_nvml(dev) -> Check:
-    from .query import nvml_info
-
-    info = nvml_info(dev)
+    info = query.nvml_info(dev)
     if not info.get("available"):
         return Check("nvml", "warn", info.get("reason", "NVML not available") +
                      "; query shows driver attributes only (no live clocks, power, temperature)",

@@ -6,6 +6,8 @@ pipeline import it on machines without a GPU).
 
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "CudaKitError",
     "NoDriverError",
@@ -30,6 +32,8 @@ __all__ = [
     "InvalidImageError",
     "UnsupportedImageError",
     "DEFAULT_ADVICE",
+    "VISIBLE_DEVICES_ENV",
+    "visible_devices_hint",
 ]
 
 
@@ -76,6 +80,44 @@ class NoDeviceError(CudaKitError):
     """The driver loaded but reports no usable GPU (or the index is out of range)."""
 
 
+VISIBLE_DEVICES_ENV = "CUDA_VISIBLE_DEVICES"
+
+
+def visible_devices_hint(message: str = "") -> str:
+    """The kit's one explanation of ``CUDA_VISIBLE_DEVICES``, for a message about a missing or
+    out-of-range device: ``message`` followed by ``"; "`` and the explanation (the explanation
+    alone for an empty ``message``). It names the variable's value as the process has it now::
+
+        unset:  "check nvidia-smi (CUDA_VISIBLE_DEVICES is not set: every GPU the driver reports is visible)"
+        "":     "CUDA_VISIBLE_DEVICES='' hides every GPU from this process: unset it or list the GPUs to use"
+        "1,3":  "CUDA_VISIBLE_DEVICES='1,3' limits this process to the GPUs it lists, numbered from 0 in
+                 its order: unset or correct it, and check nvidia-smi"
+
+    A ``message`` that already carries the explanation (it came through here once, e.g. a kit
+    error's text) is returned unchanged, so layers that wrap an error never say it twice.
+    Every module that explains the variable calls this (errors, _driver, device, doctor, cli).
+    """
+    visible = os.environ.get(VISIBLE_DEVICES_ENV)
+    if visible is None:
+        named = f"{VISIBLE_DEVICES_ENV} is not set"
+        hint = f"check nvidia-smi ({named}: every GPU the driver reports is visible)"
+    else:
+        named = f"{VISIBLE_DEVICES_ENV}={visible!r}"
+        if visible.strip() == "":
+            hint = f"{named} hides every GPU from this process: unset it or list the GPUs to use"
+        else:
+            hint = (f"{named} limits this process to the GPUs it lists, numbered from 0 in its order: "
+                    "unset or correct it, and check nvidia-smi")
+    if not message:
+        return hint
+    if named in message:
+        return message
+    return f"{message}; {hint}"
+
+
+# Driver results whose advice depends on which GPUs the process may see.
+_VISIBLE_DEVICE_RESULTS = ("CUDA_ERROR_NO_DEVICE", "CUDA_ERROR_INVALID_DEVICE")
+
 # Sentences a person can act on, for the results people actually meet.
 DEFAULT_ADVICE = {
     "CUDA_ERROR_OUT_OF_MEMORY": "free device arrays you no longer need, or ask for less memory",
@@ -89,8 +131,8 @@ DEFAULT_ADVICE = {
     "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES": "the launch asks for more registers or shared memory than a multiprocessor has; use fewer threads per block",
     "CUDA_ERROR_INVALID_HANDLE": "a stream, event or module handle was invalid or already destroyed",
     "CUDA_ERROR_NOT_READY": "the work has not completed yet; synchronize first",
-    "CUDA_ERROR_NO_DEVICE": "no CUDA-capable GPU is visible; check CUDA_VISIBLE_DEVICES and nvidia-smi",
-    "CUDA_ERROR_INVALID_DEVICE": "the device index does not exist; check CUDA_VISIBLE_DEVICES",
+    "CUDA_ERROR_NO_DEVICE": "no CUDA-capable GPU is visible",  # + visible_devices_hint()
+    "CUDA_ERROR_INVALID_DEVICE": "the device index does not exist",  # + visible_devices_hint()
     "CUDA_ERROR_NOT_INITIALIZED": "the driver was not initialised",
     "CUDA_ERROR_DEINITIALIZED": "the driver is shutting down",
     "CUDA_ERROR_INVALID_CONTEXT": "no CUDA context is current on this thread",
@@ -112,7 +154,10 @@ class CudaDriverError(CudaKitError):
         self.result = result
         self.code = code
         self.api = api
-        advice = advice if advice is not None else DEFAULT_ADVICE.get(result, "")
+        if advice is None:
+            advice = DEFAULT_ADVICE.get(result, "")
+            if result in _VISIBLE_DEVICE_RESULTS:
+                advice = visible_devices_hint(advice)
         msg = f"{api} failed with {result} ({code})"
         if context:
             msg += f" while {context}"
@@ -264,3 +309,28 @@ def translate(exc: BaseException, api: str, context: str = "") -> BaseException:
         err.__cause__ = exc
         return err
     return exc
+
+
+#: schema name of the JSON error object a command run with ``--json`` prints when it fails
+ERROR_SCHEMA = "cudart-kit/error/1"
+
+
+def error_document(exc: BaseException, *, message: str, command: str | None, exit_code: int,
+                   detail: str | None = None) -> dict:
+    """The JSON error object (schema cudart-kit/error/1) that a command run with ``--json``
+    prints on stdout instead of its document when it fails. ``message`` is the one line also
+    printed on stderr; ``detail`` what a dependency added (None when nothing); ``result`` and
+    ``api`` name the CUresult and the driver call when the error carries them."""
+    return {
+        "schema": ERROR_SCHEMA,
+        "error": {
+            "type": type(exc).__name__,
+            "message": message,
+            "command": command,
+            "detail": detail or None,
+            "result": getattr(exc, "result", None),
+            "api": getattr(exc, "api", None),
+        },
+        "exit_code": exit_code,
+    }
+

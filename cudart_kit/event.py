@@ -1,4 +1,10 @@
-"""Events and timing records: start/stop events on one stream, read without hidden syncs."""
+"""Events and timing records: start/stop events on one stream, read without hidden syncs.
+
+Imports point stream -> event, never back: recording is the stream's job
+(:meth:`cudart_kit.Stream.record`), as in cuda.core. :meth:`Event.record` is kept as a
+convenience that hands itself to that method, so it takes a kit Stream only; coerce anything
+else first (``ck.as_stream(obj)``), which is what every kit entry point does at its boundary.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import weakref
 
 from . import _census
 from .device import Device, get_device
-from .errors import ClosedError, NotReadyError, UntimedError, translate
+from .errors import ClosedError, NotReadyError, StreamError, UntimedError, translate
 
 __all__ = ["Event", "TimingRecord"]
 
@@ -49,20 +55,20 @@ class Event:
         return int(self.core.handle)
 
     def record(self, stream) -> "Event":
-        """Record on ``stream`` (captures all work queued there so far). Returns self."""
-        from .stream import as_stream
+        """Record on ``stream`` (captures all work queued there so far). Returns self.
 
-        s = as_stream(stream)
-        if s.device != self.device:
-            from .errors import DeviceMismatchError
-
-            raise DeviceMismatchError(f"event of device {self.device.ordinal} recorded on a stream of device {s.device.ordinal}")
-        with self.device.activate():
-            try:
-                s.core.record(self.core)
-            except Exception as exc:
-                raise translate(exc, "cuEventRecord") from exc
-        self._recorded = True
+        The same as ``stream.record(self)``. ``stream`` must be a kit Stream: for a foreign one
+        (PyTorch, CuPy, ``__cuda_stream__``, a raw handle) write ``ck.as_stream(obj).record(event)``.
+        Raises StreamError for anything else, ClosedError for a closed stream or event,
+        DeviceMismatchError for a stream of another device."""
+        # Stream._record_event exists on kit Streams only: this module cannot import stream.py
+        # (stream imports event), and a duck-typed ``stream.record`` would call CuPy's own.
+        record = getattr(type(stream), "_record_event", None)
+        if record is None:
+            raise StreamError(
+                f"Event.record needs a cudart_kit.Stream, got {type(stream).__name__}; for a foreign "
+                "stream use cudart_kit.as_stream(obj).record(event)")
+        record(stream, self)
         return self
 
     def sync(self) -> None:

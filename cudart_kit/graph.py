@@ -15,7 +15,8 @@ import weakref
 
 from . import profiling as _prof
 from . import _census
-from .errors import ClosedError, StreamError, translate
+from .errors import ClosedError, DeviceMismatchError, StreamError, translate
+from .memory import check_open
 from .stream import Stream, as_stream
 
 __all__ = ["capture", "Capture", "Graph"]
@@ -51,14 +52,6 @@ class Graph:
             except Exception as exc:
                 raise translate(exc, "cuGraphUpload") from exc
 
-    def _closed_array(self) -> "ClosedError | None":
-        from .memory import _closed_error
-
-        for a in self._arrays:
-            if a.ptr == 0 and a.nbytes:
-                return _closed_error(a, "graph replay: an array the graph uses")
-        return None
-
     @_prof.traced("graph.replay")
     def replay(self, stream) -> None:
         """Launch the whole graph on ``stream`` (asynchronous). Raises ClosedError for a closed
@@ -74,10 +67,8 @@ class Graph:
             sc = s._core
         for a in self._arrays:  # one attribute read per array: close() zeroes ptr
             if not a.ptr and a.nbytes:
-                raise self._closed_array()
+                check_open(a, "graph replay: an array the graph uses")  # raises ClosedError naming it
         if s is not self._last_stream and s.device is not self.device:
-            from .errors import DeviceMismatchError
-
             raise DeviceMismatchError(f"graph replay: the graph was captured on device {self.device.ordinal}, "
                                       f"the stream is on device {s.device.ordinal}")
         try:

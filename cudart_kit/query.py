@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 
 from . import _driver as drv
-from .errors import CudaKitError
+from . import device as _device  # called through the module: tests stand fake devices in
+from .errors import VISIBLE_DEVICES_ENV, CudaKitError
 
 __all__ = [
     "SCHEMA_DEVICES",
@@ -235,7 +236,8 @@ def versions() -> dict:
 
 
 def _visible_devices() -> str | None:
-    return os.environ.get("CUDA_VISIBLE_DEVICES")
+    """The variable's value for the JSON documents (what explains it in errors: errors.visible_devices_hint)."""
+    return os.environ.get(VISIBLE_DEVICES_ENV)
 
 
 def _total_memory(dev) -> int:
@@ -274,15 +276,13 @@ def device_summary(dev) -> dict:
 
 def devices_report() -> dict:
     """The ``cudart-kit devices`` document (schema cudart-kit/devices/1)."""
-    from .device import devices
-
     v = versions()
     return {
         "schema": SCHEMA_DEVICES,
         "driver_cuda_version": v["driver_cuda_version"],
         "driver_version": v["driver_version"],
         "cuda_visible_devices": _visible_devices(),
-        "devices": [device_summary(d) for d in devices()],
+        "devices": [device_summary(d) for d in _device.devices()],
     }
 
 
@@ -375,11 +375,9 @@ def query_report(device: int | None = None, *, all_attributes: bool = False, nvm
     covers every visible device. Raises NoDriverError / NoDeviceError (kit errors) when the
     driver or the device is missing.
     """
-    from .device import devices, get_device
-
     v = versions()
-    every = devices()
-    chosen = every if device is None else [get_device(device)]
+    every = _device.devices()
+    chosen = every if device is None else [_device.get_device(device)]
     doc = {"schema": SCHEMA_QUERY, **v, "cuda_visible_devices": _visible_devices(),
            "device_count": len(every)}
     doc["devices"] = [device_record(d, all_attributes=all_attributes, nvml=nvml) for d in chosen]

@@ -12,9 +12,10 @@ import weakref
 from . import _census
 from . import _driver as drv
 from .device import Device, get_device
-from .errors import ArgumentError, ClosedError, StreamError, translate
+from .errors import ArgumentError, ClosedError, DeviceMismatchError, StreamError, translate
+from .event import Event
 
-__all__ = ["Stream", "as_stream", "stream_handle", "closed_stream_error"]
+__all__ = ["Stream", "as_stream", "closed_stream_error"]
 
 
 def closed_stream_error(stream: "Stream") -> ClosedError:
@@ -184,8 +185,6 @@ class Stream:
     def wait(self, other) -> None:
         """Make future work on this stream wait for an Event, or for all work queued so far on
         another stream (kit Stream or anything :meth:`adopt` accepts). Does not block the host."""
-        from .event import Event
-
         if isinstance(other, Event):
             target = other.core
         elif isinstance(other, Stream):
@@ -198,14 +197,29 @@ class Stream:
             except Exception as exc:
                 raise translate(exc, "cuStreamWaitEvent") from exc
 
-    def record(self, event=None, *, timing: bool = False):
-        """Record an event on this stream (a new one unless ``event`` is given) and return it."""
-        from .event import Event
-
+    def record(self, event: "Event | None" = None, *, timing: bool = False) -> Event:
+        """Record an event on this stream (a new one unless ``event`` is given) and return it.
+        The event captures all work queued here so far; nothing blocks the host. Raises
+        ClosedError for a closed stream or event, DeviceMismatchError for an event of another
+        device."""
         if event is None:
             event = Event.create(self.device, timing=timing)
-        event.record(self)
+        self._record_event(event)
         return event
+
+    def _record_event(self, event: Event) -> None:
+        """cuEventRecord of ``event`` on this stream: the one place an event is recorded
+        (Event.record calls it too, so event.py needs no import of this module)."""
+        if event.device != self.device:
+            raise DeviceMismatchError(
+                f"event of device {event.device.ordinal} recorded on a stream of device {self.device.ordinal}")
+        core = self.core  # ClosedError naming the stream when closed
+        with self.device.activate():
+            try:
+                core.record(event.core)
+            except Exception as exc:
+                raise translate(exc, "cuEventRecord") from exc
+        event._recorded = True
 
     def add_callback(self, fn) -> list:
         """Run ``fn()`` on a driver thread once all work queued so far is done.
@@ -261,9 +275,26 @@ def as_stream(obj) -> Stream:
     if obj is None:
         raise StreamError("stream= is required: cudart_kit never picks a stream for you "
                           "(create one with Stream.create(device), or pass a foreign stream)")
-    return Stream.adopt(obj)
+    hit = _adopted.get(id(obj))
+    if hit is not None:
+        ref, handle, dev, core = hit
+        # the same live object still naming the same CUstream (so that stream still exists and
+        # its device is unchanged): skip the driver query and the cuda.core wrapper (~20 us)
+        if ref() is obj and _foreign_handle(obj) == handle:
+            return Stream._wrap(core, dev, owned=False, owner=obj)
+    s = Stream.adopt(obj)
+    if not isinstance(obj, int) and s._core is not obj:  # raw handles can be reused: never cached
+        try:
+            ref = weakref.ref(obj)
+        except TypeError:
+            return s
+        if len(_adopted) > 1024:
+            _adopted.clear()
+        _adopted[id(obj)] = (ref, s._handle, s.device, s._core)
+    return s
 
 
-def stream_handle(obj) -> int:
-    """CUstream address for any stream-like object."""
-    return as_stream(obj).handle
+# id(foreign stream object) -> (weakref to it, its CUstream handle, device, borrowed cuda.core
+# Stream). Nothing here keeps the foreign object alive: a dead or reused id is a miss, and each
+# hit wraps a new kit Stream that holds the object, as Stream.adopt does.
+_adopted: dict = {}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from .errors import DeviceMismatchError, NotReadyError, UntimedError
+from .stream import as_stream
 
 __all__ = [
     "Slice", "Timeline", "chrome_trace", "save_chrome_trace", "load_chrome_trace", "validate_chrome_trace",
@@ -105,8 +106,6 @@ def _stream_key(stream) -> tuple:
     ordinal = getattr(getattr(stream, "device", None), "ordinal", None)
     if isinstance(ordinal, int) and isinstance(getattr(stream, "handle", None), int):
         return (ordinal, stream.handle)
-    from .stream import as_stream
-
     s = as_stream(stream)
     return (s.device.ordinal, s.handle)
 
@@ -167,11 +166,8 @@ class Timeline:
 
         Call it before queuing the work to be traced; neither call blocks the host. Returns the
         origin Event."""
-        from .event import Event
-        from .stream import as_stream
-
         s = as_stream(stream)
-        origin = Event.create(s.device, timing=True).record(s)
+        origin = s.record(timing=True)
         for other in others:
             o = as_stream(other)
             if o.device != s.device:

@@ -522,7 +522,7 @@ def test_overlap_samples_runs_by_time():
         return made[-1]
 
     policy = ov.sampling_policy(5, warmup_ms=5.0, min_time_ms=30.0)
-    runs, res = ov._sample_runs(run_once, policy)
+    runs, res = ov.sample_runs(run_once, policy)
     assert [r.total_ms for r in runs] == res.samples_ms  # the kept runs are exactly the samples
     assert len(runs) >= 15 and res.measured_ms >= 30.0  # 30 ms of 2 ms runs, not just `repeat`
     assert res.warmup_stable and res.warmup_calls >= 6  # the slow first runs were warm-up
