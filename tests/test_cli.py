@@ -146,13 +146,11 @@ def _bandwidth_doc(concurrent=False, sizes=(32 << 20,)) -> dict:
 # --- parsing ---------------------------------------------------------------------------------------
 
 def test_parser_builds_without_driver_and_knows_every_command():
-    from cudart_kit.experiments import cli_overlap
-
     parser = cli.build_parser()
     assert sorted(cli.subcommands(parser)) == sorted(SUBCOMMANDS)
     funcs = {cmd: parser.parse_args([cmd]).func for cmd in SUBCOMMANDS if cmd != "build"}
     assert funcs == {"devices": cli.cmd_devices, "query": cli.cmd_query, "info": cli.cmd_query,
-                     "bandwidth": cli.cmd_bandwidth, "doctor": cli.cmd_doctor, "overlap": cli_overlap.run}
+                     "bandwidth": cli.cmd_bandwidth, "doctor": cli.cmd_doctor, "overlap": cli.cmd_overlap}
 
 
 def _epilog_codes(text: str) -> set[int]:
@@ -850,7 +848,7 @@ def test_error_object_names_the_cuda_result(monkeypatch, capsys):
     def failing(_args):
         raise ck.CudaDriverError("CUDA_ERROR_ILLEGAL_ADDRESS", 700, "cuStreamSynchronize")
 
-    monkeypatch.setattr(cli, "cmd_query", failing)
+    monkeypatch.setattr(cli.commands.info, "cmd_query", failing)  # where the parser finds it
     assert cli.main(["query", "--json"]) == 1
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
@@ -903,7 +901,7 @@ def test_errors_are_one_line_with_the_visible_devices_named(monkeypatch, capsys)
     def no_device(_args):
         raise ck.NoDeviceError("the NVIDIA driver loaded but reports no CUDA device;\n check nvidia-smi")
 
-    monkeypatch.setattr(cli, "cmd_devices", no_device)
+    monkeypatch.setattr(cli.commands.info, "cmd_devices", no_device)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert cli.main(["devices"]) == 1
     err = capsys.readouterr().err
@@ -915,7 +913,7 @@ def test_unexpected_errors_are_one_line_unless_asked(monkeypatch, capsys):
     def boom(_args):
         raise RuntimeError("unexpected")
 
-    monkeypatch.setattr(cli, "cmd_devices", boom)
+    monkeypatch.setattr(cli.commands.info, "cmd_devices", boom)
     monkeypatch.delenv(cli.TRACEBACK_ENV, raising=False)
     assert cli.main(["devices"]) == 1
     err = capsys.readouterr().err
@@ -923,3 +921,126 @@ def test_unexpected_errors_are_one_line_unless_asked(monkeypatch, capsys):
     monkeypatch.setenv(cli.TRACEBACK_ENV, "1")
     with pytest.raises(RuntimeError):
         cli.main(["devices"])
+
+
+# --- the house: one front end, one size parser, one CUDA_VISIBLE_DEVICES, no import cycles ------------
+
+def test_one_front_end_for_overlap():
+    # overlap's options and handler are the CLI package's; the second front end is gone
+    with pytest.raises(ModuleNotFoundError):
+        __import__("cudart_kit.experiments.cli_overlap")
+    assert cli.build_parser().parse_args(["overlap"]).func is cli.commands.overlap.cmd_overlap
+    # the one-release alias of the formatting helpers is gone; the error object lives in errors
+    with pytest.raises(ModuleNotFoundError):
+        __import__("cudart_kit.cli_format")
+    from cudart_kit import errors
+
+    assert cli.error_document is errors.error_document
+
+
+def test_sizes_go_through_the_one_size_parser(monkeypatch):
+    seen = []
+
+    def parse_size(text):
+        seen.append(text)
+        return 12345
+
+    monkeypatch.setattr(bw, "parse_size", parse_size)
+    args = cli.build_parser().parse_args(["bandwidth", "--size", "7 parsecs", "--start", "1K"])
+    assert (args.size, args.start) == (12345, 12345) and seen == ["7 parsecs", "1K"]
+    for path in (REPO / "cudart_kit" / "cli").rglob("*.py"):  # and nobody parses sizes on the side
+        text = path.read_text()
+        assert "def parse_size" not in text and "_SIZE_RE" not in text, path
+
+
+def test_cuda_visible_devices_is_explained_in_one_place(monkeypatch, capsys):
+    help_text = " ".join(cli.build_parser().format_help().split())
+    assert " ".join(cli.visible.HELP.split()) in help_text and cli.visible.ENV == "CUDA_VISIBLE_DEVICES"
+    monkeypatch.setattr(cli.visible, "note", lambda value: f" <visible {value!r}>")
+    # the devices header, the query header, doctor's verdict and the error line all ask visible.note
+    assert cli.devices_header({"devices": [], "cuda_visible_devices": "3"}).endswith(" <visible '3'>")
+    out = io.StringIO()
+    cli.print_query({"device_count": 0, "devices": [], "cuda_visible_devices": "3"}, cli.Printer(out, rich=False))
+    assert out.getvalue().splitlines()[0].endswith(" <visible '3'>")
+    failed = doctor.summarize([doctor.Check("devices", "fail", "none visible", "check it")])
+    assert "<visible ''>" in cli.doctor_summary(failed, "")
+
+    # the error line of a missing device gets the kit's one explanation, through visible.explain
+    from cudart_kit.errors import visible_devices_hint
+
+    def no_device(_args):
+        raise ck.NoDeviceError("the NVIDIA driver loaded but reports no CUDA device")
+
+    monkeypatch.setattr(cli.commands.info, "cmd_devices", no_device)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
+    assert cli.main(["devices"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"cudart-kit devices: error: {visible_devices_hint('the NVIDIA driver loaded but reports no CUDA device')}\n"
+    assert "CUDA_VISIBLE_DEVICES='7'" in err
+    monkeypatch.setattr(cli.visible, "explain", lambda message: message + " <explained>")
+    assert cli.main(["devices"]) == 1
+    assert capsys.readouterr().err.rstrip().endswith("<explained>")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert cli.main(["devices"]) == 1  # unset: still explained (check nvidia-smi ...), by the same helper
+    assert capsys.readouterr().err.rstrip().endswith("<explained>")
+
+
+PACKAGES = {"cudart_kit.cli": REPO / "cudart_kit" / "cli",
+            "cudart_kit.experiments.overlap": REPO / "cudart_kit" / "experiments" / "overlap"}
+
+
+def _internal_imports(package: str, root: Path) -> dict[str, set[str]]:
+    """module -> the modules of the same package it imports, at its top or inside a function
+    (``from . import x`` depends on module ``x`` when there is one, else on the package)."""
+    import ast
+
+    files = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = [p for p in path.relative_to(root).with_suffix("").parts if p != "__init__"]
+        files[".".join([package, *parts])] = path
+    graph = {}
+    for name, path in files.items():
+        here = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                target = ".".join(here[:len(here) - node.level + 1] + ([node.module] if node.module else []))
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    deps.add(sub if sub in files else target)
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+        graph[name] = {d for d in deps if d in files and d != name}
+    return graph
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_packages_have_no_import_cycles_and_small_modules(package):
+    root = PACKAGES[package]
+    graph = _internal_imports(package, root)
+    assert len(graph) >= 5, graph  # a package of modules, not one file
+    for module, deps in graph.items():  # imports point down: never to a package that holds the module
+        assert not {d for d in deps if module.startswith(d + ".")}, (module, deps)
+    state: dict[str, int] = {}
+
+    def visit(m, path):
+        if state.get(m) == 1:
+            raise AssertionError("import cycle: " + " -> ".join(path + [m]))
+        if state.get(m) != 2:
+            state[m] = 1
+            for d in sorted(graph[m]):
+                visit(d, path + [m])
+            state[m] = 2
+
+    for m in sorted(graph):
+        visit(m, [])
+    for path in root.rglob("*.py"):
+        assert len(path.read_text().splitlines()) <= 500, f"{path.relative_to(REPO)} is over 500 lines"
+
+
+def test_help_names_the_overlap_ranges():
+    from cudart_kit.experiments import overlap as ov
+
+    text = cli.subcommands()["overlap"].format_help()
+    named = {w.strip(",.()") for w in text.split() if w.startswith("overlap:")}
+    assert named and named <= set(ov.RANGES.values()) and "CUDART_KIT_NVTX=1" in text

@@ -20,7 +20,6 @@ import pytest
 from cudart_kit import cli
 from cudart_kit.errors import NotReadyError, UntimedError
 from cudart_kit.event import TimingRecord
-from cudart_kit.experiments import cli_overlap
 from cudart_kit.experiments import overlap as ov
 from cudart_kit.trace import (
     Slice, Timeline, chrome_trace, load_chrome_trace, validate_chrome_trace,
@@ -586,7 +585,7 @@ def _parser():
 
 def test_cli_defaults():
     args = _parser().parse_args(["overlap"])
-    assert args.func is cli_overlap.run
+    assert args.func is cli.cmd_overlap
     assert args.streams == [1, 2, 4, 8, 16] and args.chunks == 32 and args.size_mib == 256
     assert args.iters is None and args.order == "both" and not args.pageable and args.repeat == 5
     assert args.device == 0 and args.json is False and args.json_file is None
@@ -641,7 +640,7 @@ def _no_gpu() -> bool:
 @pytest.mark.skipif(not _no_gpu(), reason="checks the behaviour without a driver or GPU")
 def test_cli_without_a_driver_prints_one_line(capsys, tmp_path):
     out = tmp_path / "o.json"
-    assert cli_overlap.main(["--size-mib", "1", "--streams", "1,2", "--json-file", str(out)]) == 1
+    assert cli.main(["overlap", "--size-mib", "1", "--streams", "1,2", "--json-file", str(out)]) == 1
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("cudart-kit overlap: error: no NVIDIA driver")
@@ -711,7 +710,7 @@ def test_cli_write_failure_is_one_line_and_no_document(fake_run, capsys, tmp_pat
 
 def test_imports_touch_neither_driver_nor_matplotlib():
     code = ("import sys; import cudart_kit.trace, cudart_kit.experiments.overlap, "
-            "cudart_kit.experiments.cli_overlap; "
+            "cudart_kit.cli; "
             "bad = [m for m in sys.modules if m.startswith(('matplotlib', 'cuda.bindings', 'cuda.core'))]; "
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import cudart_kit as ck
+from cudart_kit import cli
 from cudart_kit.accounting import assert_no_leaks
 from cudart_kit.errors import NotReadyError
-from cudart_kit.experiments import cli_overlap
 from cudart_kit.experiments import overlap as ov
 from cudart_kit.trace import Timeline, validate_chrome_trace
 
@@ -97,7 +97,7 @@ def test_timeline_never_syncs_for_you(device):
         x = ck.empty(1024, np.float32, stream=s)
         y = ck.empty(1024, np.float32, stream=s)
         tl = Timeline(origin=s.record(timing=True))
-        ck.launch(ov._kernel("gate_wait"), 1, 1, flags_arr, np.uint64(10 * 10**9), stream=s)
+        ov.gate_wait(flags_arr, stream=s, timeout_s=10.0)
         tl.add(ov.fma_loop_f32(x, y, 1, stream=s, timed=True))
         try:
             assert not tl.done()
@@ -118,7 +118,7 @@ def test_gate_times_out_on_its_own(device):
         flags_arr = ck.empty(2, np.uint32, stream=s, kind="pinned")
         flags = flags_arr.numpy()
         flags[:] = 0
-        ck.launch(ov._kernel("gate_wait"), 1, 1, flags_arr, np.uint64(20 * 10**6), stream=s)  # 20 ms
+        ov.gate_wait(flags_arr, stream=s, timeout_s=0.02)  # 20 ms
         s.sync()
         assert flags[1] == 1
         del flags
@@ -204,9 +204,9 @@ def test_ungated_runs_verify_too(device):
 def test_cli_end_to_end(tmp_path, capsys, device):
     out = tmp_path / "o.json"
     trace = tmp_path / "t.json"
-    rc = cli_overlap.main(["--size-mib", "1", "--streams", "1,2", "--chunks", "4", "--iters", "8",
-                           "--repeat", "1", "--order", "depth", "--json-file", str(out), "--trace", str(trace),
-                           "--device", str(device.ordinal)])
+    rc = cli.main(["overlap", "--size-mib", "1", "--streams", "1,2", "--chunks", "4", "--iters", "8",
+                   "--repeat", "1", "--order", "depth", "--json-file", str(out), "--trace", str(trace),
+                   "--device", str(device.ordinal)])
     assert rc == 0
     text = capsys.readouterr().out
     assert text.splitlines()[0].startswith("overlap:")

@@ -1,74 +1,44 @@
-"""The ``cudart-kit overlap`` subcommand: its options and its command function, nothing else.
-
-Argument types, exit codes, error messages and JSON output are the main CLI's
-(:mod:`cudart_kit.cli`): :func:`run` raises, ``cli.main`` reports. It lives beside the
-experiment it runs; it is a piece of the CLI layer, so it imports :mod:`cudart_kit.cli`.
-"""
+"""``cudart-kit overlap``: how copies and kernels overlap across streams, the experiment of
+:mod:`cudart_kit.experiments.overlap` (its table on stdout, or on stderr under ``--json``,
+whose document goes to stdout; then the requested files)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from ..cli import (
-    EXIT_CODES, EXIT_FAIL, EXIT_OK, UsageError, check_writable, device_index, exit_codes_epilog, positive_float,
-    positive_int, to_json, write_json_file,
-)
+from ..arguments import device_index, int_list, iters_list, positive_float, positive_int
+from ..exits import EXIT_FAIL, EXIT_OK, UsageError, exit_codes, exit_codes_epilog
+from ..output import check_writable, to_json, write_json_file
 
-__all__ = ["add_parser", "run", "main"]
-
-COMMAND = "overlap"
+__all__ = ["add_parsers", "cmd_overlap", "DESCRIPTION", "EXIT_MEANINGS"]
 
 DESCRIPTION = (
     "Host-to-device copy, a kernel of tunable cost and device-to-host copy, split into C chunks over S "
     "streams: serial time (one stream, no overlap), overlapped time, speedup, the ideal bound "
     "max(H, K, D) + fill/drain from the stage times alone, and efficiency = ideal / measured. Every "
     "copy and launch is event-timed on its own stream; outputs are verified against numpy. "
-    "See docs/overlap.md."
+    "With CUDART_KIT_NVTX=1 (and the nvtx extra) each stage runs in an NVTX range (overlap:h2d, "
+    "overlap:kernel, overlap:d2h, ...) for Nsight. See docs/overlap.md."
 )
 
-EXIT_MEANINGS = {
-    0: "measured, and every verified output matched numpy",
-    1: "no NVIDIA driver or no visible GPU, a CUDA call failed, an output did not match numpy (the "
-       "results are still printed and written), or a file could not be written",
-    2: "usage error, or parameters that do not fit (more chunks than --size-mib holds floats, an output "
-       "directory that does not exist)",
-    130: EXIT_CODES[130],
-}
+EXIT_MEANINGS = exit_codes(
+    "measured, and every verified output matched numpy",
+    "no NVIDIA driver or no visible GPU, a CUDA call failed, an output did not match numpy (the results are "
+    "still printed and written), or a file could not be written",
+    "usage error, or parameters that do not fit (more chunks than --size-mib holds floats, an output "
+    "directory that does not exist)")
 
 
-def _int_list(minimum: int, what: str):
-    def parse(text: str) -> list[int]:
-        from .overlap import parse_int_list
-
-        try:
-            return parse_int_list(text, minimum=minimum, what=what)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    parse.__name__ = what  # argparse names the type in its error messages
-    return parse
-
-
-def _iters(text: str):
-    """``auto`` (calibrated balance) or a comma list of iteration counts."""
-    if text.strip().lower() == "auto":
-        return None
-    return _int_list(0, "iters")(text)
-
-
-def add_parser(subparsers, **kwargs) -> argparse.ArgumentParser:
-    """Add the ``overlap`` subcommand to an argparse subparsers object (``kwargs``: the main
-    CLI's parents and formatter); returns its parser. Building it touches no driver."""
-    p = subparsers.add_parser(COMMAND, help="how copies and kernels overlap across streams",
+def add_parsers(subparsers, **kwargs) -> None:
+    p = subparsers.add_parser("overlap", help="how copies and kernels overlap across streams",
                               description=DESCRIPTION, epilog=exit_codes_epilog(EXIT_MEANINGS), **kwargs)
-    p.add_argument("--streams", type=_int_list(1, "stream counts"), default=[1, 2, 4, 8, 16], metavar="LIST",
+    p.add_argument("--streams", type=int_list(1, "stream counts"), default=[1, 2, 4, 8, 16], metavar="LIST",
                    help="stream counts to try, comma list (default 1,2,4,8,16)")
     p.add_argument("--chunks", type=positive_int, default=32, metavar="C",
                    help="chunks the data is split into, dealt round-robin to the streams (default 32)")
     p.add_argument("--size-mib", type=positive_float, default=256, metavar="MIB",
                    help="float32 data moved each way per configuration, in MiB (default 256)")
-    p.add_argument("--iters", type=_iters, default=None, metavar="LIST|auto",
+    p.add_argument("--iters", type=iters_list, default=None, metavar="LIST|auto",
                    help="kernel cost: FMA steps per element, comma list (e.g. 0,16,256,4096); 'auto' "
                         "(default) calibrates the kernel to take as long as the slower copy")
     p.add_argument("--pageable", action="store_true",
@@ -93,23 +63,22 @@ def add_parser(subparsers, **kwargs) -> argparse.ArgumentParser:
                    help="write a Chrome trace / Perfetto JSON (one process per configuration, one track per stream)")
     p.add_argument("--plot", metavar="PATH",
                    help="write a PNG: speedup vs streams and a Gantt chart (needs pip install 'cudart-kit[plot]')")
-    p.set_defaults(func=run)
-    return p
+    p.set_defaults(func=cmd_overlap)
 
 
-def run(args) -> int:
+def cmd_overlap(args) -> int:
     """Run the experiment for parsed ``args``: the table on stdout (stderr with ``--json``,
     whose document goes to stdout), then the requested files. Returns 0, or 1 when an output
-    did not match numpy; raises for everything else (``cli.main`` reports it)."""
-    from . import overlap as ov
+    did not match numpy; raises for everything else (:func:`cudart_kit.cli.main` reports it)."""
+    from ...experiments import overlap as ov
 
     for path, option in ((args.json_file, "--json-file"), (args.trace, "--trace"), (args.plot, "--plot")):
         check_writable(path, option)  # before minutes of measuring, not after
     if args.plot:
-        from ..trace import require_matplotlib
+        from ...trace import require_matplotlib
 
         require_matplotlib()
-    elements = int(args.size_mib * (1 << 20)) // 4  # float32 elements, as run_overlap counts them
+    elements = ov.elements_for(args.size_mib)
     if elements < args.chunks:
         raise UsageError(f"--size-mib {args.size_mib:g} holds {elements} floats: fewer than --chunks {args.chunks}")
     memory = ["pinned", "pageable"] if args.pageable else ["pinned"]
@@ -140,14 +109,3 @@ def run(args) -> int:
     if args.json:  # last: a file that fails to write must not follow a document already on stdout
         sys.stdout.write(to_json(doc) + "\n")
     return EXIT_OK if report.verified else EXIT_FAIL
-
-
-def main(argv=None) -> int:
-    """``python -m cudart_kit.experiments.cli_overlap ARGS`` is ``cudart-kit overlap ARGS``."""
-    from ..cli import main as cli_main
-
-    return cli_main([COMMAND, *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python -m cudart_kit.cli ARGS`` is ``cudart-kit ARGS``."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())

@@ -1,0 +1,137 @@
+"""Text of ``cudart-kit bandwidth``: CSV, the long and the sweep tables, the device lines and
+the progress line, from the cudart-kit/bandwidth/1 document :mod:`cudart_kit.bandwidth` returns."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+
+from ..output import Printer
+
+__all__ = ["BANDWIDTH_CSV_FIELDS", "BANDWIDTH_HEADERS", "bandwidth_csv", "bandwidth_rows", "bandwidth_sweep",
+           "device_line", "print_bandwidth", "Progress"]
+
+
+BANDWIDTH_CSV_FIELDS = ["device", "direction", "memory", "bytes", "copies_per_sample", "samples",
+                        "median_ms", "gbps", "peer", "peer_gbps", "peer_ratio"]
+
+
+def bandwidth_csv(doc: dict) -> str:
+    """One CSV row per figure; in a concurrent run, also the sums with device "all"."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(BANDWIDTH_CSV_FIELDS)
+    for r in doc["results"]:
+        peer = r.get("peer") or {}
+        w.writerow([r["device"], r["direction"], r["memory"], r["bytes"], r["copies_per_sample"], r["samples"],
+                    f"{r['median_ms']:.6f}", f"{r['gbps']:.3f}", peer.get("name", ""),
+                    "" if not peer else f"{peer['gbps']:.3f}", "" if not peer else f"{peer['ratio']:.4f}"])
+    for a in doc.get("aggregate") or []:
+        w.writerow(["all", a["direction"], a["memory"], a["bytes"], "", "", "", f"{a['gbps']:.3f}", "", "", ""])
+    return buf.getvalue()
+
+
+def _label(direction: str, memory: str) -> str:
+    return direction if direction == "D2D" else f"{direction} {memory}"
+
+
+def _peer_text(peer: dict | None) -> tuple[str, str]:
+    if not peer:
+        return "-", "-"
+    return f"{peer['name']} ({peer['gbps']:.1f} GB/s)", f"{100 * peer['ratio']:.0f}%"
+
+
+BANDWIDTH_HEADERS = ["dev", "copy", "size", "GB/s", "us/copy", "peer", "of peer"]
+
+
+def bandwidth_rows(doc: dict, only_bytes: int | None = None) -> list[list]:
+    """Long-form rows (one per figure); ``only_bytes`` keeps one size."""
+    from ...bandwidth import format_size
+
+    rows = []
+    for r in doc["results"]:
+        if only_bytes is not None and r["bytes"] != only_bytes:
+            continue
+        peer, ratio = _peer_text(r.get("peer"))
+        rows.append([r["device"], _label(r["direction"], r["memory"]), format_size(r["bytes"]),
+                     f"{r['gbps']:.1f}", f"{r['median_ms'] * 1e3:.2f}", peer, ratio])
+    return rows
+
+
+def bandwidth_sweep(doc: dict, device: int) -> tuple[list[str], list[list]]:
+    """Wide table of a sweep for one device: a row per size, a GB/s column per copy kind."""
+    from ...bandwidth import format_size
+
+    mine = [r for r in doc["results"] if r["device"] == device]
+    columns: list[str] = []
+    by_size: dict[int, dict[str, float]] = {}
+    for r in mine:
+        label = _label(r["direction"], r["memory"])
+        if label not in columns:
+            columns.append(label)
+        by_size.setdefault(r["bytes"], {})[label] = r["gbps"]
+    rows = [[format_size(n)] + [("-" if c not in vals else f"{vals[c]:.1f}") for c in columns]
+            for n, vals in sorted(by_size.items())]
+    return ["size"] + [f"{c} GB/s" for c in columns], rows
+
+
+def device_line(info: dict) -> str:
+    parts = [f"Device {info['index']}: {info['name']} ({info['pci_bus_id']})"]
+    if info.get("theoretical_memory_gbps"):
+        parts.append(f"DRAM {info['theoretical_memory_gbps']:.0f} GB/s theoretical")
+    pcie = info.get("pcie")
+    if pcie:
+        parts.append(f"PCIe gen{pcie['generation']} x{pcie['width']} {pcie['gbps']:.1f} GB/s per direction")
+    return "; ".join(parts)
+
+
+def print_bandwidth(doc: dict, out: Printer) -> None:
+    from ...bandwidth import format_size
+
+    for info in doc["devices"]:
+        out.line(device_line(info))
+    sizes = sorted({r["bytes"] for r in doc["results"]})
+    mode = "concurrently" if doc.get("concurrent") else "one after another" if len(doc["devices"]) > 1 else ""
+    out.line(f"mode {doc['mode']}{', devices ' + mode if mode else ''}; median of {doc['repeat']} event-timed "
+             f"samples after {doc['warmup']} warm-up; GB/s = 1e9 bytes/s, D2D counts read + write")
+    out.line()
+    if len(sizes) == 1:
+        out.table(BANDWIDTH_HEADERS, bandwidth_rows(doc), right={0, 2, 3, 4, 6})
+    else:
+        for info in doc["devices"]:
+            headers, rows = bandwidth_sweep(doc, info["index"])
+            out.table(headers, rows, right=set(range(len(headers))), title=f"Device {info['index']}")
+            out.line()
+        out.table(BANDWIDTH_HEADERS, bandwidth_rows(doc, only_bytes=sizes[-1]), right={0, 2, 3, 4, 6},
+                  title=f"Against the peers at {format_size(sizes[-1])}")
+    if doc.get("aggregate"):
+        out.line()
+        rows = [[_label(a["direction"], a["memory"]), format_size(a["bytes"]), f"{a['gbps']:.1f}", a["devices"]]
+                for a in doc["aggregate"]]
+        out.table(["copy", "size", "sum GB/s", "devices"], rows, right={1, 2, 3},
+                  title="All devices at once (sum)")
+
+
+class Progress:
+    """One self-overwriting status line on stderr; silent unless stderr is a terminal."""
+
+    def __init__(self, total: int, stream=None):
+        self.stream = stream or sys.stderr
+        self.total = total
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)()) and total > 1
+
+    def __call__(self, done: int, result: dict) -> None:
+        if not self.enabled:
+            return
+        from ...bandwidth import format_size
+
+        text = (f"[{done}/{self.total}] device {result['device']} {_label(result['direction'], result['memory'])} "
+                f"{format_size(result['bytes'])}: {result['gbps']:.1f} GB/s")
+        self.stream.write("\r\033[K" + text)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
