@@ -465,6 +465,17 @@ def test_bandwidth_record_from_a_bench_result():
     assert {"p10_ms", "p90_ms", "measured_ms", "warmup_ms", "warmup_stable", "gated", "stop"} <= set(r)
 
 
+class _FakeDeviceArray:
+    """Stands in for a kit device Array: slicing gives a view whose ptr is the same address."""
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+    def __getitem__(self, key):
+        assert isinstance(key, slice) and key.start is None
+        return SimpleNamespace(ptr=self.ptr)
+
+
 def _fake_device_bench(real):
     """bandwidth._DeviceBench with its real measure() and close(), no buffers or stream."""
 
@@ -472,10 +483,9 @@ def _fake_device_bench(real):
         self = object.__new__(real)
         self.dev = dev
         self.stream = SimpleNamespace(handle=0, sync=lambda: None, close=lambda: None)
-        self.dev_a = self.dev_b = SimpleNamespace(ptr=0x1000)
+        self.dev_a = self.dev_b = _FakeDeviceArray(0x1000)
         self.host = {m: np.zeros(n, np.uint8) for _, m, n in tests if m != "device"}
         self._views, self._owned = {}, []
-        self._asarray = lambda view: SimpleNamespace(ptr=view.__cuda_array_interface__["data"][0])
         return self
 
     return make
