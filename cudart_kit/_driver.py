@@ -340,3 +340,42 @@ def memcpy_2d_async(dst: int, dst_pitch: int, src: int, src_pitch: int, width_by
     p.srcPitch, p.dstPitch = src_pitch, dst_pitch
     p.WidthInBytes, p.Height = width_bytes, rows
     call("cuMemcpy2DAsync", p, d.CUstream(stream), context=f"copying {rows} rows of {width_bytes} bytes (pitches {src_pitch} -> {dst_pitch})")
+
+
+def kernel_params(values: tuple, sizes: tuple):
+    """A packed ``void*[]`` for cuLaunchKernel: each value (an int or a numpy scalar) stored at
+    its parameter's width. Returns (keep-alive object, address of the pointer array)."""
+    import numpy as _np
+
+    n = len(values)
+    slots = [ctypes.create_string_buffer(max(int(sz), 1)) for sz in sizes]
+    for buf, v, sz in zip(slots, values, sizes):
+        if isinstance(v, _np.generic):
+            raw = v.tobytes()
+        else:  # Python ints: pointers and 8-byte integers (the launcher packs nothing else as int)
+            raw = int(v).to_bytes(int(sz), "little", signed=int(v) < 0)
+        if len(raw) != sz:
+            raise ValueError(f"parameter of {sz} bytes given {len(raw)} bytes")
+        ctypes.memmove(buf, raw, sz)
+    ptrs = (ctypes.c_void_p * max(n, 1))(*[ctypes.addressof(b) for b in slots])
+    return (slots, ptrs), ctypes.addressof(ptrs)
+
+
+def launch_kernel(func, grid: tuple, block: tuple, shared_mem_bytes: int, stream, params_addr: int) -> None:
+    """cuLaunchKernel with pre-packed parameters (``func``: a CUfunction object, ``stream``: a
+    CUstream object, both made once by the caller)."""
+    d = driver()
+    (res,) = d.cuLaunchKernel(func, grid[0], grid[1], grid[2], block[0], block[1], block[2],
+                              shared_mem_bytes, stream, params_addr, 0)
+    if res != 0:
+        raise driver_error(res, "cuLaunchKernel")
+
+
+def function_handle(kernel_handle: int):
+    """A CUfunction object for a CUkernel handle (the driver launches a CUkernel given as a
+    CUfunction in the stream's context)."""
+    return driver().CUfunction(int(kernel_handle))
+
+
+def stream_handle_object(handle: int):
+    return driver().CUstream(int(handle))

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from . import _driver as drv
 from . import memory as mem
 from . import profiling as _prof
 from ._launch import (  # the launch core; re-exported names are the public ones
@@ -15,7 +16,7 @@ from ._launch import (  # the launch core; re-exported names are the public ones
 )
 from .bench import BenchResult, benchmark  # the kit's one benchmark helper, re-exported
 from .device import Device
-from .errors import ArgumentError, ClosedError, DeviceMismatchError
+from .errors import ArgumentError, ClosedError, DeviceMismatchError, translate
 from .event import TimingRecord, begin_timing, end_timing
 from .module import Kernel
 from .stream import Stream, as_stream
@@ -140,7 +141,9 @@ def launch(kernel: Kernel, grid, block, *args, stream, shared_mem_bytes: int = 0
 
 class PreparedLaunch:
     """A launch whose geometry and arguments were checked once; ``launch(stream)`` re-issues it
-    at the cost of a bare cuda.core launch plus one attribute read per array argument.
+    with the arguments packed once into the driver's parameter array (a direct cuLaunchKernel,
+    cheaper than a bare cuda.core launch, which packs per call) plus one attribute read per
+    array argument. Default-stream handles (0, 1, 2) go through cuda.core's launch.
 
     Lifetime of the array arguments: the prepared launch *holds* every kit Array, foreign array
     (through its kit wrapper, which keeps the foreign object alive) and cuda.core Buffer it
@@ -150,7 +153,8 @@ class PreparedLaunch:
     queued then. Arrays are recorded as used on each stream the launch runs on, once per stream.
     """
 
-    __slots__ = ("kernel", "device", "_cfg", "_packed", "_arrays", "_checked", "_buffers", "_last_stream")
+    __slots__ = ("kernel", "device", "_cfg", "_packed", "_arrays", "_checked", "_buffers", "_last_stream",
+                 "_geometry", "_raw", "_last_cu")
 
     def __init__(self, kernel: Kernel, grid, block, *args, device: Device, shared_mem_bytes: int = 0):
         g, b = check_geometry(kernel, device, grid, block, shared_mem_bytes)
@@ -177,6 +181,16 @@ class PreparedLaunch:
         self.device = device
         self._cfg = _config(g, b, shared_mem_bytes)
         self._last_stream = None
+        self._last_cu = None
+        self._geometry = (g, b, shared_mem_bytes)
+        # The arguments never change: pack them once into the driver's void*[] and launch with
+        # cuLaunchKernel directly (measured below a bare cuda.core launch, which re-packs its
+        # arguments on every call; tools/bench_launch.py). Any failure to pack: cuda.core's path.
+        try:
+            keep, addr = drv.kernel_params(self._packed, kernel.param_sizes)
+            self._raw = (drv.function_handle(int(kernel.core.handle)), keep, addr)
+        except Exception:
+            self._raw = None
 
     def _refuse_closed(self) -> None:
         for i, a in self._checked:
@@ -186,11 +200,16 @@ class PreparedLaunch:
             if getattr(b, "is_closed", False):
                 raise ClosedError(f"prepared launch of {self.kernel.name}: argument {i} is a closed cuda.core Buffer")
 
-    @_prof.traced("prepared.launch")
     def launch(self, stream, *, timed: bool = False) -> "TimingRecord | None":
         """Queue the prepared launch on ``stream`` (asynchronous). Raises ClosedError for a closed
         stream or an argument array closed since :func:`prepare`, DeviceMismatchError for a
         stream of another device. Returns a TimingRecord when ``timed``, else None."""
+        if _prof.ENABLED:  # tested inline: the hot path pays one flag test, no wrapper
+            with _prof.range("prepared.launch"):
+                return self._issue(stream, timed)
+        return self._issue(stream, timed)
+
+    def _issue(self, stream, timed: bool) -> "TimingRecord | None":
         s = stream
         if type(s) is not Stream or s._core is None:
             s = as_stream(stream)
@@ -206,12 +225,18 @@ class PreparedLaunch:
                 a.record_stream(s)
             if s._capture is None:
                 self._last_stream = s
-        if not timed:
+            self._last_cu = None if (self._raw is None or s._handle <= 2) else (s, drv.stream_handle_object(s._handle))
+        start = begin_timing(s, True) if timed else None
+        cu = self._last_cu
+        if cu is not None and cu[0] is s:
+            g, b, smem = self._geometry
+            try:
+                drv.launch_kernel(self._raw[0], g, b, smem, cu[1], self._raw[2])
+            except Exception as exc:
+                raise translate(exc, "cuLaunchKernel", f"launching {self.kernel.name}") from exc
+        else:
             _do_launch(s, self._cfg, self.kernel, self._packed)
-            return None
-        start = begin_timing(s, True)
-        _do_launch(s, self._cfg, self.kernel, self._packed)
-        return end_timing(self.kernel.name, s, start)
+        return None if start is None else end_timing(self.kernel.name, s, start)
 
 
 class _ProbeStream:

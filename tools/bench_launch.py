@@ -91,6 +91,13 @@ def main(argv=None) -> int:
     row("kit_launch", "kit launch (checked), 4 args", lambda: ck.launch(noop4, 1, 128, x, y, o, n_el, stream=s))
     prep = ck.prepare(noop4, 1, 128, x, y, o, n_el, device=dev)
     row("kit_prepared", "kit prepared launch, 4 args", lambda: prep.launch(s))
+    prep0 = ck.prepare(noop, 1, 128, device=dev)
+    row("kit_prepared_empty", "kit prepared launch, empty kernel", lambda: prep0.launch(s))
+    from cuda.bindings import driver as cbd
+
+    f0, cs = cbd.CUfunction(int(noop.core.handle)), cbd.CUstream(s.handle)
+    row("bindings_empty", "cuda.bindings cuLaunchKernel, empty kernel",
+        lambda: cbd.cuLaunchKernel(f0, 1, 1, 1, 128, 1, 1, 0, cs, 0, 0))
     row("kit_op_add", "kit ops.add (checks + launch), 1024 el", lambda: ops.add(x, y, o, stream=s))
 
     try:
