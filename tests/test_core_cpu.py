@@ -222,3 +222,34 @@ def test_stream_protocol_parsing():
     assert _foreign_handle(5) == 5
     with pytest.raises(ck.StreamError):
         _foreign_handle(True)
+
+
+def test_kernel_params_pack_each_value_at_its_width():
+    """The prepared launch's void*[]: every slot holds its value's bytes at the parameter width."""
+    import ctypes
+
+    from cudart_kit import _driver
+
+    values = (0x1234_5678_9ABC, np.float32(1.5), np.int32(-7), np.uint8(200), -3, np.float64(2.25))
+    sizes = (8, 4, 4, 1, 8, 8)
+    keep, addr = _driver.kernel_params(values, sizes)
+    ptrs = (ctypes.c_void_p * len(values)).from_address(addr)
+    got = [ctypes.string_at(ptrs[i], sz) for i, sz in enumerate(sizes)]
+    assert got[0] == (0x1234_5678_9ABC).to_bytes(8, "little")
+    assert np.frombuffer(got[1], np.float32)[0] == 1.5
+    assert np.frombuffer(got[2], np.int32)[0] == -7
+    assert got[3] == bytes([200])
+    assert int.from_bytes(got[4], "little", signed=True) == -3
+    assert np.frombuffer(got[5], np.float64)[0] == 2.25
+    with pytest.raises(ValueError, match="4 bytes"):
+        _driver.kernel_params((np.float64(1.0),), (4,))
+    assert keep is not None
+
+
+def test_launch_plan_rebinds_pointer_slots_only():
+    from cudart_kit._launch import LaunchPlan
+
+    plan = object.__new__(LaunchPlan)
+    plan.args, plan.slots = (1, np.float32(2.0), 3, 4), (0, 2)
+    assert plan.bind((10, 30)) == (10, np.float32(2.0), 30, 4)
+    assert plan.args == (1, np.float32(2.0), 3, 4)  # the packed tuple itself is never changed

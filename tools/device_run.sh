@@ -92,6 +92,12 @@ if has nvtx; then
     ks=$(grep -oE '^  [A-Za-z_][A-Za-z0-9_]* \(' "$OUT/nvtx_$r.log" | tr -d ' (' | sort | uniq -c | tr '\n' ' ')
     summary+=("ncu --nvtx-include cudart_kit@ops.$r/ (exit $?): profiled kernels: ${ks:-none}")
   done
+  # the overlap experiment's stages: only the kernels inside overlap:kernel ranges are profiled
+  CUDART_KIT_NVTX=1 timeout -k 10 300 ncu --nvtx --nvtx-include "cudart_kit@overlap:kernel/" --clock-control none \
+    --metrics gpu__time_duration.sum $PY -m cudart_kit overlap --streams 2 --chunks 4 --size-mib 8 --iters 16 \
+    --order depth --repeat 1 --no-gate > "$OUT/nvtx_overlap.log" 2>&1
+  ks=$(grep -oE '^  [A-Za-z_][A-Za-z0-9_]* \(' "$OUT/nvtx_overlap.log" | tr -d ' (' | sort | uniq -c | tr '\n' ' ')
+  summary+=("ncu --nvtx-include cudart_kit@overlap:kernel/ (exit $?): profiled kernels: ${ks:-none}")
   $PY tools/check_nvtx.py cost > "$OUT/nvtx_cost.json" 2>&1
   summary+=("nvtx host cost: $(tail -1 "$OUT/nvtx_cost.json")")
 fi
