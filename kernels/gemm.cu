@@ -4,15 +4,29 @@
 // op(B) is K x N: B[k * ldb + n], or with tb != 0 B is stored N x K and op(B)(k, n) = B[n * ldb + k].
 // beta == 0 never reads C (it may hold NaN). Every kernel handles any M, N, K >= 1.
 //
+// Layout vocabulary (the same in gemm_sm90.cu and cudart_kit/ops/_gemm_geometry.py): a kernel
+// name's two letters are the stored layouts of A then B, row-major terms.
+//   n  stored as op() reads it: A stored M x K (K contiguous), B stored K x N (N contiguous)
+//   t  stored transposed:       A stored K x M (M contiguous), B stored N x K (K contiguous)
+// So "nn" is plain row-major A @ B, "nt" is A @ B^T with B stored N x K, "tn" A^T @ B, "tt" both.
+//
 //   gemm_naive_f32   one thread per output (the GPU reference)
 //   gemm_tiled_f32   16x16 shared-memory tiles, one output per thread (the textbook kernel)
 //   gemm_simt128_f32 FP32 SIMT, 128x128x16 block tile, 8x8 outputs per thread, double-buffered
-//                    shared memory fed through registers, two CTAs per SM (no transposes)
-//   gemm_simt256_{rr,cr,rc,cc}_f32
+//                    shared memory fed through registers, two CTAs per SM (layout nn only)
+//   gemm_simt256_{nn,nt,tn,tt}_f32
 //                    FP32 SIMT, 128x256x16 block tile, 16x8 outputs per thread, 3-stage cp.async
 //                    ring, one CTA per SM, every stored layout: the fast one where the grid fills the GPU
 //   gemm_tf32        tensor cores (WMMA m16n16k8, TF32 inputs, FP32 accumulation), fp32 in/out
 //   gemm_bf16/_fp16  tensor cores (WMMA m16n16k16, FP32 accumulation), 16-bit in/out
+//   gemm_{tf32,bf16,fp16}_cp_{nn,nt,tn,tt}
+//                    the same WMMA tiles fed by a cp.async pipeline, one kernel per stored layout
+//
+// Geometry: each kernel family states its tiles, threads and shared-memory bytes once, in a
+// `<geometry NAME>` block (a struct in namespace geo) next to its kernels, with static_asserts
+// tying the numbers to the code. cudart_kit/ops/_gemm_geometry.py mirrors every block field by
+// field; tests/test_gemm_cpu.py parses the blocks and fails when the two sides differ. The
+// blocks hold integer literals only (products of literals at most), so no C parser is needed.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -20,6 +34,17 @@
 #include <stdint.h>
 
 #include <type_traits>
+
+namespace geo {
+// <geometry limits>
+struct limits {
+  // opt-in dynamic shared memory per block on the smallest GPUs these portable kernels target
+  // (sm_86 / sm_89: 99 KiB; sm_80 has 163 KiB), and the static limit of every GPU
+  static constexpr int PORTABLE_SMEM_OPTIN = 99 * 1024;
+  static constexpr int STATIC_SMEM = 48 * 1024;
+};
+// </geometry>
+}  // namespace geo
 
 namespace {
 
@@ -54,7 +79,16 @@ __device__ __forceinline__ void store_c4(float* C, int ldc, int m, int n, int N,
 
 }  // namespace
 
-extern "C" __global__ void gemm_naive_f32(int M, int N, int K, float alpha, const float* A, int lda, int ta,
+namespace geo {
+// <geometry naive>
+struct naive {  // one thread per output: block THREADS_X x THREADS_Y, grid (ceil(N / X), ceil(M / Y))
+  static constexpr int THREADS_X = 16;
+  static constexpr int THREADS_Y = 16;
+};
+// </geometry>
+}  // namespace geo
+
+extern "C" __global__ void __launch_bounds__(geo::naive::THREADS_X * geo::naive::THREADS_Y) gemm_naive_f32(int M, int N, int K, float alpha, const float* A, int lda, int ta,
                                           const float* B, int ldb, int tb, float beta, float* C, int ldc) {
   const int n = blockIdx.x * blockDim.x + threadIdx.x;
   const int m = blockIdx.y * blockDim.y + threadIdx.y;
@@ -64,11 +98,27 @@ extern "C" __global__ void gemm_naive_f32(int M, int N, int K, float alpha, cons
   store_c(C, ldc, m, n, alpha, acc, beta);
 }
 
-#define TILE 16
-extern "C" __global__ void gemm_tiled_f32(int M, int N, int K, float alpha, const float* A, int lda, int ta,
-                                          const float* B, int ldb, int tb, float beta, float* C, int ldc) {
+namespace geo {
+// <geometry tiled>
+struct tiled {  // TILE x TILE outputs per block, one per thread; grid (ceil(N / TILE), ceil(M / TILE))
+  static constexpr int TILE = 16;
+  static constexpr int THREADS_X = 16;
+  static constexpr int THREADS_Y = 16;
+  static constexpr int STATIC_SMEM = 2176;  // As + Bs, TILE x (TILE + 1) floats each
+};
+// </geometry>
+static_assert(tiled::THREADS_X == tiled::TILE && tiled::THREADS_Y == tiled::TILE, "one thread per tile element");
+static_assert(tiled::STATIC_SMEM == 2 * tiled::TILE * (tiled::TILE + 1) * 4, "tiled: shared-memory formula");
+static_assert(tiled::STATIC_SMEM <= limits::STATIC_SMEM, "tiled: static shared memory limit");
+}  // namespace geo
+
+extern "C" __global__ void __launch_bounds__(geo::tiled::THREADS_X * geo::tiled::THREADS_Y)
+gemm_tiled_f32(int M, int N, int K, float alpha, const float* A, int lda, int ta, const float* B, int ldb, int tb,
+               float beta, float* C, int ldc) {
+  constexpr int TILE = geo::tiled::TILE;
   __shared__ float As[TILE][TILE + 1];  // +1: no bank conflicts on the column reads
   __shared__ float Bs[TILE][TILE + 1];
+  static_assert(sizeof(As) + sizeof(Bs) == geo::tiled::STATIC_SMEM, "tiled: the table's shared-memory bytes");
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int m = blockIdx.y * TILE + ty, n = blockIdx.x * TILE + tx;
   float acc = 0.0f;
@@ -90,17 +140,44 @@ extern "C" __global__ void gemm_tiled_f32(int M, int N, int K, float alpha, cons
 // v10.) Each thread stages BK/2 elements of A and of B per tile through registers (16-byte loads
 // where aligned), so A lands transposed in shared memory. 128 registers: two CTAs per SM.
 // vec_ok bit 0: A, B and their pitches are 16-byte aligned; bit 1: the same for C.
-#define SBM 128
-#define SBN 128
+namespace geo {
+// <geometry simt128>
+struct simt128 {  // grid (ceil(N / BN), ceil(M / BM)), THREADS threads, static shared memory only
+  static constexpr int BM = 128;
+  static constexpr int BN = 128;
+  static constexpr int BK = 16;
+  static constexpr int STAGES = 2;        // double-buffered shared memory
+  static constexpr int THREADS = 256;     // a 16 x 16 grid of threads
+  static constexpr int THREAD_M = 8;      // outputs per thread: THREAD_M x THREAD_N
+  static constexpr int THREAD_N = 8;
+  static constexpr int MIN_BLOCKS = 2;    // __launch_bounds__: 128 registers, two CTAs per SM
+  static constexpr int STATIC_SMEM = 32768;  // As + Bs: STAGES x BK x (BM + BN) floats
+};
+// </geometry>
+static_assert(simt128::THREADS * simt128::THREAD_M * simt128::THREAD_N == simt128::BM * simt128::BN,
+              "simt128: the threads' outputs tile the block");
+static_assert(simt128::THREAD_M == 8 && simt128::THREAD_N == 8 && simt128::BM == 128 && simt128::BN == 128,
+              "simt128: two 4x4 quadrants 64 apart per thread (16 x 16 threads)");
+static_assert(simt128::THREADS == 2 * simt128::BM, "simt128: two threads stage each row of the A tile");
+static_assert(simt128::THREADS / (simt128::BN / (simt128::BK / 2)) == simt128::BK,
+              "simt128: the threads staging B cover BK rows");
+static_assert(simt128::STATIC_SMEM == simt128::STAGES * simt128::BK * (simt128::BM + simt128::BN) * 4,
+              "simt128: shared-memory formula");
+static_assert(simt128::STATIC_SMEM <= limits::STATIC_SMEM, "simt128: static shared memory limit");
+}  // namespace geo
+
 namespace {
-template <int BK>
 __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B,
                                           int ldb, float beta, float* C, int ldc, int vec_ok) {
+  using G = geo::simt128;
+  constexpr int BK = G::BK, SBM = G::BM, SBN = G::BN;
   constexpr int PER = BK / 2;                 // elements of A (and of B) each thread stages
   constexpr int BT = SBN / PER;               // threads per row of the B tile
   constexpr int DM = 64, DN = 64;  // distance between a thread's two row (column) groups
-  __shared__ __align__(16) float As[2][BK][SBM];  // A tile stored transposed: As[k][m]
-  __shared__ __align__(16) float Bs[2][BK][SBN];
+  __shared__ __align__(16) float As[G::STAGES][BK][SBM];  // A tile stored transposed: As[k][m]
+  __shared__ __align__(16) float Bs[G::STAGES][BK][SBN];
+  static_assert(sizeof(As) + sizeof(Bs) == G::STATIC_SMEM, "simt128: the table's shared-memory bytes");
+  static_assert(G::STAGES == 2, "simt128: buffers alternate by tile parity");
   const int tid = threadIdx.x;
   const int r0 = (tid >> 4) * 4, c0 = (tid & 15) * 4;
   const int m0 = blockIdx.y * SBM, n0 = blockIdx.x * SBN;
@@ -183,10 +260,10 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
 }
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(256, 2)  // 128 registers: two CTAs per SM
+extern "C" __global__ void __launch_bounds__(geo::simt128::THREADS, geo::simt128::MIN_BLOCKS)
 gemm_simt128_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta,
                  float* C, int ldc, int vec_ok) {
-  simt_gemm<16>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
+  simt_gemm(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
 }
 
 // ---- simt256: 128x256 block tile, 16x8 outputs per thread, cp.async pipeline --------------
@@ -203,8 +280,44 @@ gemm_simt128_f32(int M, int N, int K, float alpha, const float* A, int lda, cons
 // Fragments are double-buffered in registers: the loads of k + 1 are issued before the FMAs of k,
 // and the FMAs run in strips of two B columns, the order that lets ptxas feed both multiplicands
 // from the operand reuse caches (8 % faster than row by row: tools/matmul_notes.md v13).
+namespace geo {
+// <geometry simt256>
+struct simt256 {  // grid (ceil(N / BN), ceil(M / BM)), THREADS threads, SMEM_<layout> dynamic bytes
+  static constexpr int BM = 128;
+  static constexpr int BN = 256;
+  static constexpr int BK = 16;
+  static constexpr int STAGES = 3;        // cp.async ring
+  static constexpr int THREADS = 256;
+  static constexpr int WARPS_M = 2;       // 8 warps as 2 (M) x 4 (N) warp tiles of 64 x 64
+  static constexpr int WARPS_N = 4;
+  static constexpr int THREAD_M = 16;     // outputs per thread: THREAD_M x THREAD_N
+  static constexpr int THREAD_N = 8;
+  static constexpr int A_PITCH = 132;     // floats per k-row of the A tile (As[k][m])
+  static constexpr int B_PITCH_N = 256;   // of the B tile, B stored K x N (16-byte copies)
+  static constexpr int B_PITCH_T = 260;   // of the B tile, B stored N x K (transposing copies)
+  static constexpr int MIN_BLOCKS = 1;    // __launch_bounds__: up to 255 registers
+  static constexpr int SMEM_NN = 74496;   // STAGES x BK x (A_PITCH + B pitch) floats
+  static constexpr int SMEM_NT = 75264;
+  static constexpr int SMEM_TN = 74496;
+  static constexpr int SMEM_TT = 75264;
+  __host__ __device__ static constexpr int smem(bool ta, bool tb) { return ta ? (tb ? SMEM_TT : SMEM_TN) : (tb ? SMEM_NT : SMEM_NN); }
+};
+// </geometry>
+static_assert(simt256::WARPS_M * simt256::WARPS_N * 32 == simt256::THREADS, "simt256: warps fill the block");
+static_assert(simt256::BM == simt256::WARPS_M * 4 * simt256::THREAD_M, "simt256: 4 lanes of 16 rows per warp tile");
+static_assert(simt256::BN == simt256::WARPS_N * 8 * simt256::THREAD_N, "simt256: 8 lanes of 8 columns per warp tile");
+static_assert(simt256::A_PITCH == simt256::BM + 4 && simt256::B_PITCH_N == simt256::BN &&
+              simt256::B_PITCH_T == simt256::BN + 4, "simt256: tile pitches");
+static_assert(simt256::SMEM_NN == simt256::STAGES * simt256::BK * (simt256::A_PITCH + simt256::B_PITCH_N) * 4 &&
+              simt256::SMEM_TN == simt256::SMEM_NN &&
+              simt256::SMEM_NT == simt256::STAGES * simt256::BK * (simt256::A_PITCH + simt256::B_PITCH_T) * 4 &&
+              simt256::SMEM_TT == simt256::SMEM_NT, "simt256: shared-memory formula");
+static_assert(simt256::SMEM_NT <= limits::PORTABLE_SMEM_OPTIN && simt256::SMEM_NN <= limits::PORTABLE_SMEM_OPTIN,
+              "simt256: fits every target GPU's opt-in shared memory");
+}  // namespace geo
+
 namespace {
-constexpr int XBM = 128, XBN = 256, XLDA = XBM + 4;  // tile rows, columns; pitch of the A tile
+constexpr int XBM = geo::simt256::BM, XBN = geo::simt256::BN, XLDA = geo::simt256::A_PITCH;  // tile rows, columns; A pitch
 
 __device__ __forceinline__ void cp_async4(float* dst, const float* src) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
@@ -305,8 +418,12 @@ template <int BK, int STAGES, bool TA, bool TB>
 __device__ __forceinline__ void simt256_gemm(int M, int N, int K, float alpha, const float* __restrict__ A, int lda,
                                            const float* __restrict__ B, int ldb, float beta, float* C, int ldc,
                                            int vec_ok) {
-  constexpr int PB = TB ? XBN + 4 : XBN;
+  using G = geo::simt256;
+  static_assert(BK == G::BK && STAGES == G::STAGES, "simt256: instantiated with the table's BK and STAGES");
+  constexpr int PB = TB ? G::B_PITCH_T : G::B_PITCH_N;
   constexpr int A_ELEMS = BK * XLDA, B_ELEMS = BK * PB, STAGE = A_ELEMS + B_ELEMS;
+  static_assert(STAGES * STAGE * sizeof(float) == G::smem(TA, TB), "simt256: the table's shared-memory bytes");
+  static_assert(G::THREADS == 256, "simt256: the loaders spread each tile over 256 threads");
   using LA = typename std::conditional<TA, DirectLoader<BK, XBM, XLDA>, TransLoader<BK, XBM, XLDA>>::type;
   using LB = typename std::conditional<TB, TransLoader<BK, XBN, PB>, DirectLoader<BK, XBN, PB>>::type;
   extern __shared__ __align__(16) float smem_x[];
@@ -400,27 +517,103 @@ __device__ __forceinline__ void simt256_gemm(int M, int N, int K, float alpha, c
 }
 }  // namespace
 
-// gemm_simt256_<A><B>_f32: r = row-major as the matmul reads it, c = stored transposed. Dynamic
-// shared memory: 3 stages * 16 * (132 + 256, or 260 for a transposed B) floats (gemm.py computes it).
+// gemm_simt256_<layout>_f32 (layout: nn, nt, tn, tt, as at the top of this file); dynamic shared
+// memory geo::simt256::SMEM_<layout>.
 #define SIMT256_KERNEL(NAME, TA, TB)                                                                           \
-  extern "C" __global__ void __launch_bounds__(256, 1)                                                         \
+  extern "C" __global__ void __launch_bounds__(geo::simt256::THREADS, geo::simt256::MIN_BLOCKS)               \
   NAME(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C, \
        int ldc, int vec_ok) {                                                                                  \
-    simt256_gemm<16, 3, TA, TB>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);                           \
+    simt256_gemm<geo::simt256::BK, geo::simt256::STAGES, TA, TB>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,  \
+                                                                  vec_ok);                                     \
   }
-SIMT256_KERNEL(gemm_simt256_rr_f32, false, false)
-SIMT256_KERNEL(gemm_simt256_cr_f32, true, false)
-SIMT256_KERNEL(gemm_simt256_rc_f32, false, true)
-SIMT256_KERNEL(gemm_simt256_cc_f32, true, true)
+SIMT256_KERNEL(gemm_simt256_nn_f32, false, false)
+SIMT256_KERNEL(gemm_simt256_tn_f32, true, false)
+SIMT256_KERNEL(gemm_simt256_nt_f32, false, true)
+SIMT256_KERNEL(gemm_simt256_tt_f32, true, true)
 
 // ---- tensor cores through WMMA: 256 threads = 8 warps as 2 (M) x 4 (N), warp tile 64x32 ----
+namespace geo {
+// <geometry wmma_tf32>
+struct wmma_tf32 {  // gemm_tf32, gemm_tf32_cp_<layout>: grid (ceil(N / BN), ceil(M / BM)); 2 stages fit 99 KiB
+  static constexpr int BM = 128;
+  static constexpr int BN = 128;
+  static constexpr int BK = 32;
+  static constexpr int THREADS = 256;
+  static constexpr int WARPS_M = 2;       // 8 warps as 2 x 4 warp tiles of WARP_M x WARP_N
+  static constexpr int WARPS_N = 4;
+  static constexpr int WARP_M = 64;       // 4 x 2 fragments of 16 x 16
+  static constexpr int WARP_N = 32;
+  static constexpr int WK = 8;        // fragment depth: m16n16k8
+  static constexpr int ITEMSIZE = 4;
+  static constexpr int PAD = 4;        // elements of row padding (16 bytes)
+  static constexpr int SCRATCH = 8192;    // epilogue: a 16 x 16 float tile per warp
+  static constexpr int STATIC_SMEM = 43520;  // single-stage kernel: As + Bs + scratch
+  static constexpr int CP_STAGES = 2;      // cp.async kernels: ring depth
+  static constexpr int CP_SMEM_NN = 78848;  // CP_STAGES x (A tile + B tile, padded rows) + SCRATCH
+  static constexpr int CP_SMEM_NT = 81920;
+  static constexpr int CP_SMEM_TN = 75776;
+  static constexpr int CP_SMEM_TT = 78848;
+  __host__ __device__ static constexpr int cp_smem(bool ta, bool tb) {
+    return ta ? (tb ? CP_SMEM_TT : CP_SMEM_TN) : (tb ? CP_SMEM_NT : CP_SMEM_NN);
+  }
+};
+// </geometry>
+// <geometry wmma_b16>
+struct wmma_b16 {  // gemm_{bf16,fp16}, gemm_{bf16,fp16}_cp_<layout>: as wmma_tf32, 16-bit elements
+  static constexpr int BM = 128;
+  static constexpr int BN = 128;
+  static constexpr int BK = 32;
+  static constexpr int THREADS = 256;
+  static constexpr int WARPS_M = 2;       // 8 warps as 2 x 4 warp tiles of WARP_M x WARP_N
+  static constexpr int WARPS_N = 4;
+  static constexpr int WARP_M = 64;       // 4 x 2 fragments of 16 x 16
+  static constexpr int WARP_N = 32;
+  static constexpr int WK = 16;       // fragment depth: m16n16k16
+  static constexpr int ITEMSIZE = 2;
+  static constexpr int PAD = 8;        // elements of row padding (16 bytes)
+  static constexpr int SCRATCH = 8192;    // epilogue: a 16 x 16 float tile per warp
+  static constexpr int STATIC_SMEM = 27136;  // single-stage kernel: As + Bs + scratch
+  static constexpr int CP_STAGES = 3;      // cp.async kernels: ring depth
+  static constexpr int CP_SMEM_NN = 65024;  // CP_STAGES x (A tile + B tile, padded rows) + SCRATCH
+  static constexpr int CP_SMEM_NT = 69632;
+  static constexpr int CP_SMEM_TN = 60416;
+  static constexpr int CP_SMEM_TT = 65024;
+  __host__ __device__ static constexpr int cp_smem(bool ta, bool tb) {
+    return ta ? (tb ? CP_SMEM_TT : CP_SMEM_TN) : (tb ? CP_SMEM_NT : CP_SMEM_NN);
+  }
+};
+// </geometry>
+// the formulas, for both element widths
+template <typename G>
+constexpr bool wmma_geometry_ok() {
+  constexpr int A_N = G::BM * (G::BK + G::PAD), A_T = G::BK * (G::BM + G::PAD);  // A tile elements, as stored
+  constexpr int B_N = G::BK * (G::BN + G::PAD), B_T = G::BN * (G::BK + G::PAD);
+  return G::WARPS_M * G::WARPS_N * 32 == G::THREADS && G::WARPS_M * G::WARP_M == G::BM &&
+         G::WARPS_N * G::WARP_N == G::BN && G::WARP_M == 4 * 16 && G::WARP_N == 2 * 16 && G::BK % G::WK == 0 &&
+         G::PAD * G::ITEMSIZE == 16 && G::SCRATCH == (G::THREADS / 32) * 16 * 16 * 4 &&
+         G::STATIC_SMEM == (A_N + B_N) * G::ITEMSIZE + G::SCRATCH &&
+         G::CP_SMEM_NN == G::CP_STAGES * (A_N + B_N) * G::ITEMSIZE + G::SCRATCH &&
+         G::CP_SMEM_NT == G::CP_STAGES * (A_N + B_T) * G::ITEMSIZE + G::SCRATCH &&
+         G::CP_SMEM_TN == G::CP_STAGES * (A_T + B_N) * G::ITEMSIZE + G::SCRATCH &&
+         G::CP_SMEM_TT == G::CP_STAGES * (A_T + B_T) * G::ITEMSIZE + G::SCRATCH &&
+         G::STATIC_SMEM <= limits::STATIC_SMEM && G::CP_SMEM_NN <= limits::PORTABLE_SMEM_OPTIN &&
+         G::CP_SMEM_NT <= limits::PORTABLE_SMEM_OPTIN && G::CP_SMEM_TN <= limits::PORTABLE_SMEM_OPTIN &&
+         G::CP_SMEM_TT <= limits::PORTABLE_SMEM_OPTIN;
+}
+static_assert(wmma_geometry_ok<wmma_tf32>(), "wmma_tf32: warp layout, shared-memory formulas or limits");
+static_assert(wmma_geometry_ok<wmma_b16>(), "wmma_b16: warp layout, shared-memory formulas or limits");
+static_assert(wmma_tf32::BM == wmma_b16::BM && wmma_tf32::BN == wmma_b16::BN && wmma_tf32::BK == wmma_b16::BK &&
+              wmma_tf32::THREADS == wmma_b16::THREADS, "the WMMA kernels share one block tile");
+}  // namespace geo
+
 namespace {
 using namespace nvcuda;
 
 template <typename T> struct Elem;
 template <> struct Elem<float> {  // TF32: fp32 storage, rounded to tf32 when staged
   using Frag = wmma::precision::tf32;
-  static constexpr int WK = 8, PAD = 4;
+  using G = geo::wmma_tf32;
+  static constexpr int WK = G::WK, PAD = G::PAD;
   __device__ static float in(float v) { return wmma::__float_to_tf32(v); }
   __device__ static float out(float v) { return v; }
   __device__ static float to_f(float v) { return v; }
@@ -428,7 +621,8 @@ template <> struct Elem<float> {  // TF32: fp32 storage, rounded to tf32 when st
 };
 template <> struct Elem<__nv_bfloat16> {
   using Frag = __nv_bfloat16;
-  static constexpr int WK = 16, PAD = 8;
+  using G = geo::wmma_b16;
+  static constexpr int WK = G::WK, PAD = G::PAD;
   __device__ static __nv_bfloat16 in(__nv_bfloat16 v) { return v; }
   __device__ static __nv_bfloat16 out(float v) { return __float2bfloat16_rn(v); }
   __device__ static float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
@@ -436,14 +630,15 @@ template <> struct Elem<__nv_bfloat16> {
 };
 template <> struct Elem<__half> {
   using Frag = __half;
-  static constexpr int WK = 16, PAD = 8;
+  using G = geo::wmma_b16;
+  static constexpr int WK = G::WK, PAD = G::PAD;
   __device__ static __half in(__half v) { return v; }
   __device__ static __half out(float v) { return __float2half_rn(v); }
   __device__ static float to_f(__half v) { return __half2float(v); }
   __device__ static __half zero() { return __float2half_rn(0.0f); }
 };
 
-constexpr int TBM = 128, TBN = 128, TBK = 32;
+constexpr int TBM = geo::wmma_tf32::BM, TBN = geo::wmma_tf32::BN, TBK = geo::wmma_tf32::BK;  // both widths
 
 // A warp's 64x32 accumulator tile to C through a 16x16 float scratch tile: alpha, beta, bounds,
 // conversion to T (beta == 0 never reads C).
@@ -477,6 +672,8 @@ __device__ void wmma_gemm(int M, int N, int K, float alpha, const T* A, int lda,
   __shared__ __align__(32) T As[TBM][TBK + PAD];  // op(A) tile, row-major m x k
   __shared__ __align__(32) T Bs[TBK][TBN + PAD];  // op(B) tile, row-major k x n
   __shared__ __align__(32) float scratch[8][16 * 16];
+  static_assert(sizeof(T) == E::G::ITEMSIZE, "Elem<T>::G is T's geometry");
+  static_assert(sizeof(As) + sizeof(Bs) + sizeof(scratch) == E::G::STATIC_SMEM, "wmma: the table's shared-memory bytes");
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int wm = warp >> 2, wn = warp & 3;  // warp tile origin: rows wm*64, cols wn*32
   const int m0 = blockIdx.y * TBM, n0 = blockIdx.x * TBN;
@@ -522,17 +719,17 @@ __device__ void wmma_gemm(int M, int N, int K, float alpha, const T* A, int lda,
 
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(geo::wmma_tf32::THREADS)
 gemm_tf32(int M, int N, int K, float alpha, const float* A, int lda, int ta, const float* B, int ldb, int tb,
           float beta, float* C, int ldc) {
   wmma_gemm<float>(M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc);
 }
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(geo::wmma_b16::THREADS)
 gemm_bf16(int M, int N, int K, float alpha, const __nv_bfloat16* A, int lda, int ta, const __nv_bfloat16* B,
           int ldb, int tb, float beta, __nv_bfloat16* C, int ldc) {
   wmma_gemm<__nv_bfloat16>(M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc);
 }
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(geo::wmma_b16::THREADS)
 gemm_fp16(int M, int N, int K, float alpha, const __half* A, int lda, int ta, const __half* B, int ldb, int tb,
           float beta, __half* C, int ldc) {
   wmma_gemm<__half>(M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc);
@@ -542,14 +739,15 @@ gemm_fp16(int M, int N, int K, float alpha, const __half* A, int lda, int ta, co
 // Same 128x128x32 block tile and 8 warps of 64x32 as wmma_gemm, but the tiles arrive through
 // STAGES-deep cp.async copies of 16 bytes (no register staging, no scalar loads), so loads of
 // the next tiles overlap the MMAs of this one. Each operand is copied in its stored layout and
-// read by WMMA as row_major or col_major: A_COL = A stored K x M (transposed), B_COL = B stored
+// read by WMMA as row_major or col_major: A_COL = A stored K x M (layout letter t), B_COL = B stored
 // N x K. Rows are padded by 16 bytes against bank conflicts. Needs 16-byte-aligned operands with
 // pitches a multiple of 16 bytes (gemm.py falls back to wmma_gemm otherwise). Chunks at the matrix
 // edge are filled by plain loads and zeros, so no copy reads past the matrix (memcheck flags a
 // 16-byte cp.async that starts inside a smaller allocation, src-size or not).
 namespace {
-template <typename T, bool A_COL, bool B_COL, int STAGES>
+template <typename T, bool A_COL, bool B_COL>
 struct CpTile {
+  static constexpr int STAGES = Elem<T>::G::CP_STAGES;
   static constexpr int E = 16 / sizeof(T);  // elements per 16-byte chunk (= the row padding)
   static constexpr int A_ROWS = A_COL ? TBK : TBM, A_LD = (A_COL ? TBM : TBK) + E;
   static constexpr int B_ROWS = B_COL ? TBN : TBK, B_LD = (B_COL ? TBK : TBN) + E;
@@ -578,11 +776,14 @@ __device__ __forceinline__ void cp_tile(T* dst, const T* src, int R, int Cn, int
   }
 }
 
-template <typename T, bool A_COL, bool B_COL, int STAGES>
+template <typename T, bool A_COL, bool B_COL>
 __device__ void wmma_cp_gemm(int M, int N, int K, float alpha, const T* A, int lda, const T* B, int ldb, float beta,
                              T* C, int ldc) {
   using E = Elem<T>;
-  using Tile = CpTile<T, A_COL, B_COL, STAGES>;
+  using Tile = CpTile<T, A_COL, B_COL>;
+  constexpr int STAGES = Tile::STAGES;
+  static_assert(STAGES * Tile::STAGE_BYTES + E::G::SCRATCH == E::G::cp_smem(A_COL, B_COL),
+                "wmma_cp: the table's shared-memory bytes");
   constexpr int WK = E::WK;
   using LayA = typename std::conditional<A_COL, wmma::col_major, wmma::row_major>::type;
   using LayB = typename std::conditional<B_COL, wmma::col_major, wmma::row_major>::type;
@@ -653,40 +854,55 @@ __device__ void wmma_cp_gemm(int M, int N, int K, float alpha, const T* A, int l
 }
 }  // namespace
 
-// gemm_<type>_cp_<A><B>: A/B r = row-major as the matmul reads it, c = stored transposed.
-// Dynamic shared memory: STAGES x (A tile + B tile, rows padded by 16 bytes) + 8 KiB epilogue
-// scratch (gemm.py computes it; 3 stages for 16-bit types, 2 for float so it fits 99 KiB GPUs).
-#define KIT_WMMA_CP(NAME, T, AC, BC, ST)                                                                  \
-  extern "C" __global__ void __launch_bounds__(256) NAME(int M, int N, int K, float alpha, const T* A, int lda, \
-                                                        const T* B, int ldb, float beta, T* C, int ldc) {       \
-    wmma_cp_gemm<T, AC, BC, ST>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);                             \
+// gemm_<type>_cp_<layout> (layout: nn, nt, tn, tt, as at the top of this file); dynamic shared
+// memory geo::wmma_tf32 / wmma_b16::CP_SMEM_<layout>.
+#define KIT_WMMA_CP(NAME, T, TA, TB)                                                                      \
+  extern "C" __global__ void __launch_bounds__(geo::wmma_tf32::THREADS)                                   \
+  NAME(int M, int N, int K, float alpha, const T* A, int lda, const T* B, int ldb, float beta, T* C, int ldc) { \
+    wmma_cp_gemm<T, TA, TB>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);                               \
   }
-KIT_WMMA_CP(gemm_tf32_cp_rr, float, false, false, 2)
-KIT_WMMA_CP(gemm_tf32_cp_rc, float, false, true, 2)
-KIT_WMMA_CP(gemm_tf32_cp_cr, float, true, false, 2)
-KIT_WMMA_CP(gemm_tf32_cp_cc, float, true, true, 2)
-KIT_WMMA_CP(gemm_bf16_cp_rr, __nv_bfloat16, false, false, 3)
-KIT_WMMA_CP(gemm_bf16_cp_rc, __nv_bfloat16, false, true, 3)
-KIT_WMMA_CP(gemm_bf16_cp_cr, __nv_bfloat16, true, false, 3)
-KIT_WMMA_CP(gemm_bf16_cp_cc, __nv_bfloat16, true, true, 3)
-KIT_WMMA_CP(gemm_fp16_cp_rr, __half, false, false, 3)
-KIT_WMMA_CP(gemm_fp16_cp_rc, __half, false, true, 3)
-KIT_WMMA_CP(gemm_fp16_cp_cr, __half, true, false, 3)
-KIT_WMMA_CP(gemm_fp16_cp_cc, __half, true, true, 3)
+KIT_WMMA_CP(gemm_tf32_cp_nn, float, false, false)
+KIT_WMMA_CP(gemm_tf32_cp_nt, float, false, true)
+KIT_WMMA_CP(gemm_tf32_cp_tn, float, true, false)
+KIT_WMMA_CP(gemm_tf32_cp_tt, float, true, true)
+KIT_WMMA_CP(gemm_bf16_cp_nn, __nv_bfloat16, false, false)
+KIT_WMMA_CP(gemm_bf16_cp_nt, __nv_bfloat16, false, true)
+KIT_WMMA_CP(gemm_bf16_cp_tn, __nv_bfloat16, true, false)
+KIT_WMMA_CP(gemm_bf16_cp_tt, __nv_bfloat16, true, true)
+KIT_WMMA_CP(gemm_fp16_cp_nn, __half, false, false)
+KIT_WMMA_CP(gemm_fp16_cp_nt, __half, false, true)
+KIT_WMMA_CP(gemm_fp16_cp_tn, __half, true, false)
+KIT_WMMA_CP(gemm_fp16_cp_tt, __half, true, true)
 
 // ---- transpose: out (cols x rows, leading dimension ldo) = in (rows x cols, ldi)^T --------------
 // Feeds the Hopper TF32 kernel, whose wgmma reads both operands K-major only. 32x32 tiles through
 // shared memory (+1 column: no bank conflicts), 32x8 threads; blockIdx.x over rows, .y over columns.
-extern "C" __global__ void __launch_bounds__(256)
+namespace geo {
+// <geometry transpose>
+struct transpose {  // grid (ceil(rows / TILE), ceil(cols / TILE)), block THREADS_X x THREADS_Y
+  static constexpr int TILE = 32;
+  static constexpr int THREADS_X = 32;
+  static constexpr int THREADS_Y = 8;
+  static constexpr int STATIC_SMEM = 4224;  // TILE x (TILE + 1) floats
+};
+// </geometry>
+static_assert(transpose::THREADS_X == transpose::TILE && transpose::TILE % transpose::THREADS_Y == 0,
+              "transpose: a row of threads per tile row, THREADS_Y rows at a time");
+static_assert(transpose::STATIC_SMEM == transpose::TILE * (transpose::TILE + 1) * 4, "transpose: shared-memory formula");
+}  // namespace geo
+
+extern "C" __global__ void __launch_bounds__(geo::transpose::THREADS_X * geo::transpose::THREADS_Y)
 transpose_f32(const float* in, int rows, int cols, int ldi, float* out, int ldo) {
-  __shared__ float t[32][33];
-  const int r0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
-  for (int i = threadIdx.y; i < 32; i += 8) {
+  constexpr int TILE = geo::transpose::TILE, STEP = geo::transpose::THREADS_Y;
+  __shared__ float t[TILE][TILE + 1];
+  static_assert(sizeof(t) == geo::transpose::STATIC_SMEM, "transpose: the table's shared-memory bytes");
+  const int r0 = blockIdx.x * TILE, c0 = blockIdx.y * TILE;
+  for (int i = threadIdx.y; i < TILE; i += STEP) {
     const int r = r0 + i, c = c0 + threadIdx.x;
     if (r < rows && c < cols) t[i][threadIdx.x] = in[(size_t)r * ldi + c];
   }
   __syncthreads();
-  for (int i = threadIdx.y; i < 32; i += 8) {
+  for (int i = threadIdx.y; i < TILE; i += STEP) {
     const int c = c0 + i, r = r0 + threadIdx.x;
     if (c < cols && r < rows) out[(size_t)c * ldo + r] = t[threadIdx.x][i];
   }
@@ -694,6 +910,15 @@ transpose_f32(const float* in, int rows, int cols, int ldi, float* out, int ldo)
 
 // ---- re-pitch: copy a rows x cols matrix to a new leading dimension (16-byte-aligned rows for
 // the Hopper kernels' TMA copies). Grid-stride over the elements.
+namespace geo {
+// <geometry repitch>
+struct repitch {  // 1-D: THREADS per block, one element per thread per pass
+  static constexpr int THREADS = 256;
+  static constexpr int BLOCKS_PER_SM = 32;  // the host's grid cap: 8 resident blocks x 4 waves
+};
+// </geometry>
+}  // namespace geo
+
 namespace {
 template <typename T>
 __device__ __forceinline__ void repitch(const T* in, int rows, int cols, int ldi, T* out, int ldo) {
@@ -705,11 +930,11 @@ __device__ __forceinline__ void repitch(const T* in, int rows, int cols, int ldi
   }
 }
 }  // namespace
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(geo::repitch::THREADS)
 repitch_b16(const uint16_t* in, int rows, int cols, int ldi, uint16_t* out, int ldo) {
   repitch(in, rows, cols, ldi, out, ldo);
 }
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(geo::repitch::THREADS)
 repitch_b32(const uint32_t* in, int rows, int cols, int ldi, uint32_t* out, int ldo) {
   repitch(in, rows, cols, ldi, out, ldo);
 }

@@ -12,11 +12,17 @@
 // TMA zero-fills the parts of a box outside the matrix, so ragged M, N, K need no special code;
 // the epilogue bounds-checks every store.
 //
-// Operand layouts in shared memory (SW128 = the 128-byte swizzle the tensor maps request):
-//   K-major  (A stored M x K, or B stored N x K): rows of 128 bytes of K, 8-row groups 1024 B apart
-//   MN-major (A stored K x M, or B stored K x N): 64-element-wide column chunks of BK rows, one TMA
-//            box each, chunks 8 KiB apart; 16-bit types only (wgmma transposes only those).
-// Host side: cudart_kit/ops/gemm.py builds the tensor maps (cuda.core TensorMapDescriptor).
+// Layout vocabulary (as in gemm.cu and cudart_kit/ops/_gemm_geometry.py): a kernel name's two
+// letters are the stored layouts of A then B, n = stored as op() reads it (A M x K, B K x N),
+// t = stored transposed (A K x M, B N x K). In wgmma's terms:
+//   K-major  (A "n": stored M x K, or B "t": stored N x K): rows of 128 bytes of K, 8-row groups
+//            1024 B apart
+//   MN-major (A "t": stored K x M, or B "n": stored K x N): 64-element-wide column chunks of BK
+//            rows, one TMA box each, chunks 8 KiB apart; 16-bit types only (wgmma transposes only
+//            those), so the TF32 kernel exists for layout "nt" only.
+// Host side: cudart_kit/ops/_gemm_sm90.py builds the tensor maps (cuda.core TensorMapDescriptor).
+// Geometry: the <geometry sm90> block below, mirrored field by field in
+// cudart_kit/ops/_gemm_geometry.py (tests/test_gemm_cpu.py compares them).
 
 #include <cuda.h>
 #include <cuda_bf16.h>
@@ -25,9 +31,50 @@
 
 #include "wgmma_sm90.cuh"
 
+namespace geo {
+// <geometry sm90>
+struct sm90 {  // grid ceil(M / BM) * ceil(N / BN) CTAs (1-D), THREADS threads, SMEM_BN<BN> dynamic bytes
+  static constexpr int BM = 128;
+  static constexpr int BN_NARROW = 128;   // the two tile widths: one kernel each
+  static constexpr int BN_WIDE = 256;
+  static constexpr int STAGES = 4;        // shared-memory ring of A and B tiles
+  static constexpr int THREADS = 384;     // warpgroup 0 produces, the CONSUMERS others multiply
+  static constexpr int CONSUMERS = 2;     // each 64 rows of the A tile
+  static constexpr int GROUP_M = 16;      // row tiles side by side in the tile order (L2 reuse of B)
+  static constexpr int PRODUCER_REGS = 40;   // setmaxnreg per thread of the producer warpgroup
+  static constexpr int CONSUMER_REGS = 232;  // ... of each consumer warpgroup
+  static constexpr int ROW_BYTES = 128;   // one 128-byte swizzled row: BK = ROW_BYTES / itemsize
+  static constexpr int BK_B16 = 64;       // BF16 / FP16
+  static constexpr int BK_TF32 = 32;
+  static constexpr int MN_BOX = 64;       // elements per MN-major TMA box (ROW_BYTES of 16-bit)
+  static constexpr int ALIGN_SLACK = 1024;  // the ring is aligned to 1024 bytes inside the allocation
+  static constexpr int SMEM_BN128 = 132160;  // STAGES x (BM + BN) x ROW_BYTES + ALIGN_SLACK + 2 x STAGES barriers
+  static constexpr int SMEM_BN256 = 197696;
+  static constexpr int SMEM_OPTIN = 227 * 1024;  // the H100 / H200 per-block opt-in limit
+  __host__ __device__ static constexpr int smem(int bn) { return bn == BN_WIDE ? SMEM_BN256 : SMEM_BN128; }
+};
+// </geometry>
+static_assert(sm90::THREADS == 128 * (1 + sm90::CONSUMERS) && sm90::BM == 64 * sm90::CONSUMERS,
+              "sm90: one producer warpgroup, one consumer warpgroup per 64 rows (wgmma m64)");
+static_assert(sm90::PRODUCER_REGS * 128 + sm90::CONSUMER_REGS * 128 * sm90::CONSUMERS <= 65536 &&
+              sm90::PRODUCER_REGS % 8 == 0 && sm90::CONSUMER_REGS % 8 == 0,
+              "sm90: setmaxnreg counts fit the register file (multiples of 8)");
+static_assert(sm90::BK_B16 * 2 == sm90::ROW_BYTES && sm90::BK_TF32 * 4 == sm90::ROW_BYTES &&
+              sm90::MN_BOX * 2 == sm90::ROW_BYTES, "sm90: a K slice or MN box is one 128-byte swizzled row");
+static_assert(sm90::BM % sm90::MN_BOX == 0 && sm90::BN_NARROW % sm90::MN_BOX == 0 && sm90::BN_WIDE % sm90::MN_BOX == 0 &&
+              sm90::BN_WIDE <= 256, "sm90: tiles are whole MN boxes; wgmma N <= 256 (also the TMA box limit)");
+static_assert(sm90::SMEM_BN128 == sm90::STAGES * (sm90::BM + sm90::BN_NARROW) * sm90::ROW_BYTES + sm90::ALIGN_SLACK +
+                                      2 * sm90::STAGES * 8 &&
+              sm90::SMEM_BN256 == sm90::STAGES * (sm90::BM + sm90::BN_WIDE) * sm90::ROW_BYTES + sm90::ALIGN_SLACK +
+                                      2 * sm90::STAGES * 8, "sm90: shared-memory formula");
+static_assert(sm90::SMEM_BN256 <= sm90::SMEM_OPTIN && sm90::SMEM_BN128 <= sm90::SMEM_OPTIN,
+              "sm90: fits the 227 KiB opt-in shared memory");
+}  // namespace geo
+
 namespace {
 
-constexpr int BM = 128, STAGES = 4, GROUP_M = 16, THREADS = 384;
+constexpr int BM = geo::sm90::BM, STAGES = geo::sm90::STAGES, GROUP_M = geo::sm90::GROUP_M,
+              THREADS = geo::sm90::THREADS;
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -80,10 +127,10 @@ __device__ __forceinline__ void fence_acc(float (&d)[NACC]) {
 template <typename T> struct Mma;
 template <> struct Mma<__nv_bfloat16> {
   static constexpr int K = 16;
-  template <int BN, int TA, int TB>
+  template <int BN, int MNA, int MNB>  // wgmma's transpose bits: MN-major operands
   __device__ static void run(float (&d)[BN / 2], uint64_t a, uint64_t b) {
-    if constexpr (BN == 256) wgmma_m64n256k16_bf16<TA, TB>(d, a, b);
-    else wgmma_m64n128k16_bf16<TA, TB>(d, a, b);
+    if constexpr (BN == 256) wgmma_m64n256k16_bf16<MNA, MNB>(d, a, b);
+    else wgmma_m64n128k16_bf16<MNA, MNB>(d, a, b);
   }
   __device__ static float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
   __device__ static void store2(__nv_bfloat16* p, float x, float y) { *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(x, y); }
@@ -91,10 +138,10 @@ template <> struct Mma<__nv_bfloat16> {
 };
 template <> struct Mma<__half> {
   static constexpr int K = 16;
-  template <int BN, int TA, int TB>
+  template <int BN, int MNA, int MNB>  // wgmma's transpose bits: MN-major operands
   __device__ static void run(float (&d)[BN / 2], uint64_t a, uint64_t b) {
-    if constexpr (BN == 256) wgmma_m64n256k16_f16<TA, TB>(d, a, b);
-    else wgmma_m64n128k16_f16<TA, TB>(d, a, b);
+    if constexpr (BN == 256) wgmma_m64n256k16_f16<MNA, MNB>(d, a, b);
+    else wgmma_m64n128k16_f16<MNA, MNB>(d, a, b);
   }
   __device__ static float to_f(__half v) { return __half2float(v); }
   __device__ static void store2(__half* p, float x, float y) { *reinterpret_cast<__half2*>(p) = __floats2half2_rn(x, y); }
@@ -102,9 +149,9 @@ template <> struct Mma<__half> {
 };
 template <> struct Mma<float> {  // TF32 inputs (the tensor cores read the top 19 bits of each float)
   static constexpr int K = 8;
-  template <int BN, int TA, int TB>
+  template <int BN, int MNA, int MNB>  // wgmma's transpose bits: MN-major operands
   __device__ static void run(float (&d)[BN / 2], uint64_t a, uint64_t b) {
-    static_assert(TA == 0 && TB == 0, "wgmma reads TF32 operands K-major only");
+    static_assert(MNA == 0 && MNB == 0, "wgmma reads TF32 operands K-major only (layout nt)");
     if constexpr (BN == 256) wgmma_m64n256k8_tf32(d, a, b);
     else wgmma_m64n128k8_tf32(d, a, b);
   }
@@ -113,15 +160,21 @@ template <> struct Mma<float> {  // TF32 inputs (the tensor cores read the top 1
   __device__ static void store1(float* p, float x) { *p = x; }
 };
 
-// MN_A: A stored K x M (M contiguous); MN_B: B stored K x N (N contiguous, the row-major default)
-template <typename T, int BN, int MN_A, int MN_B>
+// TA: A stored K x M (layout "t": MN-major); TB: B stored N x K (layout "t": K-major)
+template <typename T, int BN, int TA, int TB>
 __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensorMap* tmB, int M, int N, int K,
                                           float alpha, float beta, T* C, int ldc) {
   using X = Mma<T>;
-  constexpr int BK = 128 / sizeof(T);  // one swizzled 128-byte row of K (K-major) / BK rows (MN-major)
+  using G = geo::sm90;
+  constexpr int MN_A = TA, MN_B = !TB;  // which operands wgmma reads MN-major (transposed)
+  constexpr int BK = G::ROW_BYTES / sizeof(T);  // one swizzled 128-byte row of K (K-major) / BK rows (MN-major)
+  static_assert(BK == (sizeof(T) == 4 ? G::BK_TF32 : G::BK_B16), "sm90: the table's BK");
+  static_assert(BN == G::BN_NARROW || BN == G::BN_WIDE, "sm90: a tile width of the table");
   constexpr int A_BYTES = BM * BK * sizeof(T), B_BYTES = BN * BK * sizeof(T), STAGE = A_BYTES + B_BYTES;
-  constexpr int CHUNK = 64 * BK * sizeof(T);  // one 64-wide MN-major box (8 KiB)
+  constexpr int CHUNK = G::MN_BOX * BK * sizeof(T);  // one 64-wide MN-major box (8 KiB)
   constexpr int NACC = BN / 2;
+  static_assert(STAGES * STAGE + G::ALIGN_SLACK + 2 * STAGES * sizeof(uint64_t) == G::smem(BN),
+                "sm90: the table's shared-memory bytes");
 
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
@@ -139,7 +192,7 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
       mbar_init(&full[s], 1);
-      mbar_init(&empty[s], 8);  // the 8 consumer warps
+      mbar_init(&empty[s], 4 * G::CONSUMERS);  // the consumer warps
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -147,7 +200,7 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   __syncthreads();
 
   if (wg == 0) {  // ---- producer
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(G::PRODUCER_REGS));
     if (threadIdx.x == 0) {
       for (int kt = 0; kt < ktiles; ++kt) {
         const int s = kt % STAGES;
@@ -158,13 +211,13 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
         mbar_expect_tx(&full[s], STAGE);
         if constexpr (MN_A) {
 #pragma unroll
-          for (int j = 0; j < BM / 64; ++j) tma_load_2d(a + j * CHUNK, tmA, &full[s], m0 + 64 * j, k0);
+          for (int j = 0; j < BM / G::MN_BOX; ++j) tma_load_2d(a + j * CHUNK, tmA, &full[s], m0 + G::MN_BOX * j, k0);
         } else {
           tma_load_2d(a, tmA, &full[s], k0, m0);
         }
         if constexpr (MN_B) {
 #pragma unroll
-          for (int j = 0; j < BN / 64; ++j) tma_load_2d(b + j * CHUNK, tmB, &full[s], n0 + 64 * j, k0);
+          for (int j = 0; j < BN / G::MN_BOX; ++j) tma_load_2d(b + j * CHUNK, tmB, &full[s], n0 + G::MN_BOX * j, k0);
         } else {
           tma_load_2d(b, tmB, &full[s], k0, n0);
         }
@@ -174,7 +227,7 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   }
 
   // ---- consumers
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(G::CONSUMER_REGS));
   const int cw = wg - 1;  // rows cw*64 .. cw*64+63 of the tile
   const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
   float d[NACC];
@@ -234,32 +287,30 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
 
 }  // namespace
 
-// Dynamic shared memory per launch: STAGES * (128 + BN) * 128 bytes + 1024 (alignment) + barriers;
-// grid = ceil(M / 128) * ceil(N / BN) CTAs (1-D), 384 threads.
-#define KIT_SM90_KERNEL(NAME, T, BN, MNA, MNB)                                                              \
+// gemm_sm90_<type>_<BN>_<layout> (layout: nn, nt, tn, tt, as above); dynamic shared memory
+// geo::sm90::SMEM_BN<BN>, grid ceil(M / BM) * ceil(N / BN) CTAs (1-D), THREADS threads.
+#define KIT_SM90_KERNEL(NAME, T, BN, TA, TB)                                                                \
   extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
       NAME(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M, int N, \
            int K, float alpha, float beta, T* C, int ldc) {                                                  \
-    gemm_sm90<T, BN, MNA, MNB>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc);                                  \
+    gemm_sm90<T, BN, TA, TB>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc);                                    \
   }
 
-// name: gemm_sm90_<type>_<BN>_<A layout><B layout>, layout k = K-major (row-major A / transposed B),
-// m = MN-major (transposed A / row-major B)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_kk, __nv_bfloat16, 256, 0, 0)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_km, __nv_bfloat16, 256, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_mk, __nv_bfloat16, 256, 1, 0)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_mm, __nv_bfloat16, 256, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_kk, __nv_bfloat16, 128, 0, 0)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_km, __nv_bfloat16, 128, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_mk, __nv_bfloat16, 128, 1, 0)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_mm, __nv_bfloat16, 128, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_kk, __half, 256, 0, 0)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_km, __half, 256, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_mk, __half, 256, 1, 0)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_mm, __half, 256, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_kk, __half, 128, 0, 0)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_km, __half, 128, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_mk, __half, 128, 1, 0)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_mm, __half, 128, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_tf32_256_kk, float, 256, 0, 0)
-KIT_SM90_KERNEL(gemm_sm90_tf32_128_kk, float, 128, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_nn, __nv_bfloat16, 256, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_nt, __nv_bfloat16, 256, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_tn, __nv_bfloat16, 256, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_tt, __nv_bfloat16, 256, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_nn, __nv_bfloat16, 128, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_nt, __nv_bfloat16, 128, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_tn, __nv_bfloat16, 128, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_tt, __nv_bfloat16, 128, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_nn, __half, 256, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_nt, __half, 256, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_tn, __half, 256, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_tt, __half, 256, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_nn, __half, 128, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_nt, __half, 128, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_tn, __half, 128, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_tt, __half, 128, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_tf32_256_nt, float, 256, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_tf32_128_nt, float, 128, 0, 1)

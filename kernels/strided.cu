@@ -10,29 +10,13 @@
 // the output still reads whole cache lines across the tile; blocks loop over tiles (grid-stride)
 // so any size fits the grid.
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <stdint.h>
+#include "elementwise.cuh"
 
 namespace {
 
-constexpr int kRows = 8;  // rows of the tile per thread (the host's tile arithmetic mirrors it)
+using namespace kit;
 
-template <typename T> struct Conv {
-  using C = T;
-  __device__ __forceinline__ static C in(T v) { return v; }
-  __device__ __forceinline__ static T out(C v) { return v; }
-};
-template <> struct Conv<__half> {
-  using C = float;
-  __device__ __forceinline__ static C in(__half v) { return __half2float(v); }
-  __device__ __forceinline__ static __half out(C v) { return __float2half_rn(v); }
-};
-template <> struct Conv<__nv_bfloat16> {
-  using C = float;
-  __device__ __forceinline__ static C in(__nv_bfloat16 v) { return __bfloat162float(v); }
-  __device__ __forceinline__ static __nv_bfloat16 out(C v) { return __float2bfloat16_rn(v); }
-};
+constexpr int kRows = 8;  // rows of the tile per thread (the host's tile arithmetic mirrors it)
 
 struct Dims {
   int64_t d0, d1, d2, d3;
@@ -99,18 +83,6 @@ __device__ __forceinline__ void for_each(const Dims d, const Str (&s)[N], F f) {
   }
 }
 
-struct AddOp { template <typename C> __device__ C operator()(C a, C b) const { return a + b; } };
-struct SubOp { template <typename C> __device__ C operator()(C a, C b) const { return a - b; } };
-struct MulOp { template <typename C> __device__ C operator()(C a, C b) const { return a * b; } };
-template <typename C> struct AxpyOp {
-  C alpha;
-  __device__ C operator()(C a, C b) const { return fma(alpha, a, b); }
-};
-template <typename C> struct ScaleOp {
-  C alpha;
-  __device__ C operator()(C a) const { return alpha * a; }
-};
-
 template <typename T, typename F>
 __device__ __forceinline__ void smap2(const T* x, const T* y, T* out, Dims d, Str sx, Str sy, Str so, F f) {
   using Cv = Conv<T>;
@@ -125,6 +97,114 @@ __device__ __forceinline__ void smap1(const T* x, T* out, Dims d, Str sx, Str so
   for_each<2>(d, s, [&](const int64_t* o) { out[o[1]] = Cv::out(f(Cv::in(x[o[0]]))); });
 }
 
+
+// Vectorized twins: every operand unit-stride along d3 with d3, the pointers and the other
+// strides in whole 16-byte vectors (offsets and strides below count vectors).
+template <typename T, typename F>
+__device__ __forceinline__ void smap2v(const T* x, const T* y, T* out, Dims d, Str sx, Str sy, Str so, F f) {
+  using Cv = Conv<T>;
+  constexpr int N = Vec<T>::N;
+  const Str s[3] = {sx, sy, so};
+  for_each<3>(d, s, [&](const int64_t* o) {
+    Vec<T> a = load16(x + o[0] * N);
+    const Vec<T> b = load16(y + o[1] * N);
+#pragma unroll
+    for (int k = 0; k < N; ++k) a.v[k] = Cv::out(f(Cv::in(a.v[k]), Cv::in(b.v[k])));
+    store16(out + o[2] * N, a);
+  });
+}
+
+template <typename T, typename F>
+__device__ __forceinline__ void smap1v(const T* x, T* out, Dims d, Str sx, Str so, F f) {
+  using Cv = Conv<T>;
+  constexpr int N = Vec<T>::N;
+  const Str s[2] = {sx, so};
+  for_each<2>(d, s, [&](const int64_t* o) {
+    Vec<T> a = load16(x + o[0] * N);
+#pragma unroll
+    for (int k = 0; k < N; ++k) a.v[k] = Cv::out(f(Cv::in(a.v[k])));
+    store16(out + o[1] * N, a);
+  });
+}
+
+// Transposed twins: operands whose unit stride is along d2 (transposed relative to the output,
+// whose fastest dimension is d3) are read through a 32 x 33 shared-memory tile, so that every
+// global load is coalesced along that operand's own fastest dimension. Block: 32 x 8 threads,
+// 4 rows each, over 32 x 32 tiles; operands flagged 0 are read directly.
+constexpr int kT = 32;
+
+template <typename T, int NIN, typename F>
+__device__ __forceinline__ void tmap(const T* const (&in)[NIN], const int (&staged)[NIN], T* out, Dims d,
+                                     const Str (&s)[NIN + 1], F f) {
+  using Cv = Conv<T>;
+  __shared__ T tile[NIN][kT][kT + 1];
+  const int64_t nt3 = (d.d3 + kT - 1) / kT, nt2 = (d.d2 + kT - 1) / kT;
+  const int64_t tiles = nt3 * nt2 * d.d1 * d.d0;
+  const bool small = tiles < (int64_t(1) << 32) && d.d1 < (int64_t(1) << 32);
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+    int64_t t3, t2, i1, i0;
+    if (small) {  // 32-bit division: several times cheaper than 64-bit
+      uint32_t b = static_cast<uint32_t>(t);
+      const uint32_t n3 = static_cast<uint32_t>(nt3), n2 = static_cast<uint32_t>(nt2);
+      const uint32_t n1 = static_cast<uint32_t>(d.d1);
+      t3 = b % n3; b /= n3;
+      t2 = b % n2; b /= n2;
+      i1 = b % n1; i0 = b / n1;
+    } else {
+      int64_t b = t;
+      t3 = b % nt3; b /= nt3;
+      t2 = b % nt2; b /= nt2;
+      i1 = b % d.d1; i0 = b / d.d1;
+    }
+    const int64_t b2 = t2 * kT, b3 = t3 * kT;
+    // staged inputs: thread (tx, ty) loads rows i3 = b3 + ty + r of column i2 = b2 + tx, which
+    // are consecutive addresses across tx for an operand whose unit stride is along d2
+#pragma unroll
+    for (int k = 0; k < NIN; ++k) {
+      if (!staged[k]) continue;
+      const int64_t i2 = b2 + tx;
+      int64_t off = i0 * s[k].s0 + i1 * s[k].s1 + i2 * s[k].s2 + (b3 + ty) * s[k].s3;
+      const int64_t step = 8 * s[k].s3;
+#pragma unroll
+      for (int r = 0; r < kT; r += 8, off += step)
+        if (i2 < d.d2 && b3 + ty + r < d.d3) tile[k][ty + r][tx] = in[k][off];
+    }
+    __syncthreads();
+    const int64_t i3 = b3 + tx;
+    int64_t off[NIN + 1], step[NIN + 1];
+#pragma unroll
+    for (int k = 0; k <= NIN; ++k) {
+      off[k] = i0 * s[k].s0 + i1 * s[k].s1 + (b2 + ty) * s[k].s2 + i3 * s[k].s3;
+      step[k] = 8 * s[k].s2;
+    }
+#pragma unroll
+    for (int r = 0; r < kT; r += 8) {
+      if (b2 + ty + r < d.d2 && i3 < d.d3) {
+        typename Cv::C v[NIN];
+#pragma unroll
+        for (int k = 0; k < NIN; ++k) v[k] = Cv::in(staged[k] ? tile[k][tx][ty + r] : in[k][off[k]]);
+        out[off[NIN]] = Cv::out(f(v));
+      }
+#pragma unroll
+      for (int k = 0; k <= NIN; ++k) off[k] += step[k];
+    }
+    __syncthreads();
+  }
+}
+
+template <typename F> struct Binary {
+  F f;
+  template <typename C> __device__ C operator()(const C (&v)[2]) const { return f(v[0], v[1]); }
+};
+template <typename F> struct Unary {
+  F f;
+  template <typename C> __device__ C operator()(const C (&v)[1]) const { return f(v[0]); }
+};
+struct Ident {
+  template <typename C> __device__ C operator()(C a) const { return a; }
+};
+
 }  // namespace
 
 #define KIT_DIMS int64_t d0, int64_t d1, int64_t d2, int64_t d3
@@ -136,6 +216,17 @@ __device__ __forceinline__ void smap1(const T* x, T* out, Dims d, Str sx, Str so
   extern "C" __global__ void NAME##_##SUF##_s(const T* x, const T* y, T* out, KIT_DIMS, KIT_STR(sx), \
                                               KIT_STR(sy), KIT_STR(so)) {                           \
     smap2<T>(x, y, out, KIT_D, KIT_S(sx), KIT_S(sy), KIT_S(so), OP{});                              \
+  }                                                                                                 \
+  extern "C" __global__ void NAME##_##SUF##_sv(const T* x, const T* y, T* out, KIT_DIMS, KIT_STR(sx), \
+                                               KIT_STR(sy), KIT_STR(so)) {                          \
+    smap2v<T>(x, y, out, KIT_D, KIT_S(sx), KIT_S(sy), KIT_S(so), OP{});                             \
+  }                                                                                                 \
+  extern "C" __global__ void __launch_bounds__(256) NAME##_##SUF##_t(                               \
+      const T* x, const T* y, T* out, int tx_, int ty_, KIT_DIMS, KIT_STR(sx), KIT_STR(sy), KIT_STR(so)) { \
+    const T* in[2] = {x, y};                                                                        \
+    const int st[2] = {tx_, ty_};                                                                   \
+    const Str s[3] = {KIT_S(sx), KIT_S(sy), KIT_S(so)};                                             \
+    tmap<T, 2>(in, st, out, KIT_D, s, Binary<OP>{OP{}});                                            \
   }
 
 #define KIT_STYPED(SUF, T)                                                                         \
@@ -146,9 +237,32 @@ __device__ __forceinline__ void smap1(const T* x, T* out, Dims d, Str sx, Str so
                                             KIT_STR(sx), KIT_STR(sy), KIT_STR(so)) {                \
     smap2<T>(x, y, out, KIT_D, KIT_S(sx), KIT_S(sy), KIT_S(so), AxpyOp<Conv<T>::C>{a});            \
   }                                                                                                \
+  extern "C" __global__ void axpy_##SUF##_sv(Conv<T>::C a, const T* x, const T* y, T* out, KIT_DIMS, \
+                                             KIT_STR(sx), KIT_STR(sy), KIT_STR(so)) {               \
+    smap2v<T>(x, y, out, KIT_D, KIT_S(sx), KIT_S(sy), KIT_S(so), AxpyOp<Conv<T>::C>{a});           \
+  }                                                                                                \
+  extern "C" __global__ void __launch_bounds__(256) axpy_##SUF##_t(                                \
+      Conv<T>::C a, const T* x, const T* y, T* out, int tx_, int ty_, KIT_DIMS, KIT_STR(sx), KIT_STR(sy), \
+      KIT_STR(so)) {                                                                               \
+    const T* in[2] = {x, y};                                                                       \
+    const int st[2] = {tx_, ty_};                                                                  \
+    const Str s[3] = {KIT_S(sx), KIT_S(sy), KIT_S(so)};                                            \
+    tmap<T, 2>(in, st, out, KIT_D, s, Binary<AxpyOp<Conv<T>::C>>{AxpyOp<Conv<T>::C>{a}});          \
+  }                                                                                                \
   extern "C" __global__ void scale_##SUF##_s(Conv<T>::C a, const T* x, T* out, KIT_DIMS, KIT_STR(sx), \
                                              KIT_STR(so)) {                                         \
     smap1<T>(x, out, KIT_D, KIT_S(sx), KIT_S(so), ScaleOp<Conv<T>::C>{a});                         \
+  }                                                                                                \
+  extern "C" __global__ void scale_##SUF##_sv(Conv<T>::C a, const T* x, T* out, KIT_DIMS, KIT_STR(sx), \
+                                              KIT_STR(so)) {                                        \
+    smap1v<T>(x, out, KIT_D, KIT_S(sx), KIT_S(so), ScaleOp<Conv<T>::C>{a});                        \
+  }                                                                                                \
+  extern "C" __global__ void __launch_bounds__(256) scale_##SUF##_t(                               \
+      Conv<T>::C a, const T* x, T* out, int tx_, KIT_DIMS, KIT_STR(sx), KIT_STR(so)) {             \
+    const T* in[1] = {x};                                                                          \
+    const int st[1] = {tx_};                                                                       \
+    const Str s[2] = {KIT_S(sx), KIT_S(so)};                                                       \
+    tmap<T, 1>(in, st, out, KIT_D, s, Unary<ScaleOp<Conv<T>::C>>{ScaleOp<Conv<T>::C>{a}});         \
   }
 
 KIT_STYPED(f32, float)
@@ -161,9 +275,28 @@ KIT_STYPED(bf16, __nv_bfloat16)
     const Str s[1] = {KIT_S(so)};                                                                  \
     for_each<1>(KIT_D, s, [&](const int64_t* o) { out[o[0]] = value; });                           \
   }                                                                                                \
+  extern "C" __global__ void fill_##SUF##_sv(T value, T* out, KIT_DIMS, KIT_STR(so)) {             \
+    const Str s[1] = {KIT_S(so)};                                                                  \
+    Vec<T> v;                                                                                      \
+    for (int k = 0; k < Vec<T>::N; ++k) v.v[k] = value;                                            \
+    for_each<1>(KIT_D, s, [&](const int64_t* o) { store16(out + o[0] * Vec<T>::N, v); });          \
+  }                                                                                                \
   extern "C" __global__ void copy_##SUF##_s(const T* src, T* dst, KIT_DIMS, KIT_STR(ss), KIT_STR(ds)) { \
     const Str s[2] = {KIT_S(ss), KIT_S(ds)};                                                       \
     for_each<2>(KIT_D, s, [&](const int64_t* o) { dst[o[1]] = src[o[0]]; });                      \
+  }                                                                                                \
+  extern "C" __global__ void copy_##SUF##_sv(const T* src, T* dst, KIT_DIMS, KIT_STR(ss), KIT_STR(ds)) { \
+    const Str s[2] = {KIT_S(ss), KIT_S(ds)};                                                       \
+    for_each<2>(KIT_D, s, [&](const int64_t* o) {                                                  \
+      store16(dst + o[1] * Vec<T>::N, load16(src + o[0] * Vec<T>::N));                             \
+    });                                                                                            \
+  }                                                                                                \
+  extern "C" __global__ void __launch_bounds__(256) copy_##SUF##_t(const T* src, T* dst, int ts_, KIT_DIMS, \
+                                                                   KIT_STR(ss), KIT_STR(ds)) {     \
+    const T* in[1] = {src};                                                                        \
+    const int st[1] = {ts_};                                                                       \
+    const Str s[2] = {KIT_S(ss), KIT_S(ds)};                                                       \
+    tmap<T, 1>(in, st, dst, KIT_D, s, Unary<Ident>{Ident{}});                                      \
   }
 
 KIT_SWIDTH(b8, uint8_t)

@@ -150,6 +150,7 @@ def test_collapse_and_pitched():
     # a negative row step is not a cuMemcpy2D layout
     assert L.pitched_2d((4, 5), (20, 4), (-32, 4), 4) is None
     assert L.has_zero_stride((3, 4), (0, 4)) and not L.has_zero_stride((1, 4), (0, 4))
+    assert not L.has_zero_stride((0, 5), (0, 0))  # no elements, nothing shared
 
 
 def test_extent_and_contiguity():
@@ -171,3 +172,25 @@ def test_shape_and_size_checks():
         L.normalize_shape((2, -1))
     with pytest.raises(ShapeError, match="no address space"):
         L.checked_nbytes((2**62, 4), np.dtype(np.float32))
+
+
+def test_strided_kernel_choice():
+    """Which twin of a strided kernel a layout gets (cudart_kit.memory.strided.choose)."""
+    from cudart_kit.memory.strided import THREADS, choose
+
+    # column blocks of float32 matrices: rows of whole 16-byte vectors -> the vectorized twin
+    k, dims, strs, flags, block, _ = choose("add_f32_s", (1, 1, 64, 40), [(0, 0, 80, 1)] * 3, [0, 16, 32], 4)
+    assert k == "add_f32_sv" and dims == (1, 1, 64, 10) and strs[0] == (0, 0, 20, 1) and flags == ()
+    # ...not when a pointer is off the 16-byte grid, or a row is not whole vectors
+    assert choose("add_f32_s", (1, 1, 64, 40), [(0, 0, 80, 1)] * 3, [0, 4, 32], 4)[0] == "add_f32_s"
+    assert choose("add_f32_s", (1, 1, 64, 42), [(0, 0, 80, 1)] * 3, [0, 16, 32], 4)[0] == "add_f32_s"
+    # x transposed relative to the output: shared-memory tiles, x flagged, y read directly
+    k, _, _, flags, block, grid = choose("add_f32_s", (1, 1, 100, 70), [(0, 0, 1, 100), (0, 0, 70, 1), (0, 0, 70, 1)],
+                                         [0, 0, 0], 4)
+    assert k == "add_f32_t" and [int(f) for f in flags] == [1, 0] and block == (32, 8) and grid == 3 * 4
+    assert all(f.dtype == np.int32 for f in flags)  # the kernel takes int flags: 4 bytes each
+    # a copy from a transposed source
+    assert choose("copy_b32_s", (1, 1, 9, 9), [(0, 0, 1, 9), (0, 0, 9, 1)], [0, 0], 4)[0] == "copy_b32_t"
+    # stepped 1-D: the plain twin, its flat loop sized by elements
+    k, _, _, _, block, grid = choose("scale_f64_s", (1, 1, 1, 5000), [(0, 0, 0, 3), (0, 0, 0, 1)], [0, 0], 8)
+    assert k == "scale_f64_s" and grid == -(-5000 // THREADS)

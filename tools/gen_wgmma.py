@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 HEADER = Path(__file__).resolve().parent.parent / "kernels" / "wgmma_sm90.cuh"
-NS = (64, 128, 256)
+NS = (128, 256)  # the tile widths of gemm_sm90.cu (geo::sm90::BN_NARROW, BN_WIDE)
 
 
 def wrapper(n: int, kind: str) -> str:

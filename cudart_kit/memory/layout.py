@@ -320,4 +320,6 @@ def pitched_2d(shape: tuple, dst_strides: tuple, src_strides: tuple, itemsize: i
 def has_zero_stride(shape: tuple, strides: tuple) -> bool:
     """Whether two elements of the layout share an address through a zero stride (a broadcast
     dimension): an output with one would be written by several threads at once."""
+    if math.prod(shape) == 0:
+        return False
     return any(d > 1 and s == 0 for d, s in zip(shape, strides))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 from . import layout as L
 from .._launch import blocks_for, check_geometry, config, do_launch, fast_launch
 from ..errors import ShapeError
@@ -18,6 +20,7 @@ from ..stream import Stream
 __all__ = ["launch_strided", "element_aligned", "ROWS_PER_THREAD", "THREADS"]
 
 ROWS_PER_THREAD = 8  # mirrors kRows in kernels/strided.cu
+TILE = 32  # mirrors kT: the shared-memory tile of the transposed twins (32 x 8 threads)
 THREADS = 256
 _checked: set = set()
 _sm_count: dict = {}
@@ -60,6 +63,35 @@ def _contiguous(name: str, scalars: tuple, ptrs: list, n: int, itemsize: int, s:
     return fast_launch(kernel, blocks_for(-(-n // per), THREADS), THREADS, (*scalars, *ptrs, n), s, timed)
 
 
+def choose(name: str, inner: tuple, inner_str: list, ptrs: list, itemsize: int):
+    """Which twin of strided kernel ``name`` runs a 4-D layout (``inner`` dims, element strides per
+    operand, the output last), and how: (kernel name, dims, strides, flag arguments, block, tiles).
+    ``<name>v`` when every operand is rows of whole 16-byte vectors; ``<op>_t`` when an input's
+    unit stride is along d2 while the output's is along d3 (a transposed input); else ``name``."""
+    flags: tuple = ()
+    per = 16 // itemsize
+    if (all(st[3] == 1 for st in inner_str) and inner[3] % per == 0 and all(p % 16 == 0 for p in ptrs)
+            and all(x % per == 0 for st in inner_str for x in st[:3])):
+        # rows of whole 16-byte vectors (a row or column block, a stepped row view): 16-byte loads
+        kname, inner = name + "v", inner[:3] + (inner[3] // per,)
+        inner_str = [tuple(x // per for x in st[:3]) + (1,) for st in inner_str]
+        bx, by = block_shape(inner[3], True)
+        grid = tiles(inner, bx, by)
+    elif inner[2] > 1 and inner_str[-1][3] in (1, -1) and any(
+            st[2] in (1, -1) and st[3] not in (1, -1) for st in inner_str[:-1]):
+        # an input transposed relative to the output: staged through shared-memory tiles
+        kname = name[:-2] + "_t"
+        flags = tuple(np.int32(st[2] in (1, -1) and st[3] not in (1, -1)) for st in inner_str[:-1])
+        bx, by = TILE, TILE // 4
+        grid = -(-inner[3] // TILE) * -(-inner[2] // TILE) * inner[1] * inner[0]
+    else:
+        kname = name
+        bx, by = block_shape(inner[3], all(st[3] in (1, -1) for st in inner_str))
+        # a 1-D layout runs the kernels' flat loop: one element per thread and step
+        grid = -(-inner[3] // THREADS) if inner[:3] == (1, 1, 1) else tiles(inner, bx, by)
+    return kname, inner, inner_str, flags, (bx, by), grid
+
+
 def launch_strided(name: str, scalars: tuple, ptrs: list, strides: list, shape: tuple, itemsize: int,
                    s: Stream, timed: bool = False, label: str | None = None):
     """Launch ``name`` (a strided kernel of kernels/strided.cu) over ``shape``: arguments are
@@ -78,28 +110,26 @@ def launch_strided(name: str, scalars: tuple, ptrs: list, strides: list, shape: 
         # one contiguous run after all (e.g. every operand transposed alike): the 16-byte kernels
         return _contiguous(name[:-2], scalars, ptrs, cshape[0], itemsize, s, timed)
     estr = [tuple(x // itemsize for x in st) for st in cstr]
-    kernel = kit_kernel("strided", name)
     dev = s.device
-    key = (name, dev.ordinal)
-    if key not in _checked:
-        check_geometry(kernel, dev, 1, (32, THREADS // 32))
-        _checked.add(key)
     sms = _sm_count.get(dev.ordinal)
     if sms is None:
         sms = _sm_count[dev.ordinal] = dev.multiprocessor_count
     nd = len(cshape)
     outer = cshape[:-4] if nd > 4 else ()
-    inner = cshape[-4:]
-    inner = (1,) * (4 - len(inner)) + tuple(inner)
+    inner = (1,) * (4 - min(nd, 4)) + tuple(cshape[-4:])
     inner_str = [(0,) * (4 - min(nd, 4)) + st[-4:] for st in estr]
-    inner_unit = all(st[3] in (1, -1) for st in inner_str)
-    bx, by = block_shape(inner[3], inner_unit)
-    grid = max(1, min(tiles(inner, bx, by), sms * 16))
+    kname, inner, inner_str, flags, (bx, by), grid = choose(name, inner, inner_str, ptrs, itemsize)
+    kernel = kit_kernel("strided", kname)
+    key = (kname, dev.ordinal)
+    if key not in _checked:
+        check_geometry(kernel, dev, 1, (bx, by))
+        _checked.add(key)
+    grid = max(1, min(grid, sms * 16))
     cfg = config((grid, 1, 1), (bx, by, 1), 0)
     start = begin_timing(s, timed)
     for idx in itertools.product(*(range(d) for d in outer)) if outer else [()]:
         pp = [p + sum(i * st[k] for k, i in enumerate(idx)) * itemsize for p, st in zip(ptrs, estr)]
-        args = (*scalars, *pp, *inner)
+        args = (*scalars, *pp, *flags, *inner)
         for st in inner_str:
             args += st
         do_launch(s, cfg, kernel, args)

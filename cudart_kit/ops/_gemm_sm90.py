@@ -2,11 +2,14 @@
 
 The kernels are sm_90a machine code (wgmma, setmaxnreg): they run on compute capability 9.0
 only (:func:`unsupported` says why not elsewhere). Each operand reaches shared memory through a
-TMA tensor map (128-byte swizzle), which needs a 16-byte-aligned start and rows a multiple of 16
-bytes apart: an operand that misses either is first re-pitched into a workspace. 16-bit operands
-may be K- or MN-major (wgmma transposes them); TF32 operands must be K-major, so a row-major B
-(or a transposed A) is transposed into a workspace. All of it runs on the caller's stream; inside
-a graph capture the workspaces belong to the graph (:func:`workspace`).
+TMA tensor map (128-byte swizzle) over the matrix as stored, built from the operand's own
+strides (a row block, column block or transpose of a larger matrix needs no copy). TMA needs a
+16-byte-aligned start and rows a multiple of 16 bytes apart: an operand that misses either is
+first re-pitched into a workspace. 16-bit operands may be stored either way (every layout nn..tt
+has a kernel: wgmma transposes them); TF32 operands must be K-major (layout "nt": A stored M x
+K, B stored N x K), so a B stored K x N (or an A stored K x M) is transposed into a workspace.
+Tiles, threads and shared memory come from :data:`_gemm_geometry.SM90`. All of it runs on the
+caller's stream; inside a graph capture the workspaces belong to the graph (:func:`workspace`).
 """
 
 from __future__ import annotations
@@ -21,16 +24,12 @@ from ..launcher import _config, _do_launch, _pointer_of, launch
 from ..memory import Array, bfloat16, empty
 from ..module import kit_kernel
 from ..stream import Stream
+from ._gemm_geometry import REPITCH, SM90, TRANSPOSE, layout_name
 
-BM, STAGES, THREADS = 128, 4, 384
 KINDS = {"bf16_sm90": "bf16", "fp16_sm90": "f16", "tf32_sm90": "tf32"}
 _TYPESTR = {"bf16": "<u2", "f16": "<f2", "tf32": "<f4"}  # bf16 is named by the options' data_type
 _DATA_TYPE = {"bf16": bfloat16, "f16": np.dtype(np.float16), "tf32": np.dtype(np.float32)}
-
-
-def shared_bytes(bn: int) -> int:
-    """Dynamic shared memory of one CTA: the stage ring, 1 KiB of alignment slack, the barriers."""
-    return STAGES * (BM + bn) * 128 + 1024 + 2 * STAGES * 8
+_ITEMSIZE = {"bf16": 2, "f16": 2, "tf32": 4}
 
 
 def _tma_ld(ld: int, rows: int, itemsize: int) -> int:
@@ -54,23 +53,17 @@ FORCE_BN = None  # tests set 128 or 256 to run one tile shape whatever the probl
 
 
 def pick_bn(M: int, N: int, sms: int) -> int:
-    """128 x 256 tiles unless 128 x 128 fills the GPU's waves clearly better (small problems).
-    Cost model: waves x tile width, the narrower tile charged 10 % more per FLOP (it reloads A
-    twice as often); on the H100 this picks 256 from 2048^2 up and 128 at 1024^2."""
+    """The wide tiles (128 x 256) unless the narrow ones (128 x 128) fill the ``sms``
+    multiprocessors' waves clearly better (small problems). Cost model: waves x tile width, the
+    narrower tile charged 10 % more per FLOP (it reloads A twice as often); on the H100 (132
+    SMs) this picks 256 from 2048^2 up and 128 at 1024^2."""
     if FORCE_BN is not None:
         return FORCE_BN
+    wide, narrow = SM90.bn_wide, SM90.bn_narrow
 
     def cost(bn, per_flop):
-        tiles = -(-M // BM) * -(-N // bn)
-        return -(-tiles // sms) * bn * per_flop
-    return 256 if cost(256, 1.0) <= cost(128, 1.1) else 128
-
-
-def repitch_blocks(n: int, sms: int) -> int:
-    """Blocks of 256 threads for repitch_b16 / repitch_b32 over ``n`` elements on a GPU with
-    ``sms`` multiprocessors: one per 256 elements, at most 32 per SM (8 resident blocks of 256
-    threads, 4 waves); the kernel's grid-stride loop covers the rest."""
-    return max(1, min(-(-n // 256), 32 * sms))
+        return -(-SM90.tiles(M, N, bn) // sms) * bn * per_flop
+    return wide if cost(wide, 1.0) <= cost(narrow, 1.1) else narrow
 
 
 # --- TMA descriptors ----------------------------------------------------------------------------
@@ -123,32 +116,36 @@ def tma_options(kind: str, box: tuple):
 _tmaps: dict = {}
 
 
-class _View:
-    """A bare CUDA Array Interface over (ptr, shape, row pitch): what cuda.core's tensor-map
-    builder reads. No stream: ordering is the caller's (everything runs on one stream)."""
+class _Stored:
+    """The CUDA Array Interface of an operand as stored (rows x cols, byte strides (pitch,
+    itemsize)), the form cuda.core's tensor-map builder reads: the operand's own strides, read
+    through :func:`_gemm_geometry.classify` (a transposed view is its untransposed storage). Its
+    own class only because a kit Array of bfloat16 exports no CAI (the tensor map names the type
+    through its options). No stream: ordering is the caller's (everything runs on one stream)."""
 
     __slots__ = ("__cuda_array_interface__",)
 
-    def __init__(self, ptr: int, shape: tuple, ld: int, itemsize: int, typestr: str):
-        self.__cuda_array_interface__ = {"shape": shape, "strides": (ld * itemsize, itemsize), "typestr": typestr,
+    def __init__(self, ptr: int, shape: tuple, strides: tuple, typestr: str):
+        self.__cuda_array_interface__ = {"shape": shape, "strides": strides, "typestr": typestr,
                                          "data": (ptr, False), "version": 3, "stream": None}
 
 
 def tensor_map(dev, kind: str, ptr: int, shape: tuple, ld: int, box: tuple):
-    """A cached TMA descriptor (SW128) for a row-major (rows x cols, pitch ld) matrix at ptr.
-    The descriptor encodes only the address and geometry, so equal keys are interchangeable."""
+    """A cached TMA descriptor (SW128) for a matrix stored row-major (rows x cols, rows ``ld``
+    elements apart) at ptr. The descriptor encodes only the address and geometry, so equal keys
+    are interchangeable."""
     key = (dev.ordinal, kind, ptr, shape, ld, box)
     tm = _tmaps.get(key)
     if tm is not None:
         return tm
     options = tma_options(kind, box)
-    itemsize = 4 if kind == "tf32" else 2
+    itemsize = _ITEMSIZE[kind]
     try:
         from cuda.core.utils import StridedMemoryView
 
         with dev.activate():
-            view = StridedMemoryView.from_cuda_array_interface(_View(ptr, shape, ld, itemsize, _TYPESTR[kind]),
-                                                               stream_ptr=-1)
+            stored = _Stored(ptr, shape, (ld * itemsize, itemsize), _TYPESTR[kind])
+            view = StridedMemoryView.from_cuda_array_interface(stored, stream_ptr=-1)
             tm = view.as_tensor_map(options=options)
     except Exception as exc:
         raise CudaKitError(f"building the TMA tensor map for a {shape[0]}x{shape[1]} {kind} matrix "
@@ -213,12 +210,13 @@ def release(w: Array, s: Stream) -> None:
 def _transposed(src, rows: int, cols: int, ld: int, s) -> tuple[Array, int]:
     """float32 (rows x cols, pitch ld) at src -> a new (cols x rows) workspace on s, 16-byte rows."""
     ldo = -(-rows // 4) * 4
-    grid = (-(-rows // 32), -(-cols // 32))
+    grid = TRANSPOSE.grid(rows, cols)
     if grid[1] > 65535:
-        raise CudaKitError(f"tf32_sm90: a {rows}x{cols} operand is too wide to transpose (more than 2M columns)")
+        raise CudaKitError(f"tf32_sm90: a {rows}x{cols} operand is too wide to transpose (more than "
+                           f"{65535 * TRANSPOSE.tile} columns)")
     out = workspace(cols * ldo, np.float32, s)
     try:
-        launch(kit_kernel("gemm", "transpose_f32"), grid, (32, 8), src, rows, cols, ld, out, ldo, stream=s)
+        launch(kit_kernel("gemm", "transpose_f32"), grid, TRANSPOSE.block, src, rows, cols, ld, out, ldo, stream=s)
     except BaseException:
         release(out, s)
         raise
@@ -230,9 +228,10 @@ def _repitched(src, rows: int, cols: int, ld: int, itemsize: int, s) -> tuple[Ar
     per = 16 // itemsize
     ldo = -(-cols // per) * per
     out = workspace(rows * ldo, np.uint16 if itemsize == 2 else np.uint32, s)
-    blocks = repitch_blocks(rows * cols, s.device.multiprocessor_count)
+    blocks = REPITCH.blocks(rows * cols, s.device.multiprocessor_count)
     try:
-        launch(kit_kernel("gemm", f"repitch_b{8 * itemsize}"), blocks, 256, src, rows, cols, ld, out, ldo, stream=s)
+        launch(kit_kernel("gemm", f"repitch_b{8 * itemsize}"), blocks, REPITCH.threads, src, rows, cols, ld, out, ldo,
+               stream=s)
     except BaseException:
         release(out, s)
         raise
@@ -244,7 +243,7 @@ def _operand(kind: str, src, rows: int, cols: int, ld: int, k_major: bool, s, ke
     as stored. TF32 must be K-major: transpose. TMA needs 16-byte-aligned starts and pitches:
     re-pitch into a workspace when not (a copy of O(rows * cols), small next to the product).
     Workspaces go to ``keep``; the caller releases them once the kernel is queued."""
-    it = 4 if kind == "tf32" else 2
+    it = _ITEMSIZE[kind]
     if kind == "tf32" and not k_major:
         out, ldo = _transposed(src, rows, cols, ld, s)
         keep.append(out)
@@ -256,26 +255,29 @@ def _operand(kind: str, src, rows: int, cols: int, ld: int, k_major: bool, s, ke
     return out.ptr, ldo, k_major
 
 
-def _setup(kind: str, a_k: bool, b_k: bool, M: int, N: int, K: int, lda: int, ldb: int, dev):
-    """Kernel, launch config, tile width and the two tensor-map geometries (shape, pitch, box) for
-    operands as stored: A (M x K if a_k else K x M, pitch lda), B (N x K if b_k else K x N)."""
-    it = 4 if kind == "tf32" else 2
-    bk, bn = 128 // it, pick_bn(M, N, dev.multiprocessor_count)
-    name = f"gemm_sm90_{kind}_{bn}_{'k' if a_k else 'm'}{'k' if b_k else 'm'}"
-    kern = kit_kernel("gemm_sm90", name)
-    smem = shared_bytes(bn)
+def _setup(kind: str, layout: str, M: int, N: int, K: int, lda: int, ldb: int, dev):
+    """Kernel, launch config, tile width and the two tensor-map geometries (stored shape, pitch,
+    box) for operands stored in ``layout``: A M x K ("n") or K x M ("t"), pitch lda; B K x N ("n")
+    or N x K ("t"), pitch ldb. A K-major operand (A "n", B "t") is read in boxes of one 128-byte
+    row of K; an MN-major one in boxes of SM90.mn_box elements of M or N."""
+    ta, tb = layout[0] == "t", layout[1] == "t"
+    it = _ITEMSIZE[kind]
+    bk, bn, box = SM90.bk(it), pick_bn(M, N, dev.multiprocessor_count), SM90.mn_box
+    kern = kit_kernel("gemm_sm90", SM90.kernel(kind, bn, layout))
+    smem = SM90.smem_bytes(bn)
     kern.ensure_dynamic_shared(dev, smem)
-    cfg = _config((-(-M // BM) * -(-N // bn), 1, 1), (THREADS, 1, 1), smem)
-    a_shape, b_shape = ((M, K) if a_k else (K, M)), ((N, K) if b_k else (K, N))
-    geo_a = (a_shape, _tma_ld(lda, a_shape[0], it), (BM, bk) if a_k else (bk, 64))
-    geo_b = (b_shape, _tma_ld(ldb, b_shape[0], it), (bn, bk) if b_k else (bk, 64))
+    cfg = _config((SM90.tiles(M, N, bn), 1, 1), (SM90.threads, 1, 1), smem)
+    a_shape, b_shape = ((K, M) if ta else (M, K)), ((N, K) if tb else (K, N))
+    geo_a = (a_shape, _tma_ld(lda, a_shape[0], it), (bk, box) if ta else (SM90.bm, bk))
+    geo_b = (b_shape, _tma_ld(ldb, b_shape[0], it), (bn, bk) if tb else (bk, box))
     return kern, cfg, bn, geo_a, geo_b
 
 
 def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb: int, ldc: int,
         M: int, N: int, K: int, alpha32, beta32, s, timed: bool):
-    """gemm_sm90_<kind>_<BN>_<layouts> on s, after any transpose / re-pitch of the operands.
-    ``ta``/``tb``: gemm.cu's flags (A stored K x M / B stored N x K)."""
+    """gemm_sm90_<kind>_<BN>_<layout> on s, after any transpose / re-pitch of the operands.
+    ``ta``/``tb``: A stored K x M / B stored N x K (the layout letters "t"), pitches lda / ldb
+    as classified from the operands' strides; ``ldc``: out's row pitch."""
     dev = s.device
     start = begin_timing(s, timed)
     o_ptr = _pointer_of(O, s, "matmul: out")
@@ -284,7 +286,7 @@ def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb
     try:
         a_ptr, lda, a_k = _operand(kind, A, K if ta else M, M if ta else K, lda, not ta, s, keep)
         b_ptr, ldb, b_k = _operand(kind, B, N if tb else K, K if tb else N, ldb, bool(tb), s, keep)
-        kern, cfg, bn, geo_a, geo_b = _setup(kind, a_k, b_k, M, N, K, lda, ldb, dev)
+        kern, cfg, bn, geo_a, geo_b = _setup(kind, layout_name(not a_k, b_k), M, N, K, lda, ldb, dev)
         tmA, tmB = tensor_map(dev, kind, a_ptr, *geo_a), tensor_map(dev, kind, b_ptr, *geo_b)
         _do_launch(s, cfg, kern, (tmA, tmB, np.int32(M), np.int32(N), np.int32(K), alpha32, beta32, o_ptr,
                                   np.int32(ldc)))
@@ -294,29 +296,29 @@ def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb
     return end_timing(kern.name, s, start, {"bn": bn}) if timed else None
 
 
-def fast_plan(kind: str, M: int, N: int, K: int, a_k: bool, b_k: bool, dev):
-    """A launcher for kit-owned contiguous operands (A stored M x K if ``a_k`` else K x M, B stored
-    N x K if ``b_k`` else K x N, out M x N) whose rows are TMA-aligned, or None. As in :func:`run`,
-    a TF32 B stored K x N is transposed into a :func:`workspace` on the stream first (a TF32 A
-    stored K x M gets no plan), so the plan works inside a graph capture too. It looks the tensor
-    maps up by pointer and launches; it declines (returns False) when FORCE_BN has changed since
-    it was made."""
-    it = 4 if kind == "tf32" else 2
-    transpose_b = kind == "tf32" and not b_k
-    a_rows, a_pitch = (M, K) if a_k else (K, M)
-    b_rows, b_pitch = (N, K) if b_k else (K, N)
-    if (kind == "tf32" and not a_k) or (a_rows > 1 and (a_pitch * it) % 16) or \
+def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev):
+    """A launcher for kit-owned contiguous operands stored in layout (``ta``, ``tb``) (A stored
+    K x M if ``ta`` else M x K, B stored N x K if ``tb`` else K x N, out M x N) whose rows are
+    TMA-aligned, or None. As in :func:`run`, a TF32 B stored K x N is transposed into a
+    :func:`workspace` on the stream first (a TF32 A stored K x M gets no plan), so the plan works
+    inside a graph capture too. It looks the tensor maps up by pointer and launches; it declines
+    (returns False) when FORCE_BN has changed since it was made."""
+    it = _ITEMSIZE[kind]
+    transpose_b = kind == "tf32" and not tb
+    a_rows, a_pitch = (K, M) if ta else (M, K)
+    b_rows, b_pitch = (N, K) if tb else (K, N)
+    if (kind == "tf32" and ta) or (a_rows > 1 and (a_pitch * it) % 16) or \
             (not transpose_b and b_rows > 1 and (b_pitch * it) % 16):
         return None
     ldt = -(-K // 4) * 4  # TF32: B^T (N x K) rows padded to 16 bytes, made by transpose_f32
-    kern, cfg, bn, geo_a, geo_b = _setup(kind, a_k, b_k or transpose_b, M, N, K, a_pitch,
+    kern, cfg, bn, geo_a, geo_b = _setup(kind, layout_name(ta, tb or transpose_b), M, N, K, a_pitch,
                                          ldt if transpose_b else b_pitch, dev)
     if transpose_b:
-        t_kern = kit_kernel("gemm", "transpose_f32")  # 32x32 tiles, 32x8 threads, as in _transposed
-        t_grid = (-(-K // 32), -(-N // 32), 1)
+        t_kern = kit_kernel("gemm", "transpose_f32")  # as in _transposed
+        t_grid = TRANSPOSE.grid(K, N)
         if t_grid[1] > 65535:
             return None
-        t_cfg = _config(t_grid, (32, 8, 1), 0)
+        t_cfg = _config((*t_grid, 1), (*TRANSPOSE.block, 1), 0)
         t_args = (np.int32(K), np.int32(N), np.int32(N))
         t_ld = np.int32(ldt)
     dims = (np.int32(M), np.int32(N), np.int32(K))

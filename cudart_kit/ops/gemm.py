@@ -1,9 +1,11 @@
 """Matrix multiply over kernels/gemm.cu (every GPU from sm_80) and kernels/gemm_sm90.cu (wgmma +
 TMA, compute capability 9.0 only): C = alpha * op(A) @ op(B) + beta * C on a given stream.
 
-Row-major throughout. A 2-D input may be row-major with a leading dimension (rows further apart
-than their length, e.g. a sub-matrix) or column-major (a transposed view, e.g. ``x.T`` of a
-numpy-style array): the kernels read both. ``transpose_a`` / ``transpose_b`` transpose on top.
+Row-major throughout. An operand is read where it lies, through its own strides: row-major with
+a leading dimension (a row block or column block of a larger matrix) or column-major (a
+transposed view such as ``x.T``), which the kernels read as stored transposed; ``transpose_a`` /
+``transpose_b`` transpose on top. The layout names ("nn", "nt", "tn", "tt"), the tiles and the
+shared-memory sizes of every kernel come from :mod:`._gemm_geometry`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..memory import Array, asarray, bfloat16, check_open, empty
 from ..module import Kernel, kit_kernel
 from ..stream import Stream, as_stream
 from . import _gemm_sm90 as _sm90
+from ._gemm_geometry import NAIVE, SIMT128, SIMT256, TILED, WMMA_B16, WMMA_TF32, classify, layout_name, overlaps
 
 __all__ = ["matmul", "ALGOS", "SIMT", "choose_algo", "layout_of", "simt_tile"]
 
@@ -35,42 +38,37 @@ _DTYPES_OF = {"naive": (_F32,), "tiled": (_F32,), **{k: (_F32,) for k in SIMT}, 
               "cublas": (_F32, _F16) + _BF16}
 
 
-def _simt256_smem(tb: int) -> int:
-    """Dynamic shared memory of gemm_simt256_*: 3 stages of 16 k-rows of the A tile (pitch 132
-    floats) and the B tile (pitch 256, or 260 when B arrives through transposing copies), as laid
-    out in kernels/gemm.cu."""
-    return 3 * 16 * (132 + (260 if tb else 256)) * 4
-
-
 def _kernel(name: str) -> Kernel:
     return kit_kernel("gemm", name)
 
 
-def layout_of(arr: Array, what: str) -> tuple[int, int]:
-    """(transposed, leading dimension) of a 2-D array: row-major with ld >= columns, or a
-    column-major (transposed) view. Anything else is refused."""
-    if arr.ndim != 2:
-        raise ShapeError(f"matmul: {what} must be 2-D, got shape {arr.shape}")
-    it = arr.itemsize
-    rows, cols = arr.shape
-    s0, s1 = arr.strides
-    # a single row or column has a free stride: any value describes it
-    if (s1 == it or cols == 1) and s0 % it == 0 and (rows == 1 or s0 // it >= cols):
-        return 0, max(s0 // it, cols, 1)
-    if (s0 == it or rows == 1) and s1 % it == 0 and (cols == 1 or s1 // it >= rows):
-        return 1, max(s1 // it, rows, 1)
-    raise ShapeError(f"matmul: {what} with shape {arr.shape} and strides {arr.strides} is neither row- nor "
-                     "column-major with unit stride in one dimension; make a contiguous copy")
+def layout_of(arr: Array, what: str, needs: str | None = None) -> tuple[int, int]:
+    """(stored transposed, leading dimension) of a 2-D array, from its shape and byte strides
+    (:func:`._gemm_geometry.classify`): row-major with ld >= columns (0, ld), or column-major, a
+    transposed view (1, ld). Anything else raises ShapeError naming ``matmul: <what>`` and saying
+    what is needed (``needs``)."""
+    st = classify(arr.shape, arr.strides, arr.itemsize, arr.ptr, what=f"matmul: {what}", needs=needs)
+    return int(st.transposed), st.ld
+
+
+def _needs(name: str, rows: int, cols: int, it: int) -> str:
+    """What the ``name`` kernel reads, for an error about an operand stored rows x cols."""
+    if name == "simt128":
+        return (f"the simt128 kernel reads row-major operands only (layout nn: strides (ld*{it}, {it}) with "
+                f"ld >= {cols}); 'simt', 'simt256' and 'auto' read column-major ones too")
+    extra = ("; an operand whose start or leading dimension is not 16-byte aligned is re-pitched first"
+             if name in _sm90.KINDS else "")
+    return (f"the {name} kernel reads a row-major operand (strides (ld*{it}, {it}) with ld >= {cols}) or a "
+            f"column-major one (strides ({it}, ld*{it}) with ld >= {rows}), any leading dimension{extra}")
 
 
 def simt_tile(M: int, N: int, sms: int, transposed: bool = False) -> str:
     """The SIMT kernel "simt" runs for an M x N output on a GPU with ``sms`` multiprocessors.
-    simt256 (128x256 tiles, one CTA per SM) is the fast one once its grid covers at least half
-    the SMs; below that the 128x128 tiles of simt128 (two CTAs per SM) keep more of the GPU busy
-    (1000^3 on the H200: 32 CTAs of simt256 ran at half the speed of 64 of simt128). Only simt256
-    reads transposed operands, so ``transposed`` inputs always get it."""
-    tiles = -(-M // 128) * -(-N // 256)
-    return "simt256" if transposed or 2 * tiles >= sms else "simt128"
+    simt256 (SIMT256.bm x SIMT256.bn = 128x256 tiles, one CTA per SM) is the fast one once its
+    grid covers at least half the SMs; below that the 128x128 tiles of simt128 (two CTAs per SM)
+    keep more of the GPU busy (1000^3 on the H200: 32 CTAs of simt256 ran at half the speed of 64
+    of simt128). Only simt256 reads transposed operands, so ``transposed`` inputs always get it."""
+    return "simt256" if transposed or 2 * SIMT256.tiles(M, N) >= sms else "simt128"
 
 
 def choose_algo(dtype: np.dtype, ta: int, tb: int, allow_tf32: bool, sm90: bool = False) -> str:
@@ -95,10 +93,18 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
            stream, timed: bool = False):
     """``out = alpha * op(a) @ op(b) + beta * out`` with one kernel launch on ``stream``.
 
-    ``a``, ``b``: 2-D device arrays (kit Arrays or any CAI / DLPack array) of one dtype; ``out``
-    (M x N, row-major, the inputs' dtype) is allocated on ``stream`` when omitted (then
-    ``beta`` must be 0). ``algo``: see ALGOS and :func:`choose_algo`. Shapes, dtypes, device and
-    layout are checked before the launch. Returns ``out`` — the caller's own object when one was passed, a PyTorch tensor stays a tensor — (``(out, TimingRecord)`` if ``timed``).
+    ``a``, ``b``: 2-D device arrays (kit Arrays or any CAI / DLPack array, views included) of one
+    dtype, each row-major with any leading dimension (a row or column block of a larger matrix)
+    or column-major (a transposed view, read as stored transposed: layouts "nn".."tt" in
+    docs/matmul.md); ``transpose_a`` / ``transpose_b`` transpose on top. ``out`` (M x N, the
+    inputs' dtype, row-major with any leading dimension: it may be a block of a larger array,
+    whose other elements are left untouched; never overlapping ``a`` or ``b``) is allocated on
+    ``stream`` when omitted (then ``beta`` must be 0). ``algo``: see ALGOS and
+    :func:`choose_algo`. Shapes, dtypes, device and layout are checked before the launch; a
+    layout no kernel reads (a stepped or reversed view, a column-major out) is a ShapeError
+    saying what the kernel needs, never a copy made behind the caller's back (the only copies
+    are the sm90 workspaces below). Returns ``out`` — the caller's own object when one was
+    passed, a PyTorch tensor stays a tensor — (``(out, TimingRecord)`` if ``timed``).
 
     Work the algorithm needs besides the product (tf32_sm90's transposed B, the re-pitched copy
     of an operand TMA cannot read, cuBLAS's workspace) is queued on ``stream`` too. Inside a
@@ -126,12 +132,14 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
 
 def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_tf32, s: Stream, timed: bool):
     # Fast path: kit-owned contiguous arrays whose signatures (dtype, shape, device) were seen
-    # before with this algo: the checks below passed then and depend on nothing else, so a
-    # cached plan launches directly (small matmuls are bound by host time). A closed array has
-    # ptr 0 and takes the checked path, which names it.
+    # before with this algo: the checks below passed then and depend on nothing else (kit-owned
+    # arrays are whole allocations: distinct ones never overlap), so a cached plan launches
+    # directly (small matmuls are bound by host time). A closed array has ptr 0 and takes the
+    # checked path, which names it; so does out= one of the inputs.
     if type(a) is Array and type(b) is Array and type(out) is Array and not timed:
         plan = _fast.get((a.sig, b.sig, out.sig, algo, allow_tf32, transpose_a, transpose_b))
-        if plan is not None and a.sig[2] is s.device and a.ptr and b.ptr and out.ptr and plan(a, b, out, alpha, beta, s):
+        if (plan is not None and a.sig[2] is s.device and a.ptr and b.ptr and out.ptr and out is not a
+                and out is not b and plan(a, b, out, alpha, beta, s)):
             return out
     if algo not in ALGOS:
         raise ValueError(f"matmul: algo must be one of {ALGOS}, got {algo!r}")
@@ -144,8 +152,18 @@ def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_t
             raise DeviceMismatchError(f"matmul: {what} is on device {arr.device.ordinal}, the stream on {s.device.ordinal}")
     if A.dtype != B.dtype:
         raise DTypeError(f"matmul: a is {A.dtype} but b is {B.dtype}")
-    ta, lda = layout_of(A, "a")
-    tb, ldb = layout_of(B, "b")
+    if algo == "auto":
+        sm90 = False
+        if allow_tf32 or A.dtype != _F32:
+            sm90 = _sm90.unsupported(s.device) is None
+        name = choose_algo(A.dtype, 0, 0, allow_tf32, sm90)  # the choice does not depend on the layout
+    else:
+        name = algo
+    if A.dtype not in _DTYPES_OF[name]:
+        raise DTypeError(f"matmul: algo {name!r} takes {', '.join(str(d) for d in _DTYPES_OF[name]) or 'bfloat16 (needs ml_dtypes)'}, got {A.dtype}")
+    it = A.itemsize
+    ta, lda = _operand_layout(A, "a", name)
+    tb, ldb = _operand_layout(B, "b", name)
     ta ^= int(bool(transpose_a))
     tb ^= int(bool(transpose_b))
     # op(A) is M x K, op(B) is K x N, whatever the storage
@@ -155,22 +173,14 @@ def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_t
         raise ShapeError(f"matmul: inner dimensions differ: op(a) is {M}x{K}, op(b) is {K2}x{N}")
     if min(M, N, K) < 1:
         raise ShapeError(f"matmul: M, N, K must be >= 1, got {M}, {N}, {K}")
-    if algo == "auto":
-        sm90 = False
-        if allow_tf32 or A.dtype != _F32:
-            sm90 = _sm90.unsupported(s.device) is None
-        name = choose_algo(A.dtype, ta, tb, allow_tf32, sm90)
-    else:
-        name = algo
-    if A.dtype not in _DTYPES_OF[name]:
-        raise DTypeError(f"matmul: algo {name!r} takes {', '.join(str(d) for d in _DTYPES_OF[name]) or 'bfloat16 (needs ml_dtypes)'}, got {A.dtype}")
     if name in _sm90.KINDS and algo != "auto":
         why = _sm90.unsupported(s.device)
         if why is not None:
             raise DeviceCapabilityError(f"matmul algo {name!r}: {why}")
     if name == "simt128" and (ta or tb):
-        raise ShapeError(f"matmul: algo {name!r} reads row-major inputs only; use 'simt', 'simt256' or 'auto' for "
-                         "transposed ones")
+        raise ShapeError(f"matmul: algo 'simt128' reads layout nn only (a stored M x K, b stored K x N, both "
+                         f"row-major), got {layout_name(ta, tb)} ({_stored_as(ta, tb)}); use 'simt', 'simt256' or "
+                         "'auto' for transposed ones")
     if out is None:
         if s.is_capturing:
             raise StreamError("matmul: pass out= inside a graph capture: allocate the output before the capture "
@@ -178,14 +188,22 @@ def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_t
         if beta != 0:
             raise ValueError("matmul: beta != 0 needs an out= array to accumulate into")
         O = empty((M, N), A.dtype, stream=s)
+        ldc = N
     else:
         O = asarray(out, stream=s, name="matmul: out")
         if O.shape != (M, N) or O.dtype != A.dtype:
             raise ShapeError(f"matmul: out must be {M}x{N} {A.dtype}, got {O.shape} {O.dtype}")
-        tc, ldc = layout_of(O, "out")
-        if tc and N > 1:
-            raise ShapeError("matmul: out must be row-major")
-    ldc = layout_of(O, "out")[1]
+        row_major = f"a row-major out (strides (ldc*{it}, {it}) with ldc >= {N})"
+        tc, ldc = layout_of(O, "out", f"the {name} kernel writes {row_major}")
+        if tc:  # unit stride along M, not along N (a single row is row-major whatever its row stride)
+            hint = ("; for a column-major out compute its transpose instead: out.T = op(b).T @ op(a).T"
+                    if M > 1 else "")
+            raise ShapeError(f"matmul: out has shape {O.shape} and strides {O.strides} (column-major): the {name} "
+                             f"kernel writes {row_major}{hint}")
+        for arr, what in ((A, "a"), (B, "b")):
+            if overlaps(O.ptr, O.shape, O.strides, arr.ptr, arr.shape, arr.strides, it):
+                raise ShapeError(f"matmul: out overlaps {what} in memory; the kernels read the inputs while "
+                                 "writing out, so it must be separate memory")
     for n_, what in ((lda, "lda"), (ldb, "ldb"), (ldc, "ldc"), (M, "M"), (N, "N"), (K, "K")):
         if n_ > 2**31 - 1:
             raise ShapeError(f"matmul: {what}={n_} does not fit the kernels' 32-bit indices")
@@ -197,32 +215,35 @@ def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_t
     plannable = (type(a) is Array and type(b) is Array and type(out) is Array and A.sig[3] and A.sig[4]
                  and B.sig[3] and B.sig[4] and O.sig[3] and O.sig[4])
     key = (A.sig, B.sig, O.sig, algo, allow_tf32, transpose_a, transpose_b)
+    layout = layout_name(ta, tb)
     if name in _sm90.KINDS:
         rec = _sm90.run(_sm90.KINDS[name], A, B, O, ta, tb, lda, ldb, ldc, M, N, K, alpha32, beta32, s, timed)
         if plannable:
-            plan = _sm90.fast_plan(_sm90.KINDS[name], M, N, K, not ta, bool(tb), s.device)
+            plan = _sm90.fast_plan(_sm90.KINDS[name], M, N, K, bool(ta), bool(tb), s.device)
             if plan is not None:
                 _remember(key, plan)
         return (O, rec) if timed else O
     if name in ("naive", "tiled"):
-        kernel, grid, block, smem = _kernel(f"gemm_{name}_f32"), ((N + 15) // 16, (M + 15) // 16), (16, 16), 0
+        geo = NAIVE if name == "naive" else TILED
+        kernel, grid, block, smem = _kernel(f"gemm_{name}_f32"), geo.grid(M, N), geo.block, 0
         args = (M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O, ldc)
     elif name in SIMT:
         # bit 0: 16-byte loads of A and B; bit 1: 16-byte stores of C (kernels/gemm.cu)
         vec_ok = (int(lda % 4 == 0 and ldb % 4 == 0 and A.ptr % 16 == 0 and B.ptr % 16 == 0)
                   | 2 * int(ldc % 4 == 0 and O.ptr % 16 == 0))
         kname = simt_tile(M, N, s.device.multiprocessor_count, bool(ta or tb)) if name == "simt" else name
-        if kname == "simt256":  # one kernel per stored layout: r = as read, c = stored transposed
-            kernel = _kernel(f"gemm_simt256_{'c' if ta else 'r'}{'c' if tb else 'r'}_f32")
-            grid, block, smem = ((N + 255) // 256, (M + 127) // 128), 256, _simt256_smem(tb)
+        if kname == "simt256":  # one kernel per stored layout
+            kernel = _kernel(SIMT256.kernel(layout))
+            grid, block, smem = SIMT256.grid(M, N), SIMT256.threads, SIMT256.smem_bytes(layout)
         else:
-            kernel, grid, block, smem = _kernel("gemm_simt128_f32"), ((N + 127) // 128, (M + 127) // 128), 256, 0
+            kernel, grid, block, smem = _kernel(SIMT128.kernel), SIMT128.grid(M, N), SIMT128.threads, 0
         args = (M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc, vec_ok)
     else:
-        grid, block, smem = ((N + 127) // 128, (M + 127) // 128), 256, 0
+        geo = WMMA_TF32 if name == "tf32" else WMMA_B16
+        grid, block, smem = geo.grid(M, N), geo.threads, 0
         a_rows, b_rows = (K if ta else M), (N if tb else K)  # rows as stored
         if _cp_ok(A, a_rows, lda) and _cp_ok(B, b_rows, ldb):  # cp.async-pipelined twin
-            kernel, smem = _kernel(f"gemm_{name}_cp_{'c' if ta else 'r'}{'c' if tb else 'r'}"), _cp_smem(name, ta, tb)
+            kernel, smem = _kernel(geo.cp_kernel(name, layout)), geo.cp_smem_bytes(layout)
             args = (M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc)
         else:
             kernel = _kernel(f"gemm_{name}")
@@ -231,6 +252,17 @@ def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_t
     if plannable:
         _remember(key, _simple_plan(kernel, grid, block, smem, args, A, B, O, s))
     return (O, rec) if timed else O
+
+
+def _operand_layout(arr: Array, what: str, name: str) -> tuple[int, int]:
+    """layout_of an input, with what the ``name`` kernel reads in the error."""
+    rows, cols = arr.shape if arr.ndim == 2 else (0, 0)
+    return layout_of(arr, what, _needs(name, rows, cols, arr.itemsize) if arr.ndim == 2 else None)
+
+
+def _stored_as(ta, tb) -> str:
+    return (f"a stored {'K x M' if ta else 'M x K'}, b stored {'N x K' if tb else 'K x N'}: "
+            "a column-major view or a transpose flag")
 
 
 _fast: dict = {}
@@ -245,16 +277,6 @@ def _remember(key, plan) -> None:
 def _cp_ok(arr: Array, rows: int, ld: int) -> bool:
     """The cp.async WMMA kernels copy 16-byte chunks: a 16-byte-aligned start and pitch."""
     return arr.ptr % 16 == 0 and (rows == 1 or (ld * arr.itemsize) % 16 == 0)
-
-
-def _cp_smem(name: str, ta: int, tb: int) -> int:
-    """Dynamic shared memory of gemm_<name>_cp_*: stages x (A + B tiles, rows padded by 16
-    bytes) + the 8 KiB epilogue scratch, as laid out by CpTile in kernels/gemm.cu."""
-    size = 4 if name == "tf32" else 2
-    e, stages = 16 // size, (2 if name == "tf32" else 3)
-    a = 32 * (128 + e) if ta else 128 * (32 + e)
-    b = 128 * (32 + e) if tb else 32 * (128 + e)
-    return stages * (a + b) * size + 8 * 256 * 4
 
 
 def _simple_plan(kernel: Kernel, grid, block, smem: int, args: tuple, A: Array, B: Array, O: Array, s0: Stream):

@@ -219,8 +219,8 @@ def run_elementwise(name):
                 y = E.rand(N + 1)[0]
             else:
                 out = E.poison(N + 1)
-        elif c == "non_contiguous":
-            x = E.strided()[0]
+        elif c == "non_contiguous":  # a strided torch view: read through the strided kernels
+            x, hx = E.strided()
         elif c == "huge":
             x = FakeHuge()
         call(x, y, out, s)
@@ -251,8 +251,14 @@ def run_fill(c, E):
         s = E.other_stream()
     elif c == "wrong_dtype":
         out = ck.empty(N, np.complex128, stream=s)
-    elif c == "non_contiguous":
-        out = E.strided()[0]
+    elif c == "non_contiguous":  # every other column of a torch matrix: only those are written
+        t, _ = E.trand((16, 16))
+        before = E.tnumpy(t)
+        assert ops.fill(t[:, ::2], 2.5, stream=s) is not None
+        after = E.tnumpy(t)
+        np.testing.assert_array_equal(after[:, ::2], np.full((16, 8), 2.5, np.float32))
+        np.testing.assert_array_equal(after[:, 1::2], before[:, 1::2])
+        return
     elif c == "huge":
         out = FakeHuge()
     ops.fill(out, 2.5, stream=s)
@@ -287,12 +293,12 @@ def run_dot(c, E):
         y = E.rand(N, np.float64)[0]
     elif c == "wrong_shape":
         y = E.rand(N + 1)[0]
-    elif c == "non_contiguous":
-        x = E.strided()[0]
+    elif c == "non_contiguous":  # a strided torch view: read through the strided kernels
+        x, hx = E.strided()
     elif c == "huge":
         x = FakeHuge()
     got = float(ops.dot(x, y, stream=s).to_numpy(stream=E.s))
-    assert abs(got - float(np.dot(*f64(hx, hy)))) <= 1e-6 * np.dot(*f64(np.abs(hx), np.abs(hy)))
+    assert abs(got - float(np.vdot(*f64(hx, hy)))) <= 1e-6 * np.vdot(*f64(np.abs(hx), np.abs(hy)))
 
 
 def _check_matmul(E, got, ha, hb):
@@ -359,7 +365,7 @@ def run_ck_copy(c, E):
     elif c == "wrong_shape":
         src = E.rand(N + 1)[0]
     elif c == "non_contiguous":
-        src, dst = E.strided()[0], E.poison((16, 8))  # same element count: contiguity is what refuses
+        (src, h), dst = E.strided(), E.poison((16, 8))  # gathered by the strided copy kernel
     elif c == "zero_size":
         (src, h), dst = E.rand(0), E.poison(0)
     elif c == "huge":
@@ -387,8 +393,13 @@ def run_memset(c, E):
         s = E.other_stream()
     elif c == "wrong_dtype":     # any dtype is bytes to memset: a correct result
         arr, dtype = E.poison(N, np.float16), np.float16
-    elif c == "non_contiguous":
-        arr = E.strided()[0]
+    elif c == "non_contiguous":  # a view sets only its own elements
+        base = E.poison((16, 16))
+        ck.memset(base[:, ::2], 0x3C, stream=s)
+        got = base.to_numpy(stream=E.s)
+        np.testing.assert_array_equal(got[:, ::2].copy().view(np.uint8).ravel(), np.full(16 * 8 * 4, 0x3C, np.uint8))
+        assert np.isnan(got[:, 1::2]).all()
+        return
     elif c == "zero_size":
         arr = E.poison(0)
     elif c == "huge":
@@ -441,7 +452,7 @@ def run_copy_from(c, E):
     elif c == "wrong_shape":
         src = E.host(N + 1)
     elif c == "non_contiguous":
-        src, dst = E.strided()[0], E.poison((16, 8))
+        (src, h), dst = E.strided(), E.poison((16, 8))
     elif c == "zero_size":
         dst, src = E.poison(0), np.empty(0, np.float32)
         h = src
@@ -473,8 +484,15 @@ def run_copy_to(c, E):
         dst = np.full(N, np.nan, np.float64)
     elif c == "wrong_shape":
         dst = np.full(N + 1, np.nan, np.float32)
-    elif c == "non_contiguous":
-        dst, (src, h) = E.strided()[0], E.rand((16, 8))
+    elif c == "non_contiguous":  # into every other column of a torch matrix (scatter)
+        t, _ = E.trand((16, 16))
+        before = E.tnumpy(t)
+        src, h = E.rand((16, 8))
+        src.copy_to(t[:, ::2], stream=s)
+        after = E.tnumpy(t)
+        np.testing.assert_array_equal(after[:, ::2], h)
+        np.testing.assert_array_equal(after[:, 1::2], before[:, 1::2])
+        return
     elif c == "zero_size":
         (src, h), dst = E.rand(0), np.empty(0, np.float32)
     elif c == "huge":
@@ -505,7 +523,7 @@ def run_array_fill(c, E):
     elif c == "wrong_dtype":
         a, value = ck.empty(N, np.uint8, stream=s), 300
     elif c == "non_contiguous":
-        a = ck.asarray(E.strided()[0])
+        a, want = ck.asarray(E.strided()[0]), np.full((16, 8), 2.5, np.float32)
     elif c == "zero_size":
         a, want = ck.empty(0, np.float32, stream=s), np.empty(0, np.float32)
     assert a.fill(value, stream=s) is a
@@ -618,8 +636,8 @@ def run_capture(c, E):
         y = E.rand(N, np.float64)[0]
     elif c == "wrong_shape":
         y = E.rand(N + 1)[0]
-    elif c == "non_contiguous":
-        x = E.strided()[0]
+    elif c == "non_contiguous":  # a strided torch view: read through the strided kernels
+        x, hx = E.strided()
     elif c == "huge":
         x = FakeHuge()
     z = ck.empty(0, np.float32, stream=E.s)
@@ -780,7 +798,7 @@ def _elementwise_expect(op, other):
         "other_device": Err(ck.DeviceMismatchError, rf"^{op}: x is on device 0 but the stream is on device 1"),
         "wrong_dtype": Err(ck.DTypeError, rf"^{op}: x is float32 but {other} is float64"),
         "wrong_shape": Err(ck.ShapeError, rf"^{op}: x has shape \({N},\) but {other} has shape \({N + 1},\)"),
-        "non_contiguous": Err(ck.ShapeError, rf"^{op}: x is not contiguous \(strides \(64, 8\)\)"),
+        "non_contiguous": OK,     # views of any layout are supported (strided kernels, cuMemcpy2D)
         "zero_size": OK,
         "huge": Err(ck.ShapeError, rf"^{op}: x: shape \({HUGE},\) of float32 .*no address space can hold it"),
         "foreign": OK,
@@ -797,7 +815,7 @@ EXPECT_BY_ENTRY = {
         "closed_stream": STREAM_CLOSED,
         "other_device": Err(ck.DeviceMismatchError, r"^fill: out is on device 0 but the stream is on device 1"),
         "wrong_dtype": Err(ck.DTypeError, r"^fill: out is complex128 \(16 bytes\)"),
-        "non_contiguous": Err(ck.ShapeError, r"^fill: out is not contiguous"),
+        "non_contiguous": OK,     # views of any layout are supported (strided kernels, cuMemcpy2D)
         "zero_size": OK,
         "huge": Err(ck.ShapeError, r"^fill: out: shape .*no address space can hold it"),
         "foreign": OK,
@@ -809,7 +827,7 @@ EXPECT_BY_ENTRY = {
         "other_device": Err(ck.DeviceMismatchError, r"^dot: x is on device 0 but the stream is on device 1"),
         "wrong_dtype": Err(ck.DTypeError, r"^dot: x is float32 but y is float64"),
         "wrong_shape": Err(ck.ShapeError, rf"^dot: x has shape \({N},\) but y has shape \({N + 1},\)"),
-        "non_contiguous": Err(ck.ShapeError, r"^dot: x is not contiguous"),
+        "non_contiguous": OK,     # views of any layout are supported (strided kernels, cuMemcpy2D)
         "zero_size": OK,
         "huge": Err(ck.ShapeError, r"^dot: x: shape .*no address space can hold it"),
         "foreign": OK,
@@ -833,7 +851,7 @@ EXPECT_BY_ENTRY = {
         "other_device": OK,       # copies between devices are supported (cuMemcpyAsync, UVA)
         "wrong_dtype": Err(ck.DTypeError, r"^copy: dst is float32 but src is float64"),
         "wrong_shape": Err(ck.ShapeError, rf"^copy: dst has shape \({N},\) \({N} elements\) but src has shape \({N + 1},\)"),
-        "non_contiguous": Err(ck.ShapeError, r"^copy: src must be C-contiguous, got strides \(64, 8\)"),
+        "non_contiguous": OK,     # views of any layout are supported (strided kernels, cuMemcpy2D)
         "zero_size": OK,
         "huge": Err(ck.ShapeError, r"^copy: src: shape .*no address space can hold it"),
         "foreign": OK,
@@ -844,7 +862,7 @@ EXPECT_BY_ENTRY = {
         "closed_stream": STREAM_CLOSED,
         "other_device": Err(ck.DeviceMismatchError, r"^memset: arr is on device 0 but the stream is on device 1"),
         "wrong_dtype": OK,        # bytes are bytes: a float16 array gets 0x3C3C everywhere
-        "non_contiguous": Err(ck.ShapeError, r"^memset: arr must be C-contiguous, got strides \(64, 8\)"),
+        "non_contiguous": OK,     # views of any layout are supported (strided kernels, cuMemcpy2D)
         "zero_size": OK,
         "huge": Err(ck.ShapeError, r"^memset: arr: shape .*no address space can hold it"),
         "foreign": OK,
@@ -854,7 +872,7 @@ EXPECT_BY_ENTRY = {
         "view_of_closed": Err(ck.ClosedError, r"^to_numpy: array is a view of a closed array \("),
         "closed_stream": STREAM_CLOSED,
         "other_device": OK,
-        "non_contiguous": Err(ck.ShapeError, r"^to_numpy: array is not C-contiguous \(strides \(64, 8\)"),
+        "non_contiguous": OK,     # views of any layout are supported (strided kernels, cuMemcpy2D)
         "zero_size": OK,
         "foreign": OK,
     },
@@ -865,7 +883,7 @@ EXPECT_BY_ENTRY = {
         "other_device": OK,
         "wrong_dtype": Err(ck.DTypeError, r"^copy: dst is float32 but src is float64"),
         "wrong_shape": Err(ck.ShapeError, rf"^copy: dst has shape \({N},\) \({N} elements\) but src has shape \({N + 1},\)"),
-        "non_contiguous": Err(ck.ShapeError, r"^copy: src must be C-contiguous, got strides \(64, 8\)"),
+        "non_contiguous": OK,     # views of any layout are supported (strided kernels, cuMemcpy2D)
         "zero_size": OK,
         "huge": Err(ck.ShapeError, r"^copy: src: shape .*no address space can hold it"),
         "foreign": OK,
@@ -877,7 +895,7 @@ EXPECT_BY_ENTRY = {
         "other_device": OK,
         "wrong_dtype": Err(ck.DTypeError, r"^copy: dst is float64 but src is float32"),
         "wrong_shape": Err(ck.ShapeError, rf"^copy: dst has shape \({N + 1},\) \({N + 1} elements\) but src has shape \({N},\)"),
-        "non_contiguous": Err(ck.ShapeError, r"^copy: dst must be C-contiguous, got strides \(64, 8\)"),
+        "non_contiguous": OK,     # views of any layout are supported (strided kernels, cuMemcpy2D)
         "zero_size": OK,
         "huge": Err(ck.ShapeError, r"^copy: dst: shape .*no address space can hold it"),
         "foreign": OK,
@@ -888,7 +906,7 @@ EXPECT_BY_ENTRY = {
         "closed_stream": STREAM_CLOSED,
         "other_device": Err(ck.DeviceMismatchError, r"^fill: out is on device 0 but the stream is on device 1"),
         "wrong_dtype": Err(ck.DTypeError, r"^fill: value 300 does not fit in uint8"),
-        "non_contiguous": Err(ck.ShapeError, r"^fill: out is not contiguous"),
+        "non_contiguous": OK,     # views of any layout are supported (strided kernels, cuMemcpy2D)
         "zero_size": OK,
         "foreign": OK,
     },
@@ -924,7 +942,7 @@ EXPECT_BY_ENTRY = {
         "other_device": Err(ck.DeviceMismatchError, r"^add: x is on device 1 but the stream is on device 0"),
         "wrong_dtype": Err(ck.DTypeError, r"^add: x is float32 but y is float64"),
         "wrong_shape": Err(ck.ShapeError, rf"^add: x has shape \({N},\) but y has shape \({N + 1},\)"),
-        "non_contiguous": Err(ck.ShapeError, r"^add: x is not contiguous"),
+        "non_contiguous": OK,     # views of any layout are supported (strided kernels, cuMemcpy2D)
         "zero_size": OK,
         "huge": Err(ck.ShapeError, r"^add: x: shape .*no address space can hold it"),
         "foreign": OK,

@@ -7,6 +7,7 @@ import pytest
 
 import cudart_kit as ck
 from cudart_kit.memory import bfloat16
+from cudart_kit.ops._gemm_geometry import SIMT256, layout_name
 from cudart_kit.ops.gemm import SIMT, matmul, simt_tile
 
 ODD = [(1, 1, 1), (1, 4096, 1), (127, 129, 131), (1000, 1, 1000), (4097, 4095, 33)]
@@ -131,7 +132,7 @@ def test_simt256_layouts(ta, tb, aligned, stream, rng):
     out = ck.to_device(ch, stream=stream)
     _, rec = matmul(a, b, out, alpha=0.75, beta=-1.25, algo="simt256", transpose_a=ta, transpose_b=tb,
                     stream=stream, timed=True)
-    assert rec.name == f"gemm_simt256_{'c' if ta else 'r'}{'c' if tb else 'r'}_f32", rec.name
+    assert rec.name == SIMT256.kernel(layout_name(ta, tb)) == f"gemm_simt256_{layout_name(ta, tb)}_f32", rec.name
     A = ah.T.astype(np.float64) if ta else ah.astype(np.float64)
     B = bh.T.astype(np.float64) if tb else bh.astype(np.float64)
     assert rel_fro(out.to_numpy(stream=stream), 0.75 * (A @ B) - 1.25 * ch) < 1e-5
@@ -139,8 +140,10 @@ def test_simt256_layouts(ta, tb, aligned, stream, rng):
 
 def test_simt128_refuses_transposed(stream, rng):
     a = ck.to_device(rng.uniform(-1, 1, (8, 5)).astype(np.float32), stream=stream)
-    with pytest.raises(ck.ShapeError, match="row-major inputs only"):
+    with pytest.raises(ck.ShapeError, match="reads layout nn only .* got nt"):
         matmul(a, a, algo="simt128", transpose_b=True, stream=stream)
+    with pytest.raises(ck.ShapeError, match="reads layout nn only .* got tn"):
+        matmul(a.T, a.T, algo="simt128", transpose_b=True, stream=stream)  # a column-major view is "t" too
     assert rel_fro(matmul(a, a, algo="simt", transpose_b=True, stream=stream).to_numpy(stream=stream),
                    a.to_numpy(stream=stream).astype(np.float64) @ a.to_numpy(stream=stream).T) < 1e-5
 
@@ -365,13 +368,11 @@ REPLAYS = 100
 
 
 def _pitched(base, rows: int, cols: int, col0: int):
-    """rows x cols of the kit array ``base`` from column ``col0``: a foreign (not kit-owned)
-    Array, so no cached plan takes it; it keeps ``base`` alive."""
-    from cudart_kit.memory import Array
-
-    it = base.itemsize
-    return Array._make(base.ptr + col0 * it, (rows, cols), base.dtype, (base.shape[1] * it, it), "foreign",
-                       base.device, None, owner=base)
+    """rows x cols of the kit array ``base`` from column ``col0``: a view (no cached plan takes
+    one); it keeps ``base`` alive."""
+    view = base[:rows, col0:col0 + cols]
+    assert view.base is base and view.strides == (base.shape[1] * base.itemsize, base.itemsize)
+    return view
 
 
 def _graph_case(algo, layout, M, N, K, stream, rng):
@@ -517,3 +518,218 @@ def test_closed_operand_with_cached_plan(algo, which, device, stream):
     {"a": a, "b": b, "out": out}[which].close()
     with pytest.raises(ck.ClosedError, match=rf"matmul: {which} is closed"):
         matmul(a, b, out, algo=algo, stream=stream)
+
+
+# ---- views as operands and outputs (no copies): row / column blocks, transposes, out= blocks ----
+#
+# Every operand is a view of a larger device array made by the kit's basic indexing (``x[r0:r1,
+# c0:c1]``, ``.T``), read in place through its strides: a row-major block passes its leading
+# dimension, a transposed view is read as stored transposed. ``out`` is a row block (or block)
+# of a larger array poisoned with NaN: the block must be written completely and every other byte
+# of the big array left exactly as it was.
+
+VIEW_ALGOS = PORTABLE + SM90 + ["cublas"]
+VIEW_DT = {**DT, "cublas": np.float32}
+VIEW_TOL = {**TOL, "cublas": 1e-5}
+VM, VN, VK = 131, 269, 75  # no dimension a multiple of any tile; several tiles in M and N
+
+
+def _ident(x):
+    return x
+
+
+def _view_case(case: str, M: int, N: int, K: int):
+    """(a base shape, a view of it, b base shape, b view, transpose_a, transpose_b): the view
+    functions apply to numpy arrays and kit Arrays alike."""
+    return {
+        "a_row_block": ((M + 7, K), lambda x: x[3:3 + M], (K, N), _ident, False, False),
+        "a_block": ((M + 7, K + 9), lambda x: x[3:3 + M, 5:5 + K], (K, N), _ident, False, False),
+        "b_col_block": ((M, K), _ident, (K, N + 5), lambda x: x[:, 2:2 + N], False, False),
+        "b_row_block": ((M, K), _ident, (K + 4, N), lambda x: x[1:1 + K], False, False),
+        "a_T": ((K, M), lambda x: x.T, (K, N), _ident, False, False),
+        "b_T": ((M, K), _ident, (N, K), lambda x: x.T, False, False),
+        "T_of_blocks": ((K + 3, M + 4), lambda x: x[1:1 + K, 3:3 + M].T,
+                        (N + 2, K + 5), lambda x: x[2:2 + N, 1:1 + K].T, False, False),
+        "T_and_flags": ((M, K), lambda x: x.T, (K, N), lambda x: x.T, True, True),  # op(x.T) = x
+    }[case]
+
+
+VIEW_CASES = ["a_row_block", "a_block", "b_col_block", "b_row_block", "a_T", "b_T", "T_of_blocks", "T_and_flags"]
+
+
+def _raw(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x).view(np.uint8)
+
+
+def _views_run(algo, case, out_kind, stream, rng, M=VM, N=VN, K=VK):
+    if algo == "cublas":
+        pytest.importorskip("nvmath", reason="nvmath-python (the cublas extra) is not installed")
+    dt = VIEW_DT[algo]
+    if dt is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    a_shape, fa, b_shape, fb, ta, tb = _view_case(case, M, N, K)
+    if algo == "simt128" and case in ("a_T", "b_T", "T_of_blocks"):
+        pytest.skip("simt128 reads layout nn only (refused with ShapeError, tested above)")
+    ah = rng.uniform(-1, 1, a_shape).astype(dt)
+    bh = rng.uniform(-1, 1, b_shape).astype(dt)
+    A, B = ck.to_device(ah, stream=stream), ck.to_device(bh, stream=stream)
+    a, b = fa(A), fb(B)
+    assert a.base is A or a is A
+    opa = fa(ah).T if ta else fa(ah)
+    opb = fb(bh).T if tb else fb(bh)
+    ref = opa.astype(np.float64) @ opb.astype(np.float64)
+    alpha, beta = 0.75, (-1.25 if out_kind == "block_beta" else 0.0)
+    if out_kind == "new":
+        out = matmul(a, b, alpha=alpha, algo=algo, transpose_a=ta, transpose_b=tb, stream=stream)
+        got = out.to_numpy(stream=stream)
+        assert not np.isnan(got.astype(np.float64)).any()
+        return rel_fro(got, alpha * ref)
+    rows, cols, r0, c0 = (M + 6, N, 2, 0) if out_kind == "row_block" else (M + 5, N + 7, 3, 4)
+    big_h = np.full((rows, cols), np.nan, dt)
+    ch = rng.uniform(-1, 1, (M, N)).astype(dt)
+    if beta:
+        big_h[r0:r0 + M, c0:c0 + N] = ch
+    BIG = ck.to_device(big_h, stream=stream)
+    out = BIG[r0:r0 + M, c0:c0 + N]
+    assert out.base is BIG
+    res = matmul(a, b, out, alpha=alpha, beta=beta, algo=algo, transpose_a=ta, transpose_b=tb, stream=stream)
+    assert res is out
+    got = BIG.to_numpy(stream=stream)
+    inside = got[r0:r0 + M, c0:c0 + N]
+    assert not np.isnan(inside.astype(np.float64)).any(), "out block left partly unwritten (NaN poison)"
+    rest = np.ones(got.shape, bool)
+    rest[r0:r0 + M, c0:c0 + N] = False
+    assert np.array_equal(_raw(got)[rest.repeat(got.itemsize, axis=1)], _raw(big_h)[rest.repeat(got.itemsize, axis=1)]), \
+        "bytes of the big array outside the out block changed"
+    return rel_fro(inside, alpha * ref + (beta * ch.astype(np.float64) if beta else 0.0))
+
+
+@pytest.mark.parametrize("algo", VIEW_ALGOS)
+@pytest.mark.parametrize("case", VIEW_CASES)
+def test_view_operands_into_out_row_block(algo, case, stream, rng):
+    """Row blocks, column blocks, transposes (and transposes of blocks) as a and b, written into
+    a row block of a larger NaN-poisoned array."""
+    assert _views_run(algo, case, "row_block", stream, rng) < VIEW_TOL[algo]
+
+
+@pytest.mark.parametrize("algo", VIEW_ALGOS)
+@pytest.mark.parametrize("case", ["a_block", "b_col_block", "T_of_blocks"])
+def test_view_operands_into_out_block_with_beta(algo, case, stream, rng):
+    """out a block (rows and columns) of a larger array, read through its leading dimension
+    (beta != 0) and written back; everything around it untouched."""
+    assert _views_run(algo, case, "block_beta", stream, rng) < VIEW_TOL[algo]
+
+
+@pytest.mark.parametrize("algo", ["naive", "simt", "tf32", "bf16", "fp16"] + SM90 + ["cublas"])
+@pytest.mark.parametrize("case", ["a_T", "T_of_blocks"])
+def test_view_operands_new_out(algo, case, stream, rng):
+    assert _views_run(algo, case, "new", stream, rng) < VIEW_TOL[algo]
+
+
+@pytest.mark.parametrize("algo", ["tiled", "simt256", "tf32", "bf16", "fp16"])
+@pytest.mark.parametrize("case", ["a_block", "T_of_blocks"])
+def test_view_operands_larger(algo, case, stream, rng):
+    """Blocks and transposed blocks at a bigger size: many tiles in M and N, many k-tiles."""
+    assert _views_run(algo, case, "row_block", stream, rng, M=333, N=517, K=301) < TOL[algo]
+
+
+@pytest.mark.parametrize("algo", SM90)
+@pytest.mark.parametrize("bn", [128, 256])
+@pytest.mark.parametrize("case", ["a_block", "T_of_blocks", "T_and_flags"])
+def test_view_operands_sm90_both_tiles(algo, bn, case, stream, rng, monkeypatch):
+    """The Hopper kernels on views at both tile widths, several k-tiles around the ring."""
+    from cudart_kit.ops import _gemm_sm90
+
+    monkeypatch.setattr(_gemm_sm90, "FORCE_BN", bn)
+    assert _views_run(algo, case, "row_block", stream, rng, M=333, N=517, K=301) < TOL[algo]
+
+
+@pytest.mark.parametrize("algo", ["tiled", "simt", "tf32", "fp16", "fp16_sm90", "tf32_sm90"])
+def test_single_row_and_column_views(algo, stream, rng):
+    """A row of a matrix, a column of one and a row of a transposed one: strides of extent-1
+    dimensions are never used, whatever they are."""
+    dt = DT[algo]
+    K, N = 37, 45
+    Xh = rng.uniform(-1, 1, (9, K + 3)).astype(dt)
+    Yh = rng.uniform(-1, 1, (K, N + 6)).astype(dt)
+    X, Y = ck.to_device(Xh, stream=stream), ck.to_device(Yh, stream=stream)
+    row = X[4:5, 1:1 + K]                       # 1 x K, rows K + 3 apart
+    col = Y[:, 6:7]                             # K x 1, a column of a wider matrix
+    trow = X.T[2:3, :]                          # 1 x 9, a row of X.T: elements K + 3 apart
+    assert trow.shape == (1, 9) and trow.strides[1] == (K + 3) * X.itemsize
+    r1 = matmul(row, col, algo=algo, stream=stream).to_numpy(stream=stream)
+    assert rel_fro(r1, Xh[4:5, 1:1 + K].astype(np.float64) @ Yh[:, 6:7]) < TOL[algo]
+    r2 = matmul(row, Y[:, :N], algo=algo, stream=stream).to_numpy(stream=stream)
+    assert rel_fro(r2, Xh[4:5, 1:1 + K].astype(np.float64) @ Yh[:, :N]) < TOL[algo]
+    r3 = matmul(trow, X[:, :K], algo=algo, stream=stream).to_numpy(stream=stream)
+    assert rel_fro(r3, Xh.T[2:3, :].astype(np.float64) @ Xh[:, :K]) < TOL[algo]
+
+
+@pytest.mark.parametrize("lib", ["cupy", "torch"])
+@pytest.mark.parametrize("algo", ["simt256", "tf32", "fp16", "fp16_sm90", "bf16_sm90", "cublas"])
+def test_foreign_views_passed_raw(lib, algo, device, stream, rng):
+    """CuPy / PyTorch views (a row block, a transposed column block, out a row block of a
+    poisoned array) passed straight in: read through their own strides, the foreign out comes
+    back as the caller's object, nothing around the block written."""
+    mod = pytest.importorskip(lib)
+    if algo.endswith("_sm90") and device.compute_capability != (9, 0):
+        pytest.skip("sm_90a kernel")
+    if algo == "cublas":
+        pytest.importorskip("nvmath", reason="nvmath-python (the cublas extra) is not installed")
+    dt = {"fp16": np.float16, "fp16_sm90": np.float16, "bf16_sm90": bfloat16}.get(algo, np.float32)
+    if dt is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    if lib == "cupy" and dt is bfloat16:
+        pytest.skip("CuPy has no bfloat16")
+    M, N, K = 67, 45, 37
+    ah = rng.uniform(-1, 1, (M + 5, K)).astype(dt)
+    bh = rng.uniform(-1, 1, (N + 4, K + 3)).astype(dt)
+    big_h = np.full((M + 3, N), np.nan, dt)
+    A, B, BIG = (ck.to_device(h, stream=stream) for h in (ah, bh, big_h))
+    stream.sync()  # the foreign library reads them on its own stream below (views only: no kernels)
+    wrap = (lambda x: mod.from_dlpack(x)) if lib == "torch" else (lambda x: mod.asarray(x))
+    a = wrap(A)[2:2 + M]                 # row block
+    b = wrap(B)[1:1 + N, 3:3 + K].T      # transposed block: K x N, column-major
+    out = wrap(BIG)[1:1 + M]             # row block of the poisoned array
+    res = matmul(a, b, out, algo=algo, stream=stream)
+    assert res is out
+    got = BIG.to_numpy(stream=stream)
+    ref = ah[2:2 + M].astype(np.float64) @ bh[1:1 + N, 3:3 + K].T.astype(np.float64)
+    tol = {"cublas": 1e-5 if dt == np.float32 else 2e-2}.get(algo, TOL.get(algo, 2e-2))
+    assert rel_fro(got[1:1 + M], ref) < tol
+    assert np.isnan(got[0].astype(np.float64)).all() and np.isnan(got[1 + M:].astype(np.float64)).all()
+
+
+def test_view_layouts_refused_with_what_the_kernel_needs(device, stream, rng):
+    """Layouts no kernel reads are ShapeErrors that name the operand, its strides and the
+    kernel's need; nothing is queued (out keeps its poison)."""
+    A = ck.to_device(rng.uniform(-1, 1, (40, 30)).astype(np.float32), stream=stream)
+    B = ck.to_device(rng.uniform(-1, 1, (30, 20)).astype(np.float32), stream=stream)
+    out = ck.to_device(np.full((40, 10), np.nan, np.float32), stream=stream)
+    with pytest.raises(ck.ShapeError, match=r"^matmul: b has shape \(30, 10\) and strides \(80, 8\) bytes .*no "
+                                            r"dimension has unit stride.*the simt kernel reads a row-major operand"):
+        matmul(A, B[:, ::2], out, algo="simt", stream=stream)
+    with pytest.raises(ck.ShapeError, match=r"^matmul: a has .*negative stride.*the tiled kernel reads"):
+        matmul(A[::-1], B[:, :10], out, algo="tiled", stream=stream)
+    C = ck.to_device(np.full((10, 40), np.nan, np.float32), stream=stream)
+    with pytest.raises(ck.ShapeError, match=r"^matmul: out has shape \(40, 10\) .*column-major.*out\.T = op\(b\)\.T"):
+        matmul(A, B[:, :10], C.T, algo="simt", stream=stream)
+    with pytest.raises(ck.ShapeError, match=r"^matmul: out overlaps a"):
+        matmul(A[:, :30], B[:, :10], A[:, 20:30], algo="simt", stream=stream)
+    BB = ck.to_device(rng.uniform(-1, 1, (30, 40)).astype(np.float32), stream=stream)
+    with pytest.raises(ck.ShapeError, match=r"^matmul: out overlaps b"):
+        matmul(A[:30, :30], BB[:, :20], BB[:, 15:35], algo="simt", stream=stream)
+    raw = ck.empty((40 * 30 * 4 + 4,), np.uint8, stream=stream)
+    odd = raw[1:1 + 40 * 30 * 4].view(np.float32).reshape(40, 30)  # starts 1 byte off a float boundary
+    with pytest.raises(ck.ShapeError, match=r"^matmul: a starts at byte address 0x[0-9a-f]+, not a multiple of its "
+                                            r"4-byte elements"):
+        matmul(odd, B[:, :10], out, algo="simt", stream=stream)
+    assert np.isnan(out.to_numpy(stream=stream)).all()
+    # sibling column blocks of one matrix do not overlap: accepted
+    Wh = np.full((30, 40), np.nan, np.float32)
+    Wh[:, :20] = rng.uniform(-1, 1, (30, 20))
+    W = ck.to_device(Wh, stream=stream)
+    matmul(W[:, :20], B[:20, :20], W[:, 20:40], algo="simt", stream=stream)
+    got = W.to_numpy(stream=stream)
+    assert rel_fro(got[:, 20:], Wh[:, :20].astype(np.float64) @ B.to_numpy(stream=stream)[:20, :20]) < 1e-5
+    np.testing.assert_array_equal(got[:, :20], Wh[:, :20])
