@@ -5,6 +5,8 @@
 // Entry points (extern "C", found by name from Python):
 //   <op>_<dtype>_s   op in add, sub, mul, axpy, scale; dtype f32, f64, f16, bf16
 //   fill_<w>_s, copy_<w>_s   w in b8, b16, b32, b64 (bit moves, any dtype of that width)
+//   ..._sv           the same over rows of whole 16-byte vectors (strides count vectors)
+//   <op>_<dtype>_t, copy_<w>_t   inputs transposed relative to the output, via shared memory
 // Strides are signed and in elements. A block covers a tile of blockDim.x elements along d3
 // and 4 * blockDim.y along d2 (each thread 4 rows), so an operand that is transposed relative to
 // the output still reads whole cache lines across the tile; blocks loop over tiles (grid-stride)
@@ -24,6 +26,23 @@ struct Dims {
 struct Str {
   int64_t s0, s1, s2, s3;
 };
+
+// Tile index t -> (t3, t2, i1, i0), 32-bit arithmetic when ``small`` (the counts fit): 32-bit
+// division is several times cheaper than 64-bit on the GPU.
+__device__ __forceinline__ void decode(int64_t t, int64_t nt3, int64_t nt2, int64_t d1, bool small,
+                                       int64_t& t3, int64_t& t2, int64_t& i1, int64_t& i0) {
+  if (small) {
+    uint32_t b = static_cast<uint32_t>(t);
+    const uint32_t n3 = static_cast<uint32_t>(nt3), n2 = static_cast<uint32_t>(nt2), n1 = static_cast<uint32_t>(d1);
+    t3 = b % n3; b /= n3;
+    t2 = b % n2; b /= n2;
+    i1 = b % n1; i0 = b / n1;
+  } else {
+    t3 = t % nt3; t /= nt3;
+    t2 = t % nt2; t /= nt2;
+    i1 = t % d1; i0 = t / d1;
+  }
+}
 
 // Calls f(off) for every element of the tiles this thread owns, ``off[k]`` being the element
 // offset of operand k. A pure 1-D layout (d0 = d1 = d2 = 1) runs a flat grid-stride loop; other
@@ -51,19 +70,7 @@ __device__ __forceinline__ void for_each(const Dims d, const Str (&s)[N], F f) {
   const bool small = tiles < (int64_t(1) << 32) && d.d1 < (int64_t(1) << 32);
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     int64_t t3, t2, i1, i0;
-    if (small) {  // 32-bit division is several times cheaper than 64-bit on the GPU
-      uint32_t b = static_cast<uint32_t>(t);
-      const uint32_t n3 = static_cast<uint32_t>(nt3), n2 = static_cast<uint32_t>(nt2);
-      const uint32_t n1 = static_cast<uint32_t>(d.d1);
-      t3 = b % n3; b /= n3;
-      t2 = b % n2; b /= n2;
-      i1 = b % n1; i0 = b / n1;
-    } else {
-      int64_t b = t;
-      t3 = b % nt3; b /= nt3;
-      t2 = b % nt2; b /= nt2;
-      i1 = b % d.d1; i0 = b / d.d1;
-    }
+    decode(t, nt3, nt2, d.d1, small, t3, t2, i1, i0);
     const int64_t i3 = t3 * bx + threadIdx.x;
     if (i3 >= d.d3) continue;
     int64_t i2 = t2 * rows + threadIdx.y;
@@ -144,19 +151,7 @@ __device__ __forceinline__ void tmap(const T* const (&in)[NIN], const int (&stag
   const int tx = threadIdx.x, ty = threadIdx.y;
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     int64_t t3, t2, i1, i0;
-    if (small) {  // 32-bit division: several times cheaper than 64-bit
-      uint32_t b = static_cast<uint32_t>(t);
-      const uint32_t n3 = static_cast<uint32_t>(nt3), n2 = static_cast<uint32_t>(nt2);
-      const uint32_t n1 = static_cast<uint32_t>(d.d1);
-      t3 = b % n3; b /= n3;
-      t2 = b % n2; b /= n2;
-      i1 = b % n1; i0 = b / n1;
-    } else {
-      int64_t b = t;
-      t3 = b % nt3; b /= nt3;
-      t2 = b % nt2; b /= nt2;
-      i1 = b % d.d1; i0 = b / d.d1;
-    }
+    decode(t, nt3, nt2, d.d1, small, t3, t2, i1, i0);
     const int64_t b2 = t2 * kT, b3 = t3 * kT;
     // staged inputs: thread (tx, ty) loads rows i3 = b3 + ty + r of column i2 = b2 + tx, which
     // are consecutive addresses across tx for an operand whose unit stride is along d2
