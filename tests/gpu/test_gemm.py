@@ -658,7 +658,10 @@ def test_single_row_and_column_views(algo, stream, rng):
     trow = X.T[2:3, :]                          # 1 x 9, a row of X.T: elements K + 3 apart
     assert trow.shape == (1, 9) and trow.strides[1] == (K + 3) * X.itemsize
     r1 = matmul(row, col, algo=algo, stream=stream).to_numpy(stream=stream)
-    assert rel_fro(r1, Xh[4:5, 1:1 + K].astype(np.float64) @ Yh[:, 6:7]) < TOL[algo]
+    a1, b1 = Xh[4:5, 1:1 + K].astype(np.float64), Yh[:, 6:7].astype(np.float64)
+    # one dot product can cancel to near zero: bound its error by |a| @ |b| (a relative error of
+    # the result itself measured 1.9 % for tf32 on a 0.029 result), as for every element below
+    assert (np.abs(r1 - a1 @ b1) <= TOL[algo] * (np.abs(a1) @ np.abs(b1))).all()
     r2 = matmul(row, Y[:, :N], algo=algo, stream=stream).to_numpy(stream=stream)
     assert rel_fro(r2, Xh[4:5, 1:1 + K].astype(np.float64) @ Yh[:, :N]) < TOL[algo]
     r3 = matmul(trow, X[:, :K], algo=algo, stream=stream).to_numpy(stream=stream)
