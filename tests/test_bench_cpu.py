@@ -1,5 +1,5 @@
 """The benchmark helper's rules on the CPU: warm-up by time until stable, batch choice, stop
-rule, spread and the noisy flag, with fake timings (cudart_kit.bench._open_timer replaced by a
+rule, spread and the noisy flag, with fake timings (cudart_kit.bench.timer._open_timer replaced by a
 timer whose GPU is a formula), the event timer itself over fake events, and the commands built
 on it (bandwidth records, overlap sampling)."""
 
@@ -11,12 +11,14 @@ import math
 import random
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from cudart_kit import bench
+from cudart_kit.bench import timer as bench_timer  # the CUDA part: _open_timer, _EventTimer
 from cudart_kit.bench import BenchResult, Plan, Policy, Round
 
 
@@ -80,7 +82,7 @@ def fake(monkeypatch):
         made.append(t)
         return t
 
-    monkeypatch.setattr(bench, "_open_timer", open_timer)
+    monkeypatch.setattr(bench_timer, "_open_timer", open_timer)
 
     def configure(per_call, **kw):
         model["per_call"], model["kw"] = per_call, kw
@@ -312,7 +314,7 @@ def test_as_dict_has_the_documented_keys(fake):
     assert d["noisy"] is False and d["max_spread"] == bench.MAX_SPREAD and d["stop"] == "min_time"
     assert json.loads(json.dumps(d, allow_nan=False)) == d
     assert BenchResult("y", [1.0]).as_dict()["wall_ms"] is None  # NaN never reaches JSON
-    with open(bench.__file__.replace("cudart_kit/bench.py", "docs/benchmarks.md")) as f:
+    with open(Path(bench.__file__).resolve().parents[2] / "docs" / "benchmarks.md") as f:
         doc = f.read()
     assert all(f"`{k}`" in doc for k in bench.AS_DICT_KEYS)  # each key is documented
 
@@ -344,8 +346,8 @@ class FakeEvent:
 
 def _fake_timer(monkeypatch, gpu):
     stream = SimpleNamespace(device="dev0", is_closed=False, sync=lambda: setattr(gpu, "syncs", gpu.syncs + 1))
-    monkeypatch.setattr(bench, "_create_event", lambda device: FakeEvent(gpu))
-    return bench._EventTimer(stream, flush_l2=False, gate=False), stream
+    monkeypatch.setattr(bench_timer, "_create_event", lambda device: FakeEvent(gpu))
+    return bench_timer._EventTimer(stream, flush_l2=False, gate=False), stream
 
 
 def test_event_timer_chains_the_samples(monkeypatch):
