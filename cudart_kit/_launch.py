@@ -1,6 +1,8 @@
 """The kit's one launch core: launch geometry (checked against the device and the kernel, never
 clamped), cached cuda.core LaunchConfigs, the single cuLaunchKernel path every launch of the kit
-ends in, and LaunchPlan (a launch packed once whose pointer slots are rebound per call).
+ends in, and LaunchPlan (a launch packed once whose slots, its pointers and other per-call
+arguments, are rebound per call): the kit's one "plan once, launch many" (the benchmark's gate,
+matmul's plans and cached fast paths).
 
 It sits below memory and the public launcher (cudart_kit.launcher): it knows kernels, streams
 and devices, not arrays. Everything here takes already-coerced kit objects.
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _driver as drv
 from .device import Device
 from .errors import ArgumentError, LaunchConfigError, translate
 from .event import begin_timing, end_timing
@@ -190,10 +193,21 @@ def config_1d(grid: int, block: int):
 
 class LaunchPlan:
     """A launch packed once: kernel, LaunchConfig and the argument tuple, with the positions of
-    its pointer arguments (``slots``) rebound per call. Geometry and argument widths were
-    checked when the plan was made; :meth:`launch` costs one tuple build and the launch."""
+    its per-call arguments (``slots``) rebound per call. Geometry and the argument count are
+    checked when the plan is made, argument widths by whoever packed ``args`` (``pack_args``, or
+    a kit op that packs fixed-width numpy scalars itself).
 
-    __slots__ = ("kernel", "cfg", "args", "slots", "grid", "block", "shared_mem_bytes")
+    A slot is usually a pointer (a Python int), but any value cuda.core's launch packs may be
+    bound there: a numpy scalar (matmul's alpha and beta) or a cuda.core tensor-map descriptor
+    (the sm90 matmul's ``CUtensorMap`` parameters, passed by value). Bound values go to the
+    launch as they are: the caller gives them the parameter's type.
+
+    Launched without rebinding (``ptrs`` empty), a plan whose arguments are all ints and numpy
+    scalars is packed once more, into the driver's ``void*[]``, and issued with cuLaunchKernel
+    directly (cuda.core's launch re-packs its arguments on every call); default-stream handles
+    (0, 1, 2), rebound plans and plans holding other objects take cuda.core's launch."""
+
+    __slots__ = ("kernel", "cfg", "args", "slots", "grid", "block", "shared_mem_bytes", "_raw", "_cu")
 
     def __init__(self, kernel: Kernel, device: Device, grid, block, args: tuple, slots: tuple = (),
                  shared_mem_bytes: int = 0):
@@ -206,6 +220,8 @@ class LaunchPlan:
         self.args = tuple(args)
         self.slots = tuple(slots)
         self.grid, self.block, self.shared_mem_bytes = g, b, shared_mem_bytes
+        self._raw = None  # (CUfunction, keep-alive, params address), False when not packable
+        self._cu = None  # (kit Stream, its CUstream object) of the last direct launch
 
     def bind(self, ptrs) -> tuple:
         """The argument tuple with ``ptrs`` in the pointer slots (in slot order)."""
@@ -216,14 +232,42 @@ class LaunchPlan:
             args[i] = p
         return tuple(args)
 
+    def _pack(self):
+        if all(type(v) is int or isinstance(v, np.generic) for v in self.args):
+            try:
+                keep, addr = drv.kernel_params(self.args, self.kernel.param_sizes)
+                self._raw = (drv.function_handle(int(self.kernel.core.handle)), keep, addr)
+                return self._raw
+            except Exception:  # anything unusual: cuda.core's launch packs it
+                pass
+        self._raw = False
+        return False
+
+    def _direct(self, stream: Stream) -> bool:
+        """Issue the packed arguments with cuLaunchKernel; False when this launch cannot."""
+        raw = self._raw
+        if raw is None:
+            raw = self._pack()
+        if not raw or stream._handle <= 2 or stream._core is None:
+            return False
+        cu = self._cu
+        if cu is None or cu[0] is not stream:  # a kit Stream's handle is fixed for its life
+            cu = self._cu = (stream, drv.stream_handle_object(stream._handle))
+        try:
+            drv.launch_kernel(raw[0], self.grid, self.block, self.shared_mem_bytes, cu[1], raw[2])
+        except Exception as exc:
+            raise translate(exc, "cuLaunchKernel", f"launching {self.kernel.name}") from exc
+        return True
+
     def launch(self, stream: Stream, ptrs=(), timed: bool = False):
         """Queue the plan on ``stream`` (a kit Stream) with ``ptrs`` bound; a TimingRecord when
         ``timed``, else None."""
-        args = self.bind(ptrs) if ptrs else self.args
-        if not timed:
-            do_launch(stream, self.cfg, self.kernel, args)
+        start = begin_timing(stream, True) if timed else None
+        if ptrs:
+            do_launch(stream, self.cfg, self.kernel, self.bind(ptrs))
+        elif not self._direct(stream):
+            do_launch(stream, self.cfg, self.kernel, self.args)
+        if start is None:
             return None
-        start = begin_timing(stream, True)
-        do_launch(stream, self.cfg, self.kernel, args)
         return end_timing(self.kernel.name, stream, start,
                           {"grid": self.grid, "block": self.block, "shared_mem_bytes": self.shared_mem_bytes})

@@ -8,15 +8,13 @@ import math
 
 import numpy as np
 
-from . import _driver as drv
+from . import _launch  # the launch core (configs, the one cuLaunchKernel path)
 from . import memory as mem
 from . import profiling as _prof
-from ._launch import (  # the launch core; re-exported names are the public ones
-    LaunchPlan, blocks_for, check_geometry, config as _config, do_launch as _do_launch, _dim3, _limits_cache,
-)
+from ._launch import blocks_for, check_geometry  # re-exported: public
 from .bench import BenchResult, benchmark  # the kit's one benchmark helper, re-exported
 from .device import Device
-from .errors import ArgumentError, ClosedError, DeviceMismatchError, translate
+from .errors import ArgumentError, ClosedError, DeviceMismatchError
 from .event import TimingRecord, begin_timing, end_timing
 from .module import Kernel
 from .stream import Stream, as_stream
@@ -133,9 +131,9 @@ def launch(kernel: Kernel, grid, block, *args, stream, shared_mem_bytes: int = 0
     g, b = check_geometry(kernel, dev, grid, block, shared_mem_bytes)
     packed = pack_args(kernel, args, s)
     kernel.ensure_dynamic_shared(dev, shared_mem_bytes)
-    cfg = _config(g, b, shared_mem_bytes)
+    cfg = _launch.config(g, b, shared_mem_bytes)
     start = begin_timing(s, timed)
-    _do_launch(s, cfg, kernel, packed)
+    _launch.do_launch(s, cfg, kernel, packed)
     return end_timing(kernel.name, s, start, {"grid": g, "block": b, "shared_mem_bytes": shared_mem_bytes})
 
 
@@ -153,11 +151,10 @@ class PreparedLaunch:
     queued then. Arrays are recorded as used on each stream the launch runs on, once per stream.
     """
 
-    __slots__ = ("kernel", "device", "_cfg", "_packed", "_arrays", "_checked", "_buffers", "_last_stream",
-                 "_geometry", "_raw", "_last_cu")
+    __slots__ = ("kernel", "device", "_plan", "_packed", "_arrays", "_checked", "_buffers", "_last_stream")
 
     def __init__(self, kernel: Kernel, grid, block, *args, device: Device, shared_mem_bytes: int = 0):
-        g, b = check_geometry(kernel, device, grid, block, shared_mem_bytes)
+        check_geometry(kernel, device, grid, block, shared_mem_bytes)
         if len(args) != len(kernel.param_sizes):
             raise ArgumentError(f"{kernel.name} takes {len(kernel.param_sizes)} arguments, got {len(args)}")
         probe = _ProbeStream(device)
@@ -176,21 +173,12 @@ class PreparedLaunch:
         self._arrays = tuple(h for is_array, h in probe.held if is_array)
         self._checked = tuple(checked)
         self._buffers = tuple(buffers)
-        kernel.ensure_dynamic_shared(device, shared_mem_bytes)
         self.kernel = kernel
         self.device = device
-        self._cfg = _config(g, b, shared_mem_bytes)
         self._last_stream = None
-        self._last_cu = None
-        self._geometry = (g, b, shared_mem_bytes)
-        # The arguments never change: pack them once into the driver's void*[] and launch with
-        # cuLaunchKernel directly (measured below a bare cuda.core launch, which re-packs its
-        # arguments on every call; tools/bench_launch.py). Any failure to pack: cuda.core's path.
-        try:
-            keep, addr = drv.kernel_params(self._packed, kernel.param_sizes)
-            self._raw = (drv.function_handle(int(kernel.core.handle)), keep, addr)
-        except Exception:
-            self._raw = None
+        # The arguments never change: the launch core's plan packs them once into the driver's
+        # void*[] and launches with cuLaunchKernel directly (cuda.core re-packs per call).
+        self._plan = _launch.LaunchPlan(kernel, device, grid, block, self._packed, shared_mem_bytes=shared_mem_bytes)
 
     def _refuse_closed(self) -> None:
         for i, a in self._checked:
@@ -225,18 +213,7 @@ class PreparedLaunch:
                 a.record_stream(s)
             if s._capture is None:
                 self._last_stream = s
-            self._last_cu = None if (self._raw is None or s._handle <= 2) else (s, drv.stream_handle_object(s._handle))
-        start = begin_timing(s, True) if timed else None
-        cu = self._last_cu
-        if cu is not None and cu[0] is s:
-            g, b, smem = self._geometry
-            try:
-                drv.launch_kernel(self._raw[0], g, b, smem, cu[1], self._raw[2])
-            except Exception as exc:
-                raise translate(exc, "cuLaunchKernel", f"launching {self.kernel.name}") from exc
-        else:
-            _do_launch(s, self._cfg, self.kernel, self._packed)
-        return None if start is None else end_timing(self.kernel.name, s, start)
+        return self._plan.launch(s, (), timed)
 
 
 class _ProbeStream:

@@ -11,7 +11,8 @@ import pytest
 
 import cudart_kit as ck
 from cudart_kit import errors
-from cudart_kit.launcher import BenchResult, _convert, _dim3, blocks_for, pack_args
+from cudart_kit._launch import _dim3
+from cudart_kit.launcher import BenchResult, _convert, blocks_for, pack_args
 from cudart_kit.module import detect_kind
 
 
@@ -253,3 +254,134 @@ def test_launch_plan_rebinds_pointer_slots_only():
     plan.args, plan.slots = (1, np.float32(2.0), 3, 4), (0, 2)
     assert plan.bind((10, 30)) == (10, np.float32(2.0), 30, 4)
     assert plan.args == (1, np.float32(2.0), 3, 4)  # the packed tuple itself is never changed
+
+
+class _PlanDevice:
+    ordinal = 96  # never a real device: the limit cache entry is dropped after the test
+
+    def attribute(self, name):
+        return {"max_block_dim_x": 1024, "max_block_dim_y": 1024, "max_block_dim_z": 64,
+                "max_grid_dim_x": 2**31 - 1, "max_grid_dim_y": 65535, "max_grid_dim_z": 65535,
+                "max_threads_per_block": 1024, "max_shared_memory_per_block_optin": 232448}[name]
+
+
+class _PlanKernel:
+    """A kernel taking (CUtensorMap, int, float, T*): the sm90 matmul's kinds of parameter."""
+
+    name = "fake_tma_kernel"
+    param_sizes = (128, 4, 4, 8)
+
+    def __init__(self):
+        self.shared = []
+
+    def max_threads_per_block(self, device):
+        return 384
+
+    def ensure_dynamic_shared(self, device, nbytes):
+        self.shared.append(nbytes)
+
+
+def test_launch_plan_carries_any_slot_value_to_the_launch(monkeypatch):
+    """A plan is checked and configured once; each launch hands do_launch the packed tuple with
+    the slot values bound as they are: a tensor-map descriptor object (passed by value: cuda.core
+    packs it), a numpy scalar, a pointer. Unbound positions keep their packed values."""
+    from cudart_kit import _launch
+    from cudart_kit._launch import LaunchPlan
+
+    monkeypatch.setattr(_launch, "_limits_cache", {})
+    monkeypatch.setattr(_launch, "config", lambda g, b, smem: ("cfg", g, b, smem))
+    sent = []
+    monkeypatch.setattr(_launch, "do_launch", lambda s, cfg, kernel, args: sent.append((s, cfg, kernel, args)))
+    kernel, dev = _PlanKernel(), _PlanDevice()
+
+    class TensorMap:  # stands in for cuda.core's TensorMapDescriptor
+        pass
+
+    packed = (None, np.int32(7), np.float32(1.0), 0)
+    plan = LaunchPlan(kernel, dev, 5, 384, packed, slots=(0, 2, 3), shared_mem_bytes=200 * 1024)
+    assert (plan.grid, plan.block, plan.cfg) == ((5, 1, 1), (384, 1, 1), ("cfg", (5, 1, 1), (384, 1, 1), 204800))
+    assert kernel.shared == [204800]  # the dynamic shared-memory opt-in, once, at plan time
+    t1, t2 = TensorMap(), TensorMap()
+    assert plan.launch("s1", (t1, np.float32(0.5), 0xA000)) is None
+    assert plan.launch("s2", (t2, np.float32(-2.0), 0xB000)) is None
+    (s1, cfg1, k1, a1), (s2, cfg2, k2, a2) = sent
+    assert (s1, s2) == ("s1", "s2") and cfg1 is cfg2 is plan.cfg and k1 is k2 is kernel
+    assert a1[0] is t1 and a2[0] is t2  # the descriptor object itself, by value to cuda.core
+    assert [type(x) for x in a1] == [TensorMap, np.int32, np.float32, int]
+    assert a1[1:] == (7, 0.5, 0xA000) and a2[1:] == (7, -2.0, 0xB000)
+    assert plan.args == packed  # the packed tuple is never changed
+    assert kernel.shared == [204800]
+
+
+def test_launch_plan_checks_geometry_and_arity_once(monkeypatch):
+    from cudart_kit import _launch
+    from cudart_kit._launch import LaunchPlan
+
+    monkeypatch.setattr(_launch, "_limits_cache", {})
+    monkeypatch.setattr(_launch, "config", lambda g, b, smem: ("cfg", g, b, smem))
+    kernel, dev = _PlanKernel(), _PlanDevice()
+    with pytest.raises(ck.LaunchConfigError, match="fake_tma_kernel's limit of 384 threads"):
+        LaunchPlan(kernel, dev, 1, 512, (None, 1, 1.0, 0))
+    with pytest.raises(ck.LaunchConfigError, match="grid.y=65536 exceeds the device limit 65535"):
+        LaunchPlan(kernel, dev, (1, 65536), 32, (None, 1, 1.0, 0))
+    with pytest.raises(ck.LaunchConfigError, match="dynamic shared memory"):
+        LaunchPlan(kernel, dev, 1, 32, (None, 1, 1.0, 0), shared_mem_bytes=232449)
+    with pytest.raises(ck.ArgumentError, match="takes 4 arguments, got 3"):
+        LaunchPlan(kernel, dev, 1, 32, (None, 1, 1.0))
+    assert kernel.shared == []  # nothing configured for a refused plan
+
+
+def test_launch_plan_issues_packed_arguments_directly(monkeypatch):
+    """A plan of ints and numpy scalars launched without rebinding goes to cuLaunchKernel with the
+    driver's parameter array packed once (the bytes of each value at its width); rebound plans,
+    plans holding other objects and default-stream handles take cuda.core's launch."""
+    import ctypes
+
+    from cudart_kit import _driver, _launch
+    from cudart_kit._launch import LaunchPlan
+
+    monkeypatch.setattr(_launch, "_limits_cache", {})
+    monkeypatch.setattr(_launch, "config", lambda g, b, smem: ("cfg", g, b, smem))
+    core_sent, direct = [], []
+    monkeypatch.setattr(_launch, "do_launch", lambda s, cfg, kernel, args: core_sent.append(args))
+    monkeypatch.setattr(_driver, "function_handle", lambda h: ("CUfunction", h))
+    monkeypatch.setattr(_driver, "stream_handle_object", lambda h: ("CUstream", h))
+
+    def launch_kernel(func, grid, block, smem, stream, addr):
+        slots = ctypes.cast(addr, ctypes.POINTER(ctypes.c_void_p))
+        direct.append((func, grid, block, smem, stream, [ctypes.string_at(slots[i], sz)
+                                                         for i, sz in enumerate((8, 4, 4, 8))]))
+
+    monkeypatch.setattr(_driver, "launch_kernel", launch_kernel)
+
+    class Core:
+        handle = 0x1234
+
+    kernel, dev = _PlanKernel(), _PlanDevice()
+    kernel.param_sizes = (8, 4, 4, 8)
+    kernel.core = Core()
+
+    class S:
+        def __init__(self, handle):
+            self._handle, self._core = handle, object()
+
+    plan = LaunchPlan(kernel, dev, 3, 128, (0xAB00, np.int32(-7), np.float32(0.5), 99))
+    s = S(0x5000)
+    plan.launch(s)
+    plan.launch(s)
+    assert not core_sent and len(direct) == 2
+    func, grid, block, smem, cu, raw = direct[0]
+    assert func == ("CUfunction", 0x1234) and cu == ("CUstream", 0x5000) and (grid, block, smem) == ((3, 1, 1), (128, 1, 1), 0)
+    assert raw == [(0xAB00).to_bytes(8, "little"), np.int32(-7).tobytes(), np.float32(0.5).tobytes(), (99).to_bytes(8, "little")]
+    plan.launch(S(1))  # the legacy default stream: cuda.core's launch (it switches contexts)
+    closed = S(0x6000)
+    closed._core = None
+    plan.launch(closed)  # a closed stream goes to do_launch, which refuses it
+    assert len(core_sent) == 2 and len(direct) == 2
+    # rebinding, or an argument the packer does not know (a tensor map): cuda.core's launch
+    rebind = LaunchPlan(kernel, dev, 3, 128, (0, np.int32(1), np.float32(1.0), 5), slots=(0,))
+    rebind.launch(s, (0xC000,))
+    assert core_sent[-1][0] == 0xC000
+    other = LaunchPlan(kernel, dev, 3, 128, (object(), np.int32(1), np.float32(1.0), 5))
+    other.launch(s)
+    assert len(core_sent) == 4 and len(direct) == 2

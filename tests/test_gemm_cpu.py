@@ -496,6 +496,11 @@ class _FakeDevice:  # hashable (arrays intern their device in a signature), no d
     multiprocessor_count = 132
     compute_capability = (9, 0)
 
+    def attribute(self, name):  # the launch core's geometry limits (an H100's)
+        return {"max_block_dim_x": 1024, "max_block_dim_y": 1024, "max_block_dim_z": 64,
+                "max_grid_dim_x": 2**31 - 1, "max_grid_dim_y": 65535, "max_grid_dim_z": 65535,
+                "max_threads_per_block": 1024, "max_shared_memory_per_block_optin": 232448}[name]
+
 
 def _fake_stream(closed: bool):
     from types import SimpleNamespace
@@ -686,9 +691,34 @@ class _FakeKernel:
     def ensure_dynamic_shared(self, dev, nbytes):
         assert nbytes <= geo.SM90.smem_optin
 
+    def max_threads_per_block(self, dev):
+        return 1024
+
+    @property
+    def param_sizes(self):
+        """The parameter sizes of kernels/gemm.cu and gemm_sm90.cu's signatures, by kernel name."""
+        n = self.name
+        if n.startswith("gemm_sm90_"):  # (CUtensorMap tmA, tmB, int M, N, K, float alpha, beta, T* C, int ldc)
+            return (128, 128, 4, 4, 4, 4, 4, 8, 4)
+        if n in ("transpose_f32", "repitch_b16", "repitch_b32"):  # (in, rows, cols, ldi, out, ldo)
+            return (8, 4, 4, 4, 8, 4)
+        if "_cp_" in n:  # (M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+            return (4, 4, 4, 4, 8, 4, 8, 4, 4, 8, 4)
+        if "simt" in n:  # ... C, ldc, vec_ok
+            return (4, 4, 4, 4, 8, 4, 8, 4, 4, 8, 4, 4)
+        return (4, 4, 4, 4, 8, 4, 4, 8, 4, 4, 4, 8, 4)  # (M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc)
+
+
+def _dim3(v) -> tuple:
+    return (int(v), 1, 1) if isinstance(v, (int, np.integer)) else tuple(int(x) for x in v) + (1,) * (3 - len(v))
+
 
 def _emulated(monkeypatch):
-    """Patch the launch points of ops.gemm and ops._gemm_sm90 to emulate on host memory."""
+    """Patch the launch points to emulate on host memory: the public ``launch`` of ops.gemm and
+    ops._gemm_sm90 (their checked launches) and the launch core's ``config`` / ``do_launch``
+    (every LaunchPlan: the sm90 launches, the cached plans). The launch core's geometry checks
+    run for real, against the fake device's limits."""
+    from cudart_kit import _launch
     from cudart_kit.ops import _gemm_sm90 as g9
     from cudart_kit.ops import gemm
 
@@ -698,21 +728,40 @@ def _emulated(monkeypatch):
         m = re.search(r"_(nn|nt|tn|tt)(?:_f32)?$", name)
         return geo.layout_flags(m.group(1)) if m else (False, False)
 
-    def launch(kernel, grid, block, *args, stream, timed=False, shared_mem_bytes=0):
-        name = kernel.name
-        host.launches.append((name, grid, block, shared_mem_bytes))
+    def ptr(x):
+        return x.ptr if isinstance(x, Array) else int(x)
+
+    def run_kernel(name, grid, block, smem, args, via):
+        host.launches.append((name, grid, block, smem, via))
+        grid, block = _dim3(grid), _dim3(block)
         if name in ("repitch_b16", "repitch_b32", "transpose_f32"):
             src, rows, cols, ld, out, ldo = args
+            rows, cols, ld, ldo = int(rows), int(cols), int(ld), int(ldo)
             dt = {"repitch_b16": np.uint16, "repitch_b32": np.uint32, "transpose_f32": np.float32}[name]
-            s_ = host.mat(src.ptr, rows, cols, ld, dt)
+            s_ = host.mat(ptr(src), rows, cols, ld, dt)
             if name == "transpose_f32":
-                assert tuple(grid) == geo.TRANSPOSE.grid(rows, cols) and tuple(block) == geo.TRANSPOSE.block
-                host.mat(out.ptr, cols, rows, ldo, dt)[...] = s_.T
+                assert grid == _dim3(geo.TRANSPOSE.grid(rows, cols)) and block == _dim3(geo.TRANSPOSE.block)
+                host.mat(ptr(out), cols, rows, ldo, dt)[...] = s_.T
             else:
-                assert block == geo.REPITCH.threads and grid == geo.REPITCH.blocks(rows * cols, 132)
-                host.mat(out.ptr, rows, cols, ldo, dt)[...] = s_
-            return None
-        M, N, K, alpha = args[:4]
+                assert block == _dim3(geo.REPITCH.threads) and grid == _dim3(geo.REPITCH.blocks(rows * cols, 132))
+                host.mat(ptr(out), rows, cols, ldo, dt)[...] = s_
+            return
+        if name.startswith("gemm_sm90_"):
+            tma, tmb, M, N, K, alpha, beta, o_ptr, ldc = args
+            assert [type(x) for x in args] == [tuple, tuple] + [np.int32] * 3 + [np.float32] * 2 + [int, np.int32]
+            ta, tb = layout_of_name(name)
+            kind = tma[1]
+            dt = {"tf32": np.float32, "f16": np.float16, "bf16": None}[kind]
+            bn = int(name.split("_")[3])
+            assert (grid, block, smem) == ((geo.SM90.tiles(M, N, bn), 1, 1), (geo.SM90.threads, 1, 1),
+                                           geo.SM90.smem_bytes(bn))
+            assert tma[3] == ((K, M) if ta else (M, K)) and tmb[3] == ((N, K) if tb else (K, N))
+            bk = geo.SM90.bk(4 if kind == "tf32" else 2)
+            assert tma[5] == ((bk, geo.SM90.mn_box) if ta else (geo.SM90.bm, bk))
+            assert tmb[5] == ((bn, bk) if tb else (bk, geo.SM90.mn_box))
+            host.gemm(dt, int(M), int(N), int(K), alpha, tma[2], tma[4], ta, tmb[2], tmb[4], tb, beta, o_ptr, int(ldc))
+            return
+        M, N, K, alpha = int(args[0]), int(args[1]), int(args[2]), args[3]
         if len(args) == 13:
             A, lda, ta, B, ldb, tb, beta, C, ldc = args[4:]
         else:
@@ -729,28 +778,21 @@ def _emulated(monkeypatch):
             want = (w.grid(M, N), w.threads, w.cp_smem_bytes(lay))
         elif name in ("gemm_tf32", "gemm_bf16", "gemm_fp16"):
             want = (geo.WMMA_B16.grid(M, N), geo.WMMA_B16.threads, 0)
-        assert (tuple(grid), block, shared_mem_bytes) == (tuple(want[0]), want[1], want[2]), name
-        host.gemm(A.dtype, M, N, K, alpha, A.ptr, lda, ta, B.ptr, ldb, tb, beta, C.ptr, ldc)
-        return None
+        assert (grid, block, smem) == (_dim3(want[0]), _dim3(want[1]), want[2]), name
+        dt = np.float16 if "fp16" in name else np.float32
+        host.gemm(dt, M, N, K, alpha, ptr(A), int(lda), int(ta), ptr(B), int(ldb), int(tb), beta, ptr(C), int(ldc))
+
+    def launch(kernel, grid, block, *args, stream, timed=False, shared_mem_bytes=0):
+        run_kernel(kernel.name, grid, block, shared_mem_bytes, args, "launch")
+
+    def do_launch(s, cfg, kern, args):
+        grid, block, smem = cfg
+        run_kernel(kern.name, grid, block, smem, args, "plan")
 
     def tensor_map(dev, kind, ptr, shape, ld, box):
         it = 4 if kind == "tf32" else 2
         assert ptr % 16 == 0 and (shape[0] == 1 or ld * it % 16 == 0), "TMA needs 16-byte starts and pitches"
         return ("tmap", kind, ptr, shape, ld, box)
-
-    def do_launch(s, cfg, kern, args):
-        tma, tmb, M, N, K, alpha, beta, o_ptr, ldc = args
-        host.launches.append((kern.name, cfg, None, None))
-        ta, tb = layout_of_name(kern.name)
-        kind = tma[1]
-        dt = {"tf32": np.float32, "f16": np.float16, "bf16": None}[kind]
-        bn = int(kern.name.split("_")[3])
-        assert cfg == ((geo.SM90.tiles(M, N, bn), 1, 1), (geo.SM90.threads, 1, 1), geo.SM90.smem_bytes(bn))
-        assert tma[3] == ((K, M) if ta else (M, K)) and tmb[3] == ((N, K) if tb else (K, N))
-        bk = geo.SM90.bk(4 if kind == "tf32" else 2)
-        assert tma[5] == ((bk, geo.SM90.mn_box) if ta else (geo.SM90.bm, bk))
-        assert tmb[5] == ((bn, bk) if tb else (bk, geo.SM90.mn_box))
-        host.gemm(dt, int(M), int(N), int(K), alpha, tma[2], tma[4], ta, tmb[2], tmb[4], tb, beta, o_ptr, int(ldc))
 
     def workspace(n, dtype, s):
         h = host.array(np.zeros(n, dtype))
@@ -760,13 +802,15 @@ def _emulated(monkeypatch):
     monkeypatch.setattr(gemm, "_kernel", _FakeKernel)
     monkeypatch.setattr(g9, "launch", launch)
     monkeypatch.setattr(g9, "kit_kernel", lambda mod, name: _FakeKernel(name))
-    monkeypatch.setattr(g9, "_config", lambda grid, block, smem: (tuple(grid), tuple(block), smem))
+    monkeypatch.setattr(_launch, "config", lambda grid, block, smem: (tuple(grid), tuple(block), smem))
+    monkeypatch.setattr(_launch, "do_launch", do_launch)
+    monkeypatch.setattr(_launch, "_limits_cache", {})  # the fake device's limits, forgotten afterwards
     monkeypatch.setattr(g9, "tensor_map", tensor_map)
-    monkeypatch.setattr(g9, "_do_launch", do_launch)
     monkeypatch.setattr(g9, "_pointer_of", lambda arr, s, what: arr.ptr)
     monkeypatch.setattr(g9, "workspace", workspace)
     monkeypatch.setattr(g9, "release", lambda w, s: None)
     monkeypatch.setattr(g9, "_tmaps", {})
+    monkeypatch.setattr(gemm, "_fast", {})  # plans made here never outlive the test
     return host
 
 
@@ -857,3 +901,62 @@ def test_matmul_host_path_on_views_emulated(algo, case, out_kind, monkeypatch):
         cp = aligned(av) and aligned(bv)
         assert names == [geo.Wmma.cp_kernel(algo, layout) if cp else f"gemm_{algo}"], names
         assert cp or case != "aligned_blocks"  # both kinds of kernel are reached
+
+
+# --- the cached plans (LaunchPlans of the launch core), emulated -----------------------------
+
+def _kit_owned(host: _Host, h: np.ndarray, s) -> Array:
+    """A kit-owned contiguous Array (what ``empty`` returns) over a 256-byte-aligned host copy
+    of ``h``: the operands matmul keeps plans for."""
+    v = host.array(h)
+    return Array._make(v.ctypes.data, v.shape, v.dtype, v.strides, "device", s.device, s, owner=v)
+
+
+@pytest.mark.parametrize("algo,flags", [(algo, flags) for algo in _EMU_ALGOS
+                                         for flags in ((False, False), (True, False), (False, True), (True, True))
+                                         if algo != "simt128" or flags == (False, False)])  # simt128: nn only
+@pytest.mark.parametrize("mnk", [(72, 48, 40), (67, 45, 37)])
+def test_cached_plans_rebind_pointers_alpha_and_beta_emulated(algo, flags, mnk, monkeypatch):
+    """Kit-owned contiguous operands: the first call takes the checked path and leaves a plan
+    (a launch-core LaunchPlan, packed once); later calls with other arrays of the same
+    signatures and other alpha / beta launch through the plan alone (nothing but the core's
+    do_launch), with the pointers, alpha and beta bound in the plan's slots and, for the sm90
+    kernels, the tensor maps of the new pointers (tf32_sm90 with B stored K x N: the plan's own
+    transpose into a workspace first). Each result matches numpy. Where no plan can be made (an
+    sm90 operand whose rows TMA cannot read in place, a TF32 A stored K x M) every call takes
+    the checked path."""
+    from cudart_kit.ops import gemm
+
+    host = _emulated(monkeypatch)
+    s = _fake_stream(closed=False)
+    ta, tb = flags
+    M, N, K = mnk
+    dt = np.float16 if "fp16" in algo else np.float32
+    rng = np.random.default_rng(abs(hash((algo, flags, mnk))) % 2**32)
+    it = np.dtype(dt).itemsize
+    a_stored, b_stored = ((K, M) if ta else (M, K)), ((N, K) if tb else (K, N))
+    planned = not (algo.endswith("_sm90") and (
+        (algo == "tf32_sm90" and ta) or (a_stored[1] * it) % 16 or (b_stored[1] * it % 16 and not (
+            algo == "tf32_sm90" and not tb))))
+    for call, (alpha, beta) in enumerate([(0.5, 0.0), (-1.5, 0.75), (2.0, -1.0)]):
+        ah = rng.uniform(-1, 1, a_stored).astype(dt)
+        bh = rng.uniform(-1, 1, b_stored).astype(dt)
+        ch = rng.uniform(-1, 1, (M, N)).astype(dt)
+        a, b, out = _kit_owned(host, ah, s), _kit_owned(host, bh, s), _kit_owned(host, ch, s)
+        oh = host.buffers[-1]  # out's host memory
+        del host.launches[:]
+        assert gemm.matmul(a, b, out, alpha=alpha, beta=beta, algo=algo, transpose_a=ta, transpose_b=tb,
+                           stream=s) is out
+        opa, opb = (ah.T if ta else ah).astype(np.float64), (bh.T if tb else bh).astype(np.float64)
+        ref = alpha * (opa @ opb) + beta * ch.astype(np.float64)
+        got = oh.astype(np.float64)
+        assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < (1e-5 if dt == np.float32 else 2e-2), call
+        vias = {via for *_, via in host.launches}
+        if call == 0 or not planned:
+            assert "launch" in vias or algo.endswith("_sm90"), host.launches  # the checked path
+        else:
+            assert vias == {"plan"}, host.launches  # the cached plan alone
+            names = [n for n, *_ in host.launches]
+            assert names.count("transpose_f32") == (algo == "tf32_sm90" and not tb), names
+    key = (a.sig, b.sig, out.sig, algo, False, ta, tb)
+    assert (key in gemm._fast) == planned

@@ -19,7 +19,7 @@ import cudart_kit as ck
 from cudart_kit import graph, memory, ops
 from cudart_kit.memory import alloc, layout
 from cudart_kit.memory import array as array_mod
-from cudart_kit.launcher import _limits_cache, blocks_for
+from cudart_kit._launch import _limits_cache, blocks_for
 from cudart_kit.memory import Array
 from cudart_kit.stream import Stream
 

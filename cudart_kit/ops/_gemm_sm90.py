@@ -18,9 +18,10 @@ import dataclasses
 
 import numpy as np
 
+from .._launch import LaunchPlan
 from ..errors import CudaKitError, translate
 from ..event import begin_timing, end_timing
-from ..launcher import _config, _do_launch, _pointer_of, launch
+from ..launcher import _pointer_of, launch
 from ..memory import Array, bfloat16, empty
 from ..module import kit_kernel
 from ..stream import Stream
@@ -255,22 +256,29 @@ def _operand(kind: str, src, rows: int, cols: int, ld: int, k_major: bool, s, ke
     return out.ptr, ldo, k_major
 
 
-def _setup(kind: str, layout: str, M: int, N: int, K: int, lda: int, ldb: int, dev):
-    """Kernel, launch config, tile width and the two tensor-map geometries (stored shape, pitch,
-    box) for operands stored in ``layout``: A M x K ("n") or K x M ("t"), pitch lda; B K x N ("n")
-    or N x K ("t"), pitch ldb. A K-major operand (A "n", B "t") is read in boxes of one 128-byte
-    row of K; an MN-major one in boxes of SM90.mn_box elements of M or N."""
+# gemm_sm90_*(CUtensorMap tmA, CUtensorMap tmB, int M, int N, int K, float alpha, float beta, T* C,
+# int ldc): the tensor maps (passed by value: cuda.core packs the descriptor objects), alpha, beta
+# and C are a plan's slots, bound per launch; M, N, K and ldc are packed once.
+_SLOTS = (0, 1, 5, 6, 7)
+
+
+def _setup(kind: str, layout: str, M: int, N: int, K: int, lda: int, ldb: int, ldc: int, dev):
+    """The kernel's :class:`LaunchPlan` (slots tmA, tmB, alpha, beta, C: see ``_SLOTS``), tile
+    width and the two tensor-map geometries (stored shape, pitch, box) for operands stored in
+    ``layout``: A M x K ("n") or K x M ("t"), pitch lda; B K x N ("n") or N x K ("t"), pitch ldb;
+    out's row pitch ldc. A K-major operand (A "n", B "t") is read in boxes of one 128-byte row of
+    K; an MN-major one in boxes of SM90.mn_box elements of M or N."""
     ta, tb = layout[0] == "t", layout[1] == "t"
     it = _ITEMSIZE[kind]
     bk, bn, box = SM90.bk(it), pick_bn(M, N, dev.multiprocessor_count), SM90.mn_box
     kern = kit_kernel("gemm_sm90", SM90.kernel(kind, bn, layout))
-    smem = SM90.smem_bytes(bn)
-    kern.ensure_dynamic_shared(dev, smem)
-    cfg = _config((SM90.tiles(M, N, bn), 1, 1), (SM90.threads, 1, 1), smem)
+    args = (None, None, np.int32(M), np.int32(N), np.int32(K), np.float32(1), np.float32(0), 0, np.int32(ldc))
+    plan = LaunchPlan(kern, dev, SM90.tiles(M, N, bn), SM90.threads, args, slots=_SLOTS,
+                      shared_mem_bytes=SM90.smem_bytes(bn))
     a_shape, b_shape = ((K, M) if ta else (M, K)), ((N, K) if tb else (K, N))
     geo_a = (a_shape, _tma_ld(lda, a_shape[0], it), (bk, box) if ta else (SM90.bm, bk))
     geo_b = (b_shape, _tma_ld(ldb, b_shape[0], it), (bn, bk) if tb else (bk, box))
-    return kern, cfg, bn, geo_a, geo_b
+    return plan, bn, geo_a, geo_b
 
 
 def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb: int, ldc: int,
@@ -286,14 +294,13 @@ def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb
     try:
         a_ptr, lda, a_k = _operand(kind, A, K if ta else M, M if ta else K, lda, not ta, s, keep)
         b_ptr, ldb, b_k = _operand(kind, B, N if tb else K, K if tb else N, ldb, bool(tb), s, keep)
-        kern, cfg, bn, geo_a, geo_b = _setup(kind, layout_name(not a_k, b_k), M, N, K, lda, ldb, dev)
+        plan, bn, geo_a, geo_b = _setup(kind, layout_name(not a_k, b_k), M, N, K, lda, ldb, ldc, dev)
         tmA, tmB = tensor_map(dev, kind, a_ptr, *geo_a), tensor_map(dev, kind, b_ptr, *geo_b)
-        _do_launch(s, cfg, kern, (tmA, tmB, np.int32(M), np.int32(N), np.int32(K), alpha32, beta32, o_ptr,
-                                  np.int32(ldc)))
+        plan.launch(s, (tmA, tmB, alpha32, beta32, o_ptr))
     finally:
         for w in keep:  # queued before the kernel on s: freed in s's order after it
             release(w, s)
-    return end_timing(kern.name, s, start, {"bn": bn}) if timed else None
+    return end_timing(plan.kernel.name, s, start, {"bn": bn}) if timed else None
 
 
 def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev):
@@ -311,18 +318,15 @@ def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev):
             (not transpose_b and b_rows > 1 and (b_pitch * it) % 16):
         return None
     ldt = -(-K // 4) * 4  # TF32: B^T (N x K) rows padded to 16 bytes, made by transpose_f32
-    kern, cfg, bn, geo_a, geo_b = _setup(kind, layout_name(ta, tb or transpose_b), M, N, K, a_pitch,
-                                         ldt if transpose_b else b_pitch, dev)
+    plan, bn, geo_a, geo_b = _setup(kind, layout_name(ta, tb or transpose_b), M, N, K, a_pitch,
+                                    ldt if transpose_b else b_pitch, N, dev)
     if transpose_b:
-        t_kern = kit_kernel("gemm", "transpose_f32")  # as in _transposed
         t_grid = TRANSPOSE.grid(K, N)
         if t_grid[1] > 65535:
             return None
-        t_cfg = _config((*t_grid, 1), (*TRANSPOSE.block, 1), 0)
-        t_args = (np.int32(K), np.int32(N), np.int32(N))
-        t_ld = np.int32(ldt)
-    dims = (np.int32(M), np.int32(N), np.int32(K))
-    ldc = np.int32(N)
+        # transpose_f32(in, rows, cols, ldi, out, ldo), as in _transposed: in and out are the slots
+        t_plan = LaunchPlan(kit_kernel("gemm", "transpose_f32"), dev, t_grid, TRANSPOSE.block,
+                            (0, np.int32(K), np.int32(N), np.int32(N), 0, np.int32(ldt)), slots=(0, 4))
     ordinal, forced = dev.ordinal, FORCE_BN
 
     def go(a: Array, b: Array, out: Array, alpha, beta, s) -> bool:
@@ -334,14 +338,14 @@ def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev):
         if not transpose_b:
             tma = _tmaps.get((ordinal, kind, a.ptr, *geo_a)) or tensor_map(dev, kind, a.ptr, *geo_a)
             tmb = _tmaps.get((ordinal, kind, b.ptr, *geo_b)) or tensor_map(dev, kind, b.ptr, *geo_b)
-            _do_launch(s, cfg, kern, (tma, tmb, *dims, np.float32(alpha), np.float32(beta), out.ptr, ldc))
+            plan.launch(s, (tma, tmb, np.float32(alpha), np.float32(beta), out.ptr))
             return True
         bt = workspace(N * ldt, np.float32, s)
         try:
-            _do_launch(s, t_cfg, t_kern, (b.ptr, *t_args, bt.ptr, t_ld))
+            t_plan.launch(s, (b.ptr, bt.ptr))
             tma = _tmaps.get((ordinal, kind, a.ptr, *geo_a)) or tensor_map(dev, kind, a.ptr, *geo_a)
             tmb = _tmaps.get((ordinal, kind, bt.ptr, *geo_b)) or tensor_map(dev, kind, bt.ptr, *geo_b)
-            _do_launch(s, cfg, kern, (tma, tmb, *dims, np.float32(alpha), np.float32(beta), out.ptr, ldc))
+            plan.launch(s, (tma, tmb, np.float32(alpha), np.float32(beta), out.ptr))
         finally:
             release(bt, s)  # queued before the kernel: freed in s's order after it (the graph's, inside one)
         return True

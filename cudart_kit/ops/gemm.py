@@ -16,8 +16,9 @@ import numpy as np
 
 from .. import profiling as _prof
 from .. import _driver as drv
+from .._launch import LaunchPlan
 from ..errors import CudaKitError, DeviceCapabilityError, DeviceMismatchError, DTypeError, ShapeError, StreamError
-from ..launcher import launch
+from ..launcher import launch, pack_args
 from ..memory import Array, asarray, bfloat16, check_open, empty
 from ..module import Kernel, kit_kernel
 from ..stream import Stream, as_stream
@@ -280,22 +281,20 @@ def _cp_ok(arr: Array, rows: int, ld: int) -> bool:
 
 
 def _simple_plan(kernel: Kernel, grid, block, smem: int, args: tuple, A: Array, B: Array, O: Array, s0: Stream):
-    """A launcher for the next calls with arrays of the same signatures: the argument list of this
-    (checked) launch with the three pointers, alpha and beta swapped in."""
-    from ..launcher import _config, _dim3, _do_launch, pack_args
-
-    packed = list(pack_args(kernel, args, s0))
+    """A launcher for the next calls with arrays of the same signatures: a :class:`LaunchPlan` of
+    this (checked) launch's packed argument list whose slots are the three pointers, alpha and
+    beta, rebound per call."""
+    packed = pack_args(kernel, args, s0)
     ia, ib, io = [i for i, v in enumerate(args) if v is A or v is B or v is O]  # in this order in every list
     ialpha, ibeta = [i for i, v in enumerate(args) if type(v) is np.float32]
-    cfg = _config(_dim3(grid, "grid"), _dim3(block, "block"), smem)
+    plan = LaunchPlan(kernel, s0.device, grid, block, packed, slots=(ia, ib, io, ialpha, ibeta),
+                      shared_mem_bytes=smem)
 
     def go(a: Array, b: Array, out: Array, alpha, beta, s: Stream) -> bool:
         for arr in (a, b, out):
             if arr.stream is not s:
                 arr.record_stream(s)
-        p = packed.copy()
-        p[ia], p[ib], p[io], p[ialpha], p[ibeta] = a.ptr, b.ptr, out.ptr, np.float32(alpha), np.float32(beta)
-        _do_launch(s, cfg, kernel, tuple(p))
+        plan.launch(s, (a.ptr, b.ptr, out.ptr, np.float32(alpha), np.float32(beta)))
         return True
 
     return go
