@@ -7,9 +7,9 @@
 //   fill_<w>_s, copy_<w>_s   w in b8, b16, b32, b64 (bit moves, any dtype of that width)
 //   ..._sv           the same over rows of whole 16-byte vectors (strides count vectors)
 //   <op>_<dtype>_t, copy_<w>_t   inputs transposed relative to the output, via shared memory
+//                    (64 x 64 tiles, 32 x 32 for 8-byte types, see tmap)
 // Strides are signed and in elements. A block covers a tile of blockDim.x elements along d3
-// and 4 * blockDim.y along d2 (each thread 4 rows), so an operand that is transposed relative to
-// the output still reads whole cache lines across the tile; blocks loop over tiles (grid-stride)
+// and kRows * blockDim.y along d2 (each thread kRows rows); blocks loop over tiles (grid-stride)
 // so any size fits the grid.
 
 #include "elementwise.cuh"
@@ -135,57 +135,97 @@ __device__ __forceinline__ void smap1v(const T* x, T* out, Dims d, Str sx, Str s
 }
 
 // Transposed twins: operands whose unit stride is along d2 (transposed relative to the output,
-// whose fastest dimension is d3) are read through a 32 x 33 shared-memory tile, so that every
-// global load is coalesced along that operand's own fastest dimension. Block: 32 x 8 threads,
-// 4 rows each, over 32 x 32 tiles; operands flagged 0 are read directly.
-constexpr int kT = 32;
+// whose fastest dimension is d3) are read through a shared-memory tile, so that every global
+// load is coalesced along that operand's own fastest dimension. Block: 32 x 8 threads over a
+// TD x TD tile, TD = 64 elements (32 for 8-byte types): each warp touches 256-byte runs of every
+// operand (two 128-byte lines back to back), which keeps DRAM row locality where a 32 x 32 tile's
+// lone 128-byte lines lose it. ``MASK`` (bit k: input k is staged) is a template argument, so
+// each combination compiles without per-element branches; inputs read directly are loaded into
+// registers before the barrier, with the staged loads, so every load of a tile is in flight at once.
+template <typename T> struct TEdge {
+  static constexpr int value = sizeof(T) >= 8 ? 32 : 64;  // the host's tile_edge() mirrors it
+};
 
-template <typename T, int NIN, typename F>
-__device__ __forceinline__ void tmap(const T* const (&in)[NIN], const int (&staged)[NIN], T* out, Dims d,
-                                     const Str (&s)[NIN + 1], F f) {
+template <typename T, int NIN> struct Tiles {
+  T t[NIN][TEdge<T>::value][TEdge<T>::value + 1];
+};
+
+template <typename T, int NIN, unsigned MASK, typename F>
+__device__ __forceinline__ void tmap(const T* const (&in)[NIN], T* out, Dims d, const Str (&s)[NIN + 1], F f,
+                                     Tiles<T, NIN>& sm) {
   using Cv = Conv<T>;
-  __shared__ T tile[NIN][kT][kT + 1];
-  const int64_t nt3 = (d.d3 + kT - 1) / kT, nt2 = (d.d2 + kT - 1) / kT;
+  using C = typename Cv::C;
+  constexpr int TD = TEdge<T>::value;
+  constexpr int G = TD / 32;  // column groups of a warp
+  constexpr int R = TD / 8;   // rows per thread
+  auto& tile = sm.t;
+  const int64_t nt3 = (d.d3 + TD - 1) / TD, nt2 = (d.d2 + TD - 1) / TD;
   const int64_t tiles = nt3 * nt2 * d.d1 * d.d0;
   const bool small = tiles < (int64_t(1) << 32) && d.d1 < (int64_t(1) << 32);
   const int tx = threadIdx.x, ty = threadIdx.y;
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     int64_t t3, t2, i1, i0;
     decode(t, nt3, nt2, d.d1, small, t3, t2, i1, i0);
-    const int64_t b2 = t2 * kT, b3 = t3 * kT;
-    // staged inputs: thread (tx, ty) loads rows i3 = b3 + ty + r of column i2 = b2 + tx, which
-    // are consecutive addresses across tx for an operand whose unit stride is along d2
+    const int64_t b2 = t2 * TD, b3 = t3 * TD;
+    C direct[NIN][G][R];
 #pragma unroll
     for (int k = 0; k < NIN; ++k) {
-      if (!staged[k]) continue;
-      const int64_t i2 = b2 + tx;
-      int64_t off = i0 * s[k].s0 + i1 * s[k].s1 + i2 * s[k].s2 + (b3 + ty) * s[k].s3;
-      const int64_t step = 8 * s[k].s3;
+      const int64_t base = i0 * s[k].s0 + i1 * s[k].s1;
+      if ((MASK >> k) & 1u) {
+        // thread (tx, ty) loads d2 index b2 + 32g + tx of rows i3 = b3 + ty + 8r: consecutive
+        // addresses across tx (and across g) for an operand whose unit stride is along d2
 #pragma unroll
-      for (int r = 0; r < kT; r += 8, off += step)
-        if (i2 < d.d2 && b3 + ty + r < d.d3) tile[k][ty + r][tx] = in[k][off];
+        for (int g = 0; g < G; ++g)
+#pragma unroll
+          for (int r = 0; r < R; ++r) {
+            const int64_t i2 = b2 + 32 * g + tx, i3 = b3 + ty + 8 * r;
+            if (i2 < d.d2 && i3 < d.d3) tile[k][ty + 8 * r][32 * g + tx] = in[k][base + i2 * s[k].s2 + i3 * s[k].s3];
+          }
+      } else {
+#pragma unroll
+        for (int g = 0; g < G; ++g)
+#pragma unroll
+          for (int r = 0; r < R; ++r) {
+            const int64_t i2 = b2 + ty + 8 * r, i3 = b3 + 32 * g + tx;
+            if (i2 < d.d2 && i3 < d.d3) direct[k][g][r] = Cv::in(in[k][base + i2 * s[k].s2 + i3 * s[k].s3]);
+          }
+      }
     }
     __syncthreads();
-    const int64_t i3 = b3 + tx;
-    int64_t off[NIN + 1], step[NIN + 1];
+    const int64_t obase = i0 * s[NIN].s0 + i1 * s[NIN].s1;
 #pragma unroll
-    for (int k = 0; k <= NIN; ++k) {
-      off[k] = i0 * s[k].s0 + i1 * s[k].s1 + (b2 + ty) * s[k].s2 + i3 * s[k].s3;
-      step[k] = 8 * s[k].s2;
-    }
+    for (int g = 0; g < G; ++g)
 #pragma unroll
-    for (int r = 0; r < kT; r += 8) {
-      if (b2 + ty + r < d.d2 && i3 < d.d3) {
-        typename Cv::C v[NIN];
+      for (int r = 0; r < R; ++r) {
+        const int64_t i2 = b2 + ty + 8 * r, i3 = b3 + 32 * g + tx;
+        if (i2 < d.d2 && i3 < d.d3) {
+          C v[NIN];
 #pragma unroll
-        for (int k = 0; k < NIN; ++k) v[k] = Cv::in(staged[k] ? tile[k][tx][ty + r] : in[k][off[k]]);
-        out[off[NIN]] = Cv::out(f(v));
+          for (int k = 0; k < NIN; ++k)
+            v[k] = ((MASK >> k) & 1u) ? Cv::in(tile[k][32 * g + tx][ty + 8 * r]) : direct[k][g][r];
+          out[obase + i2 * s[NIN].s2 + i3 * s[NIN].s3] = Cv::out(f(v));
+        }
       }
-#pragma unroll
-      for (int k = 0; k <= NIN; ++k) off[k] += step[k];
-    }
     __syncthreads();
   }
+}
+
+// The staging flags of a launch -> the compiled mask (flags 0, 0 never come from the host; the
+// staged path is correct for any layout, so it would still compute the right values).
+template <typename T, typename F>
+__device__ __forceinline__ void tmap2(const T* x, const T* y, T* out, int fx, int fy, Dims d, const Str (&s)[3], F f) {
+  const T* in[2] = {x, y};
+  __shared__ Tiles<T, 2> sm;  // one allocation shared by the three instantiations
+  if (fx && !fy) tmap<T, 2, 1u>(in, out, d, s, f, sm);
+  else if (!fx && fy) tmap<T, 2, 2u>(in, out, d, s, f, sm);
+  else tmap<T, 2, 3u>(in, out, d, s, f, sm);
+}
+
+template <typename T, typename F>
+__device__ __forceinline__ void tmap1(const T* x, T* out, Dims d, const Str (&s)[2], F f) {
+  const T* in[1] = {x};
+  __shared__ Tiles<T, 1> sm;
+  tmap<T, 1, 1u>(in, out, d, s, f, sm);  // one input: it is the staged one
 }
 
 template <typename F> struct Binary {
@@ -218,10 +258,8 @@ struct Ident {
   }                                                                                                 \
   extern "C" __global__ void __launch_bounds__(256) NAME##_##SUF##_t(                               \
       const T* x, const T* y, T* out, int tx_, int ty_, KIT_DIMS, KIT_STR(sx), KIT_STR(sy), KIT_STR(so)) { \
-    const T* in[2] = {x, y};                                                                        \
-    const int st[2] = {tx_, ty_};                                                                   \
     const Str s[3] = {KIT_S(sx), KIT_S(sy), KIT_S(so)};                                             \
-    tmap<T, 2>(in, st, out, KIT_D, s, Binary<OP>{OP{}});                                            \
+    tmap2<T>(x, y, out, tx_, ty_, KIT_D, s, Binary<OP>{OP{}});                                      \
   }
 
 #define KIT_STYPED(SUF, T)                                                                         \
@@ -239,10 +277,8 @@ struct Ident {
   extern "C" __global__ void __launch_bounds__(256) axpy_##SUF##_t(                                \
       Conv<T>::C a, const T* x, const T* y, T* out, int tx_, int ty_, KIT_DIMS, KIT_STR(sx), KIT_STR(sy), \
       KIT_STR(so)) {                                                                               \
-    const T* in[2] = {x, y};                                                                       \
-    const int st[2] = {tx_, ty_};                                                                  \
     const Str s[3] = {KIT_S(sx), KIT_S(sy), KIT_S(so)};                                            \
-    tmap<T, 2>(in, st, out, KIT_D, s, Binary<AxpyOp<Conv<T>::C>>{AxpyOp<Conv<T>::C>{a}});          \
+    tmap2<T>(x, y, out, tx_, ty_, KIT_D, s, Binary<AxpyOp<Conv<T>::C>>{AxpyOp<Conv<T>::C>{a}});    \
   }                                                                                                \
   extern "C" __global__ void scale_##SUF##_s(Conv<T>::C a, const T* x, T* out, KIT_DIMS, KIT_STR(sx), \
                                              KIT_STR(so)) {                                         \
@@ -254,10 +290,9 @@ struct Ident {
   }                                                                                                \
   extern "C" __global__ void __launch_bounds__(256) scale_##SUF##_t(                               \
       Conv<T>::C a, const T* x, T* out, int tx_, KIT_DIMS, KIT_STR(sx), KIT_STR(so)) {             \
-    const T* in[1] = {x};                                                                          \
-    const int st[1] = {tx_};                                                                       \
     const Str s[2] = {KIT_S(sx), KIT_S(so)};                                                       \
-    tmap<T, 1>(in, st, out, KIT_D, s, Unary<ScaleOp<Conv<T>::C>>{ScaleOp<Conv<T>::C>{a}});         \
+    (void)tx_;                                                                                     \
+    tmap1<T>(x, out, KIT_D, s, Unary<ScaleOp<Conv<T>::C>>{ScaleOp<Conv<T>::C>{a}});                \
   }
 
 KIT_STYPED(f32, float)
@@ -288,10 +323,9 @@ KIT_STYPED(bf16, __nv_bfloat16)
   }                                                                                                \
   extern "C" __global__ void __launch_bounds__(256) copy_##SUF##_t(const T* src, T* dst, int ts_, KIT_DIMS, \
                                                                    KIT_STR(ss), KIT_STR(ds)) {     \
-    const T* in[1] = {src};                                                                        \
-    const int st[1] = {ts_};                                                                       \
     const Str s[2] = {KIT_S(ss), KIT_S(ds)};                                                       \
-    tmap<T, 1>(in, st, dst, KIT_D, s, Unary<Ident>{Ident{}});                                      \
+    (void)ts_;                                                                                     \
+    tmap1<T>(src, dst, KIT_D, s, Unary<Ident>{Ident{}});                                           \
   }
 
 KIT_SWIDTH(b8, uint8_t)

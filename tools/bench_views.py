@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     bench("scale", "scale, contiguous", lambda st: ops.scale(0.5, x, o, stream=st), 2 * nb, "memcpy")
     bench("copy_T", "ck.copy transposed -> contiguous (copy kernel)",
           lambda st: ck.copy(o, xt.T, stream=st), 2 * nb, "memcpy")
-    bench("copy_colblock", "ck.copy column block -> column block (cuMemcpy2D)",
+    bench("copy_colblock", "ck.copy column block -> column block (copy kernel, 16-byte rows)",
           lambda st: ck.copy(ow[:, :C], xw[:, :C], stream=st), 2 * nb, "memcpy")
 
     # host <-> device: pinned host, contiguous vs pitched device side

@@ -6,7 +6,8 @@
 # BENCH ("vector matmul ..."), their extra args in BENCH_ARGS; STAGES+=" sanitize" runs
 # compute-sanitizer memcheck/racecheck over tools/sanitize_gemm.py; "matrix" runs memcheck over
 # the bad-input matrix test; "nvtx" checks with ncu that the kit's NVTX ranges select its kernels
-# and measures their host cost; "stability" repeats bandwidth figures (tools/bench_stability.py).
+# and measures their host cost; "stability" repeats bandwidth figures (tools/bench_stability.py);
+# "strided_memcheck" runs memcheck over the view tests (every strided kernel).
 set -uo pipefail
 OUT=${OUT:-/tmp/cudart_kit_out}
 mkdir -p "$OUT"
@@ -83,6 +84,13 @@ if has matrix; then
   CUDART_KIT_REQUIRE_GPU=1 timeout -k 10 ${MATRIX_TIMEOUT:-420} compute-sanitizer --tool memcheck --report-api-errors no \
     $PY -m pytest tests/gpu/test_bad_inputs.py -q -p no:cacheprovider > "$OUT/sanitize_matrix.log" 2>&1
   summary+=("memcheck over the bad-input matrix (exit $?): $(grep -E '[0-9]+ (passed|failed)' "$OUT/sanitize_matrix.log" | tail -1) / $(grep -E 'ERROR SUMMARY' "$OUT/sanitize_matrix.log" | tail -1)")
+fi
+
+if has strided_memcheck; then
+  # compute-sanitizer memcheck over the strided kernels (views through every op, copy and fill)
+  CUDART_KIT_REQUIRE_GPU=1 timeout -k 10 ${MATRIX_TIMEOUT:-420} compute-sanitizer --tool memcheck --report-api-errors no \
+    $PY -m pytest tests/gpu/test_views.py -q -p no:cacheprovider > "$OUT/sanitize_views.log" 2>&1
+  summary+=("memcheck over the view tests (exit $?): $(grep -E '[0-9]+ (passed|failed)' "$OUT/sanitize_views.log" | tail -1) / $(grep -E 'ERROR SUMMARY' "$OUT/sanitize_views.log" | tail -1)")
 fi
 
 if has nvtx; then

@@ -20,7 +20,10 @@ from ..stream import Stream
 __all__ = ["launch_strided", "element_aligned", "ROWS_PER_THREAD", "THREADS"]
 
 ROWS_PER_THREAD = 8  # mirrors kRows in kernels/strided.cu
-TILE = 32  # mirrors kT: the shared-memory tile of the transposed twins (32 x 8 threads)
+def tile_edge(itemsize: int) -> int:
+    """The transposed twins' square tile edge in elements (mirrors TEdge in kernels/strided.cu):
+    64, or 32 for 8-byte types (256-byte runs either way), on 32 x 8 threads."""
+    return 32 if itemsize >= 8 else 64
 THREADS = 256
 _checked: set = set()
 _sm_count: dict = {}
@@ -82,8 +85,9 @@ def choose(name: str, inner: tuple, inner_str: list, ptrs: list, itemsize: int):
         # an input transposed relative to the output: staged through shared-memory tiles
         kname = name[:-2] + "_t"
         flags = tuple(np.int32(st[2] in (1, -1) and st[3] not in (1, -1)) for st in inner_str[:-1])
-        bx, by = TILE, TILE // 4
-        grid = -(-inner[3] // TILE) * -(-inner[2] // TILE) * inner[1] * inner[0]
+        bx, by = 32, 8
+        te = tile_edge(itemsize)
+        grid = -(-inner[3] // te) * -(-inner[2] // te) * inner[1] * inner[0]
     else:
         kname = name
         bx, by = block_shape(inner[3], all(st[3] in (1, -1) for st in inner_str))

@@ -13,14 +13,16 @@ PyTorch. With ``timed=True`` an op returns ``(out, TimingRecord)`` instead of ``
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from .. import profiling as _prof
 from ..errors import DeviceMismatchError, DTypeError, ShapeError
 from ..event import TimingRecord
-from .._launch import blocks_for, check_geometry, config_1d, do_launch as _do_launch, fast_launch
+from .._launch import LaunchPlan, blocks_for, check_geometry, config_1d, do_launch as _do_launch, fast_launch
 from ..memory import Array, bfloat16, closed_error, coerce, copy as _mem_copy, empty, memset
-from ..memory.foreign import op_operand
+from ..memory.foreign import op_operand, torch_facts, torch_facts_hold
 from ..memory import layout as L
 from ..memory.strided import element_aligned, launch_strided
 from ..memory.transfer import WIDTH_NAMES as _WIDTH, fill_pattern as _bits
@@ -176,13 +178,18 @@ def _binary(base: str, x, y, out, stream, timed: bool):
     s = stream
     if type(s) is not Stream or s._core is None:  # one attribute read on the fast path
         s = as_stream(stream)
-    # Fast path: kit-owned, contiguous arrays of one dtype, shape and device (one interned
-    # signature, compared by identity), distinct allocations or the very same one. Small ops
-    # are bound by host overhead, so this case is checked in a few attribute reads.
+    # Fast path: contiguous kit Arrays (roots, views, wrapped foreign arrays) of one dtype, shape
+    # and device (one interned signature, compared by identity), the very same memory or
+    # disjoint. Small ops are bound by host overhead, so this case is checked in a few reads.
     if type(x) is Array and type(y) is Array and type(out) is Array:
         sig = x.sig
         xp, yp, op_ = x.ptr, y.ptr, out.ptr
-        if sig is y.sig and sig is out.sig and sig[4] and sig[3] and sig[2] is s.device and xp and yp and op_:
+        # kit-owned roots are distinct allocations (the same or disjoint); contiguous views and
+        # foreign arrays (ck.asarray of a tensor) may share memory: exactly the same or disjoint
+        nb = x.nbytes
+        if (sig is y.sig and sig is out.sig and sig[3] and sig[2] is s.device and xp and yp and op_ and (
+                sig[4] or ((xp == op_ or xp + nb <= op_ or op_ + nb <= xp)
+                           and (yp == op_ or yp + nb <= op_ or op_ + nb <= yp)))):
             hit = _fast.get((base, sig[0], not ((xp | yp | op_) & 15)))
             if hit is None:
                 hit = _fast_kernel(base, sig[0], not ((xp | yp | op_) & 15), s.device)
@@ -203,8 +210,15 @@ def _binary(base: str, x, y, out, stream, timed: bool):
             _do_launch(s, cfg, kernel, (xp, yp, op_, n))
             return out
     elif out is not None and not timed:
-        # raw foreign tensors (the kit's first users pass PyTorch tensors straight in): their
-        # validated cached Arrays, then the same few checks; anything unusual goes the checked way
+        # raw foreign tensors (the kit's first users pass PyTorch tensors straight in): a launch
+        # plan per (op, tensors, stream), reused while every tensor is the same live tensor with
+        # the same pointer, shape, strides and dtype and the stream is the same open stream
+        plan = _tplans.get((base, id(x), id(y), id(out), id(s)))
+        if (plan is not None and plan[0]() is s and s._handle == plan[1] and torch_facts_hold(x, plan[2])
+                and torch_facts_hold(y, plan[3]) and torch_facts_hold(out, plan[4])):
+            plan[5].launch(s)
+            return out
+        # their validated cached Arrays, then the same few checks; anything unusual goes the checked way
         xa, ya, oa = op_operand(x), op_operand(y), op_operand(out)
         if xa is not None and ya is not None and oa is not None:
             sig = xa.sig
@@ -219,12 +233,29 @@ def _binary(base: str, x, y, out, stream, timed: bool):
                     kernel, per_block = hit
                     n = xa.size
                     grid = (n + per_block - 1) // per_block
+                    if s._handle > 2:  # default-stream handles take the generic launch each time
+                        _remember_torch(base, x, y, out, s, LaunchPlan(kernel, s.device, grid, BLOCK, (xp, yp, op_, n)))
                     cfg = _configs.get(grid)
                     if cfg is None:
                         cfg = _config_for(grid)
                     _do_launch(s, cfg, kernel, (xp, yp, op_, n))
                     return out
     return _binary_checked(base, x, y, out, s, timed)
+
+
+_tplans: dict = {}  # (op, id(x), id(y), id(out), id(stream)) -> plan over raw PyTorch tensors
+
+
+def _remember_torch(base: str, x, y, out, s: Stream, plan: LaunchPlan) -> None:
+    """Keep ``plan`` for these tensors and stream. The entry holds weak references only (no
+    tensor or stream is kept alive) and the facts each use re-checks; ids reused by new objects
+    fail the weak-reference identity check."""
+    facts = (torch_facts(x), torch_facts(y), torch_facts(out))
+    if None in facts:
+        return
+    if len(_tplans) > 1024:
+        _tplans.clear()
+    _tplans[(base, id(x), id(y), id(out), id(s))] = (weakref.ref(s), s._handle, *facts, plan)
 
 
 def _binary_checked(base: str, x, y, out, s: Stream, timed: bool):

@@ -1,0 +1,75 @@
+"""Where the host time of an op on raw PyTorch tensors goes: each piece of the path timed alone
+(best of 5 repeats of 20000 calls, ns per call), next to torch.add(out=) and ops.add. A
+diagnostic for tuning the raw-tensor path, not a benchmark of record (tools/bench_launch.py is).
+
+    python tools/diag_torch_path.py [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+import cudart_kit as ck
+from cudart_kit import ops
+from cudart_kit.memory.foreign import op_operand, torch_facts, torch_facts_hold
+
+
+def per_call_ns(fn, n: int = 20000, repeats: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter_ns() - t0) / n)
+    return best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    s = ck.Stream.create(ck.get_device(0))
+    x = torch.randn(1024, device="cuda")
+    y = torch.randn(1024, device="cuda")
+    o = torch.empty(1024, device="cuda")
+    ts = torch.cuda.ExternalStream(s.handle)
+    facts = torch_facts(x)
+    ops.add(x, y, o, stream=s)
+    s.sync()
+    rows = {
+        "t.data_ptr()": lambda: x.data_ptr(),
+        "t.shape": lambda: x.shape,
+        "t.stride()": lambda: x.stride(),
+        "t.dtype": lambda: x.dtype,
+        "t.is_contiguous()": lambda: x.is_contiguous(),
+        "t._version": lambda: x._version,
+        "torch_facts_hold(t)": lambda: torch_facts_hold(x, facts),
+        "op_operand(t) (cached Array)": lambda: op_operand(x),
+    }
+    out = {k: per_call_ns(f) for k, f in rows.items()}
+    s.sync()
+    with torch.cuda.stream(ts):
+        out["torch.add(out=)"] = per_call_ns(lambda: torch.add(x, y, out=o), n=5000)
+    torch.cuda.synchronize()
+    out["ops.add raw tensors"] = per_call_ns(lambda: ops.add(x, y, o, stream=s), n=5000)
+    s.sync()
+    wx, wy, wo = ck.asarray(x), ck.asarray(y), ck.asarray(o)
+    out["ops.add ck.asarray(tensor)s"] = per_call_ns(lambda: ops.add(wx, wy, wo, stream=s), n=5000)
+    s.sync()
+    a, b, c = (ck.empty(1024, stream=s) for _ in range(3))
+    out["ops.add kit arrays"] = per_call_ns(lambda: ops.add(a, b, c, stream=s), n=5000)
+    s.sync()
+    for k, v in out.items():
+        print(f"{k:34s} {v:9.1f} ns")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": ck.get_device(0).name, "ns_per_call": out}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
