@@ -20,11 +20,11 @@ The package, by concern: :mod:`.slices` (:class:`Slice`, the JSON form of its de
 from __future__ import annotations
 
 from .chrome import chrome_trace, load_chrome_trace, save_chrome_trace, validate_chrome_trace
-from .gantt import CATEGORY_COLORS, PLOT_EXTRA_HINT, draw_gantt, require_matplotlib
+from .gantt import CATEGORY_COLORS, PLOT_EXTRA_HINT, draw_gantt, require_matplotlib, save_figure
 from .slices import Slice
 from .timeline import Timeline
 
 __all__ = [
     "Slice", "Timeline", "chrome_trace", "save_chrome_trace", "load_chrome_trace", "validate_chrome_trace",
-    "draw_gantt", "require_matplotlib", "CATEGORY_COLORS", "PLOT_EXTRA_HINT",
+    "draw_gantt", "require_matplotlib", "save_figure", "CATEGORY_COLORS", "PLOT_EXTRA_HINT",
 ]

@@ -22,6 +22,17 @@ CATEGORY_COLORS = {
 }
 
 
+def save_figure(fig, path) -> "Path":
+    """Lay out ``fig`` and write it to ``path`` (PNG, SVG, PDF: by the suffix) at the kit's one
+    resolution; returns the Path. The caller closes the figure."""
+    from pathlib import Path
+
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=130)
+    return out
+
+
 def require_matplotlib():
     """matplotlib.pyplot with a non-interactive backend, or ImportError saying what to install."""
     try:

@@ -12,7 +12,7 @@ from typing import Iterable, Mapping
 from ..errors import DeviceMismatchError, NotReadyError, UntimedError
 from ..stream import as_stream
 from .chrome import _process_events, save_chrome_trace
-from .gantt import draw_gantt, require_matplotlib
+from .gantt import draw_gantt, require_matplotlib, save_figure
 from .slices import Slice
 
 
@@ -339,9 +339,7 @@ class Timeline:
         fig, ax = plt.subplots(figsize=(width_in, 1.2 + 0.45 * max(1, len(tracks))))
         try:
             draw_gantt(ax, self, title=title if title is not None else self.name)
-            fig.tight_layout()
-            out = Path(path)
-            fig.savefig(out, dpi=130)
+            out = save_figure(fig, path)
         finally:
             plt.close(fig)
         return out

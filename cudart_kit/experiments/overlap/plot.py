@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ...trace import draw_gantt, require_matplotlib
+from ...trace import draw_gantt, require_matplotlib, save_figure
 from .model import SIMPLESTREAMS, kernel_share
 from .results import OverlapReport, OverlapResult, SerialResult, results_of
 
@@ -85,9 +85,7 @@ def plot_results(results, path: "str | os.PathLike", *, gantt: "OverlapResult | 
             x_max = max(tl.span_us()[1] for tl, _ in gantts) / 1e3 * 1.02
             for i, (tl, text) in enumerate(gantts):
                 draw_gantt(axes[1 + i], tl, title=text, x_max_ms=x_max, legend=(i == len(gantts) - 1))
-        fig.tight_layout()
-        out = Path(path)
-        fig.savefig(out, dpi=130)
+        out = save_figure(fig, path)
     finally:
         plt.close(fig)
     return out
@@ -129,9 +127,7 @@ def plot_sweep(results, path: "str | os.PathLike", *, title: str | None = None) 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, frameon=False)
         ax.set_title(title or "copy-bound -> balanced -> compute-bound", fontsize=10, loc="left")
-        fig.tight_layout()
-        out = Path(path)
-        fig.savefig(out, dpi=130)
+        out = save_figure(fig, path)
     finally:
         plt.close(fig)
     return out
