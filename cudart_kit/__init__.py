@@ -17,7 +17,7 @@ _EXPORTS = {
     **{n: "errors" for n in (
         "CudaKitError", "NoDriverError", "NoDeviceError", "CudaDriverError", "CudaOutOfMemoryError",
         "ShapeError", "DTypeError", "DeviceMismatchError", "DeviceCapabilityError", "StreamError", "LaunchConfigError",
-        "ArgumentError", "KernelNotFoundError", "ArtifactError", "StaleArtifactError",
+        "ArgumentError", "KernelNotFoundError", "IPCError", "ArtifactError", "StaleArtifactError",
         "MissingArtifactError", "BuildError", "NotReadyError", "UntimedError", "ClosedError", "InvalidImageError", "UnsupportedImageError")},
     # runtime
     "Device": "device", "devices": "device", "device_count": "device", "get_device": "device",
@@ -25,6 +25,7 @@ _EXPORTS = {
     "Event": "event", "TimingRecord": "event",
     "Array": "memory", "empty": "memory", "empty_like": "memory", "zeros": "memory",
     "to_device": "memory", "asarray": "memory", "copy": "memory", "memset": "memory",
+    "empty_shareable": "memory",
     "census": "accounting",
     "Module": "module", "Kernel": "module", "load_kit_module": "module",
     "launch": "launcher", "prepare": "launcher", "PreparedLaunch": "launcher", "benchmark": "bench",

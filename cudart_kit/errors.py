@@ -10,6 +10,7 @@ import os
 
 __all__ = [
     "CudaKitError",
+    "IPCError",
     "NoDriverError",
     "NoDeviceError",
     "CudaDriverError",
@@ -243,6 +244,11 @@ class UntimedError(CudaKitError):
 
 class ClosedError(CudaKitError, ValueError):
     """An object was used after close()."""
+
+
+class IPCError(CudaKitError, ValueError):
+    """An array cannot be shared across processes, or an IPC descriptor / signal cannot be used
+    (corrupt, stale, from this very process, or without its pool handle)."""
 
 
 class InvalidImageError(CudaKitError, ValueError):

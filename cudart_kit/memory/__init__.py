@@ -7,7 +7,8 @@ keeps its base alive and shares that ordering.
 
 Modules: ``layout`` (index arithmetic, no driver), ``array`` (Array and its views), ``alloc``
 (allocation, frees, census), ``foreign`` (CAI / DLPack import), ``strided`` (launches of the
-strided kernels), ``transfer`` (copy, fill, memset, to_device).
+strided kernels), ``transfer`` (copy, fill, memset, to_device), ``ipc`` (arrays shared with
+other processes), ``peer`` (copies between devices).
 """
 
 from .layout import MAX_NBYTES
@@ -17,9 +18,12 @@ from .foreign import asarray, coerce
 from . import transfer as _transfer
 from .transfer import copy, fill, memset, to_device, zeros
 
+from . import ipc
+from .ipc import empty_shareable, is_shareable
+
 Array._transfer = _transfer  # the one wiring point: Array's copy/fill methods run transfer
 
 __all__ = [
     "Array", "empty", "empty_like", "zeros", "to_device", "asarray", "copy", "memset",
-    "KINDS", "census", "bfloat16", "check_open", "MAX_NBYTES",
+    "KINDS", "census", "bfloat16", "check_open", "MAX_NBYTES", "empty_shareable", "is_shareable", "ipc",
 ]

@@ -107,7 +107,8 @@ def _release_managed(ptr: int, device: Device, alloc_stream: Stream, used: set, 
         _count("managed", nbytes, -1)
 
 
-def empty(shape, dtype=np.float32, *, stream, kind: str = "device", device=None, _in_graph: bool = False) -> Array:
+def empty(shape, dtype=np.float32, *, stream, kind: str = "device", device=None, _in_graph: bool = False,
+          _pool=None) -> Array:
     """Allocate an uninitialised array.
 
     ``kind``: "device" (stream-ordered pool allocation on ``stream``), "pinned" (page-locked
@@ -120,6 +121,9 @@ def empty(shape, dtype=np.float32, *, stream, kind: str = "device", device=None,
     for an unknown ``kind``; StreamError / ClosedError for a missing or closed stream. Then
     CudaOutOfMemoryError (a MemoryError) for a device allocation larger than the device's total
     memory (without asking the pool) or one the driver cannot satisfy.
+
+    ``_pool`` (the hook of memory.ipc): a callable ``device -> cuda.core memory resource`` that
+    device allocations come from instead of the device's default pool.
     """
     shape = L.normalize_shape(shape, "empty: shape")
     dtype = normalize_dtype(dtype, "empty: dtype")
@@ -155,7 +159,7 @@ def empty(shape, dtype=np.float32, *, stream, kind: str = "device", device=None,
             arr = Array._make(int(buf.handle), shape, dtype, strides, kind, dev, s, buf=buf, used=used)
             arr._finalizer = weakref.finalize(arr, _release_pool, buf, dev, s, used, kind, nbytes)
         else:
-            buf = _allocate(dev, s, nbytes, kind)
+            buf = _allocate(dev, s, nbytes, kind, _pool)
             arr = Array._make(int(buf.handle), shape, dtype, strides, kind, dev, s, buf=buf, used=used)
             arr._finalizer = weakref.finalize(arr, _release_pool, buf, dev, s, used, kind, nbytes)
     _count(kind, nbytes, +1)
@@ -178,7 +182,7 @@ def _graph_allocate(dev: Device, s: Stream, nbytes: int):
         raise translate(exc, "cuMemAllocAsync (graph)", f"allocating {nbytes} bytes inside a graph capture") from exc
 
 
-def _allocate(dev: Device, s: Stream, nbytes: int, kind: str):
+def _allocate(dev: Device, s: Stream, nbytes: int, kind: str, pool=None):
     global _pinned_mr
     for attempt in (0, 1):
         try:
@@ -188,7 +192,7 @@ def _allocate(dev: Device, s: Stream, nbytes: int, kind: str):
 
                     _pinned_mr = LegacyPinnedMemoryResource()
                 return _pinned_mr.allocate(nbytes, stream=s.core)
-            return dev.core.allocate(nbytes, stream=s.core)
+            return (dev.core if pool is None else pool(dev)).allocate(nbytes, stream=s.core)
         except Exception as exc:
             err = translate(exc, "cuMemAllocAsync" if kind == "device" else "cuMemAllocHost",
                             f"allocating {nbytes} bytes of {kind} memory")
