@@ -15,7 +15,8 @@ import weakref
 
 from . import profiling as _prof
 from . import _census
-from .errors import ClosedError, DeviceMismatchError, StreamError, translate
+from . import _driver as drv
+from .errors import ClosedError, CudaOutOfMemoryError, DeviceMismatchError, StreamError, translate
 from .memory import check_open
 from .stream import Stream, as_stream
 
@@ -74,7 +75,18 @@ class Graph:
         try:
             core.launch(sc)
         except Exception as exc:
-            raise translate(exc, "cuGraphLaunch") from exc
+            err = translate(exc, "cuGraphLaunch")
+            if not isinstance(err, CudaOutOfMemoryError):
+                raise err from exc
+            # the graph's allocation nodes draw on the graph memory pool, while the kit's arrays
+            # leave freed memory cached in the device pool: hand that back and retry once
+            # (cuMemPoolTrimTo releases only memory no stream still uses: no synchronization)
+            try:
+                with self.device.activate():
+                    drv.mempool_trim(self.device.ordinal, 0)
+                core.launch(sc)
+            except Exception as exc2:
+                raise translate(exc2, "cuGraphLaunch") from exc2
         if s is not self._last_stream:  # the arrays' use on a stream is recorded once, not per replay
             for a in self._arrays:
                 a.record_stream(s)
