@@ -7,7 +7,7 @@
 //   fill_<w>_s, copy_<w>_s   w in b8, b16, b32, b64 (bit moves, any dtype of that width)
 //   ..._sv           the same over rows of whole 16-byte vectors (strides count vectors)
 //   <op>_<dtype>_t, copy_<w>_t   inputs transposed relative to the output, via shared memory
-//                    (64 x 64 tiles, 32 x 32 for 8-byte types, see tmap)
+//                    (tiles of Shape<T>, see tmap)
 // Strides are signed and in elements. A block covers a tile of blockDim.x elements along d3
 // and kRows * blockDim.y along d2 (each thread kRows rows); blocks loop over tiles (grid-stride)
 // so any size fits the grid.
@@ -136,57 +136,62 @@ __device__ __forceinline__ void smap1v(const T* x, T* out, Dims d, Str sx, Str s
 
 // Transposed twins: operands whose unit stride is along d2 (transposed relative to the output,
 // whose fastest dimension is d3) are read through a shared-memory tile, so that every global
-// load is coalesced along that operand's own fastest dimension. Block: 32 x 8 threads over a
-// TD x TD tile, TD = 64 elements (32 for 8-byte types): each warp touches 256-byte runs of every
-// operand (two 128-byte lines back to back), which keeps DRAM row locality where a 32 x 32 tile's
-// lone 128-byte lines lose it. ``MASK`` (bit k: input k is staged) is a template argument, so
-// each combination compiles without per-element branches; inputs read directly are loaded into
-// registers before the barrier, with the staged loads, so every load of a tile is in flight at once.
-template <typename T> struct TEdge {
-  static constexpr int value = sizeof(T) >= 8 ? 32 : 64;  // the host's tile_edge() mirrors it
+// load is coalesced along that operand's own fastest dimension. A block of 32 x BY threads
+// covers a tile of TD2 (along d2) x TD3 (along d3) elements: staged inputs are read in runs of
+// TD2 elements, direct inputs and the output in runs of TD3. ``MASK`` (bit k: input k is staged)
+// is a template argument, so each combination compiles without per-element branches; inputs
+// read directly are loaded into registers before the barrier, with the staged loads, so every
+// load of a tile is in flight at once. The shipped shape is Shape<T> (the host's tile_shape()
+// mirrors it); tools/tune_transposed.py measures the others (built with -DKIT_TUNE).
+template <int TD2_, int TD3_, int BY_> struct TShape {
+  static constexpr int TD2 = TD2_, TD3 = TD3_, BY = BY_;
+};
+// 32 x 32 tiles on 32 x 4 threads: the best of 12 shapes measured on an H200 (8192 x 4096
+// float32: transposed copy 0.80x the D2D memcpy, x + y -> out.T 0.72x and x.T + y 0.68x the
+// contiguous add; wider tiles or more threads per block measured 0.27x-0.71x; tools/tune_transposed.py)
+template <typename T> struct Shape : TShape<32, 32, 4> {};
+
+template <typename T, int NIN, typename S> struct Tiles {
+  T t[NIN][S::TD3][S::TD2 + 1];
 };
 
-template <typename T, int NIN> struct Tiles {
-  T t[NIN][TEdge<T>::value][TEdge<T>::value + 1];
-};
-
-template <typename T, int NIN, unsigned MASK, typename F>
+template <typename T, int NIN, unsigned MASK, typename S, typename F>
 __device__ __forceinline__ void tmap(const T* const (&in)[NIN], T* out, Dims d, const Str (&s)[NIN + 1], F f,
-                                     Tiles<T, NIN>& sm) {
+                                     Tiles<T, NIN, S>& sm) {
   using Cv = Conv<T>;
   using C = typename Cv::C;
-  constexpr int TD = TEdge<T>::value;
-  constexpr int G = TD / 32;  // column groups of a warp
-  constexpr int R = TD / 8;   // rows per thread
+  constexpr int TD2 = S::TD2, TD3 = S::TD3, BY = S::BY;
+  constexpr int G2 = TD2 / 32, G3 = TD3 / 32;  // warp-wide column groups along d2 / d3
+  constexpr int R3 = TD3 / BY, R2 = TD2 / BY;  // rows per thread along d3 / d2
   auto& tile = sm.t;
-  const int64_t nt3 = (d.d3 + TD - 1) / TD, nt2 = (d.d2 + TD - 1) / TD;
+  const int64_t nt3 = (d.d3 + TD3 - 1) / TD3, nt2 = (d.d2 + TD2 - 1) / TD2;
   const int64_t tiles = nt3 * nt2 * d.d1 * d.d0;
   const bool small = tiles < (int64_t(1) << 32) && d.d1 < (int64_t(1) << 32);
   const int tx = threadIdx.x, ty = threadIdx.y;
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     int64_t t3, t2, i1, i0;
     decode(t, nt3, nt2, d.d1, small, t3, t2, i1, i0);
-    const int64_t b2 = t2 * TD, b3 = t3 * TD;
-    C direct[NIN][G][R];
+    const int64_t b2 = t2 * TD2, b3 = t3 * TD3;
+    C direct[NIN][G3][R2];
 #pragma unroll
     for (int k = 0; k < NIN; ++k) {
       const int64_t base = i0 * s[k].s0 + i1 * s[k].s1;
       if ((MASK >> k) & 1u) {
-        // thread (tx, ty) loads d2 index b2 + 32g + tx of rows i3 = b3 + ty + 8r: consecutive
+        // thread (tx, ty) loads d2 index b2 + 32g + tx of rows i3 = b3 + ty + BY r: consecutive
         // addresses across tx (and across g) for an operand whose unit stride is along d2
 #pragma unroll
-        for (int g = 0; g < G; ++g)
+        for (int g = 0; g < G2; ++g)
 #pragma unroll
-          for (int r = 0; r < R; ++r) {
-            const int64_t i2 = b2 + 32 * g + tx, i3 = b3 + ty + 8 * r;
-            if (i2 < d.d2 && i3 < d.d3) tile[k][ty + 8 * r][32 * g + tx] = in[k][base + i2 * s[k].s2 + i3 * s[k].s3];
+          for (int r = 0; r < R3; ++r) {
+            const int64_t i2 = b2 + 32 * g + tx, i3 = b3 + ty + BY * r;
+            if (i2 < d.d2 && i3 < d.d3) tile[k][ty + BY * r][32 * g + tx] = in[k][base + i2 * s[k].s2 + i3 * s[k].s3];
           }
       } else {
 #pragma unroll
-        for (int g = 0; g < G; ++g)
+        for (int g = 0; g < G3; ++g)
 #pragma unroll
-          for (int r = 0; r < R; ++r) {
-            const int64_t i2 = b2 + ty + 8 * r, i3 = b3 + 32 * g + tx;
+          for (int r = 0; r < R2; ++r) {
+            const int64_t i2 = b2 + ty + BY * r, i3 = b3 + 32 * g + tx;
             if (i2 < d.d2 && i3 < d.d3) direct[k][g][r] = Cv::in(in[k][base + i2 * s[k].s2 + i3 * s[k].s3]);
           }
       }
@@ -194,15 +199,15 @@ __device__ __forceinline__ void tmap(const T* const (&in)[NIN], T* out, Dims d, 
     __syncthreads();
     const int64_t obase = i0 * s[NIN].s0 + i1 * s[NIN].s1;
 #pragma unroll
-    for (int g = 0; g < G; ++g)
+    for (int g = 0; g < G3; ++g)
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        const int64_t i2 = b2 + ty + 8 * r, i3 = b3 + 32 * g + tx;
+      for (int r = 0; r < R2; ++r) {
+        const int64_t i2 = b2 + ty + BY * r, i3 = b3 + 32 * g + tx;
         if (i2 < d.d2 && i3 < d.d3) {
           C v[NIN];
 #pragma unroll
           for (int k = 0; k < NIN; ++k)
-            v[k] = ((MASK >> k) & 1u) ? Cv::in(tile[k][32 * g + tx][ty + 8 * r]) : direct[k][g][r];
+            v[k] = ((MASK >> k) & 1u) ? Cv::in(tile[k][32 * g + tx][ty + BY * r]) : direct[k][g][r];
           out[obase + i2 * s[NIN].s2 + i3 * s[NIN].s3] = Cv::out(f(v));
         }
       }
@@ -212,20 +217,20 @@ __device__ __forceinline__ void tmap(const T* const (&in)[NIN], T* out, Dims d, 
 
 // The staging flags of a launch -> the compiled mask (flags 0, 0 never come from the host; the
 // staged path is correct for any layout, so it would still compute the right values).
-template <typename T, typename F>
+template <typename T, typename S, typename F>
 __device__ __forceinline__ void tmap2(const T* x, const T* y, T* out, int fx, int fy, Dims d, const Str (&s)[3], F f) {
   const T* in[2] = {x, y};
-  __shared__ Tiles<T, 2> sm;  // one allocation shared by the three instantiations
-  if (fx && !fy) tmap<T, 2, 1u>(in, out, d, s, f, sm);
-  else if (!fx && fy) tmap<T, 2, 2u>(in, out, d, s, f, sm);
-  else tmap<T, 2, 3u>(in, out, d, s, f, sm);
+  __shared__ Tiles<T, 2, S> sm;  // one allocation shared by the three instantiations
+  if (fx && !fy) tmap<T, 2, 1u, S>(in, out, d, s, f, sm);
+  else if (!fx && fy) tmap<T, 2, 2u, S>(in, out, d, s, f, sm);
+  else tmap<T, 2, 3u, S>(in, out, d, s, f, sm);
 }
 
-template <typename T, typename F>
+template <typename T, typename S, typename F>
 __device__ __forceinline__ void tmap1(const T* x, T* out, Dims d, const Str (&s)[2], F f) {
   const T* in[1] = {x};
-  __shared__ Tiles<T, 1> sm;
-  tmap<T, 1, 1u>(in, out, d, s, f, sm);  // one input: it is the staged one
+  __shared__ Tiles<T, 1, S> sm;
+  tmap<T, 1, 1u, S>(in, out, d, s, f, sm);  // one input: it is the staged one
 }
 
 template <typename F> struct Binary {
@@ -256,10 +261,10 @@ struct Ident {
                                                KIT_STR(sy), KIT_STR(so)) {                          \
     smap2v<T>(x, y, out, KIT_D, KIT_S(sx), KIT_S(sy), KIT_S(so), OP{});                             \
   }                                                                                                 \
-  extern "C" __global__ void __launch_bounds__(256) NAME##_##SUF##_t(                               \
+  extern "C" __global__ void __launch_bounds__(32 * Shape<T>::BY) NAME##_##SUF##_t(                               \
       const T* x, const T* y, T* out, int tx_, int ty_, KIT_DIMS, KIT_STR(sx), KIT_STR(sy), KIT_STR(so)) { \
     const Str s[3] = {KIT_S(sx), KIT_S(sy), KIT_S(so)};                                             \
-    tmap2<T>(x, y, out, tx_, ty_, KIT_D, s, Binary<OP>{OP{}});                                      \
+    tmap2<T, Shape<T>>(x, y, out, tx_, ty_, KIT_D, s, Binary<OP>{OP{}});                                      \
   }
 
 #define KIT_STYPED(SUF, T)                                                                         \
@@ -274,11 +279,11 @@ struct Ident {
                                              KIT_STR(sx), KIT_STR(sy), KIT_STR(so)) {               \
     smap2v<T>(x, y, out, KIT_D, KIT_S(sx), KIT_S(sy), KIT_S(so), AxpyOp<Conv<T>::C>{a});           \
   }                                                                                                \
-  extern "C" __global__ void __launch_bounds__(256) axpy_##SUF##_t(                                \
+  extern "C" __global__ void __launch_bounds__(32 * Shape<T>::BY) axpy_##SUF##_t(                                \
       Conv<T>::C a, const T* x, const T* y, T* out, int tx_, int ty_, KIT_DIMS, KIT_STR(sx), KIT_STR(sy), \
       KIT_STR(so)) {                                                                               \
     const Str s[3] = {KIT_S(sx), KIT_S(sy), KIT_S(so)};                                            \
-    tmap2<T>(x, y, out, tx_, ty_, KIT_D, s, Binary<AxpyOp<Conv<T>::C>>{AxpyOp<Conv<T>::C>{a}});    \
+    tmap2<T, Shape<T>>(x, y, out, tx_, ty_, KIT_D, s, Binary<AxpyOp<Conv<T>::C>>{AxpyOp<Conv<T>::C>{a}});    \
   }                                                                                                \
   extern "C" __global__ void scale_##SUF##_s(Conv<T>::C a, const T* x, T* out, KIT_DIMS, KIT_STR(sx), \
                                              KIT_STR(so)) {                                         \
@@ -288,11 +293,11 @@ struct Ident {
                                               KIT_STR(so)) {                                        \
     smap1v<T>(x, out, KIT_D, KIT_S(sx), KIT_S(so), ScaleOp<Conv<T>::C>{a});                        \
   }                                                                                                \
-  extern "C" __global__ void __launch_bounds__(256) scale_##SUF##_t(                               \
+  extern "C" __global__ void __launch_bounds__(32 * Shape<T>::BY) scale_##SUF##_t(                               \
       Conv<T>::C a, const T* x, T* out, int tx_, KIT_DIMS, KIT_STR(sx), KIT_STR(so)) {             \
     const Str s[2] = {KIT_S(sx), KIT_S(so)};                                                       \
     (void)tx_;                                                                                     \
-    tmap1<T>(x, out, KIT_D, s, Unary<ScaleOp<Conv<T>::C>>{ScaleOp<Conv<T>::C>{a}});                \
+    tmap1<T, Shape<T>>(x, out, KIT_D, s, Unary<ScaleOp<Conv<T>::C>>{ScaleOp<Conv<T>::C>{a}});                \
   }
 
 KIT_STYPED(f32, float)
@@ -321,14 +326,44 @@ KIT_STYPED(bf16, __nv_bfloat16)
       store16(dst + o[1] * Vec<T>::N, load16(src + o[0] * Vec<T>::N));                             \
     });                                                                                            \
   }                                                                                                \
-  extern "C" __global__ void __launch_bounds__(256) copy_##SUF##_t(const T* src, T* dst, int ts_, KIT_DIMS, \
+  extern "C" __global__ void __launch_bounds__(32 * Shape<T>::BY) copy_##SUF##_t(const T* src, T* dst, int ts_, KIT_DIMS, \
                                                                    KIT_STR(ss), KIT_STR(ds)) {     \
     const Str s[2] = {KIT_S(ss), KIT_S(ds)};                                                       \
     (void)ts_;                                                                                     \
-    tmap1<T>(src, dst, KIT_D, s, Unary<Ident>{Ident{}});                                           \
+    tmap1<T, Shape<T>>(src, dst, KIT_D, s, Unary<Ident>{Ident{}});                                           \
   }
 
 KIT_SWIDTH(b8, uint8_t)
 KIT_SWIDTH(b16, uint16_t)
 KIT_SWIDTH(b32, uint32_t)
 KIT_SWIDTH(b64, unsigned long long)
+
+#ifdef KIT_TUNE
+// Tile shapes measured by tools/tune_transposed.py: add_f32_t / copy_b32_t over TD2 x TD3 tiles
+// on 32 x BY threads, arguments as the shipped twins.
+#define KIT_TUNE_SHAPE(TD2, TD3, BY)                                                               \
+  extern "C" __global__ void __launch_bounds__(32 * BY) add_f32_t_##TD2##_##TD3##_##BY(            \
+      const float* x, const float* y, float* out, int tx_, int ty_, KIT_DIMS, KIT_STR(sx), KIT_STR(sy), \
+      KIT_STR(so)) {                                                                               \
+    const Str s[3] = {KIT_S(sx), KIT_S(sy), KIT_S(so)};                                            \
+    tmap2<float, TShape<TD2, TD3, BY>>(x, y, out, tx_, ty_, KIT_D, s, Binary<AddOp>{AddOp{}});     \
+  }                                                                                                \
+  extern "C" __global__ void __launch_bounds__(32 * BY) copy_b32_t_##TD2##_##TD3##_##BY(           \
+      const uint32_t* src, uint32_t* dst, int ts_, KIT_DIMS, KIT_STR(ss), KIT_STR(ds)) {           \
+    const Str s[2] = {KIT_S(ss), KIT_S(ds)};                                                       \
+    (void)ts_;                                                                                     \
+    tmap1<uint32_t, TShape<TD2, TD3, BY>>(src, dst, KIT_D, s, Unary<Ident>{Ident{}});              \
+  }
+KIT_TUNE_SHAPE(32, 32, 8)
+KIT_TUNE_SHAPE(32, 64, 8)
+KIT_TUNE_SHAPE(64, 32, 8)
+KIT_TUNE_SHAPE(64, 64, 8)
+KIT_TUNE_SHAPE(64, 64, 16)
+KIT_TUNE_SHAPE(32, 64, 16)
+KIT_TUNE_SHAPE(64, 32, 16)
+KIT_TUNE_SHAPE(32, 128, 8)
+KIT_TUNE_SHAPE(32, 128, 16)
+KIT_TUNE_SHAPE(32, 32, 4)
+KIT_TUNE_SHAPE(64, 64, 32)
+KIT_TUNE_SHAPE(128, 32, 8)
+#endif

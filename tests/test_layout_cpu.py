@@ -187,10 +187,8 @@ def test_strided_kernel_choice():
     # x transposed relative to the output: shared-memory tiles, x flagged, y read directly
     k, _, _, flags, block, grid = choose("add_f32_s", (1, 1, 100, 70), [(0, 0, 1, 100), (0, 0, 70, 1), (0, 0, 70, 1)],
                                          [0, 0, 0], 4)
-    # 64 x 64 tiles for 4-byte types: ceil(70 / 64) * ceil(100 / 64) tiles
-    assert k == "add_f32_t" and [int(f) for f in flags] == [1, 0] and block == (32, 8) and grid == 2 * 2
-    # 32 x 32 for 8-byte types (256-byte runs either way)
-    assert choose("add_f64_s", (1, 1, 100, 70), [(0, 0, 1, 100), (0, 0, 70, 1), (0, 0, 70, 1)], [0, 0, 0], 8)[5] == 3 * 4
+    # 32 x 32 tiles on 32 x 4 threads: ceil(70 / 32) * ceil(100 / 32)
+    assert k == "add_f32_t" and [int(f) for f in flags] == [1, 0] and block == (32, 4) and grid == 3 * 4
     assert all(f.dtype == np.int32 for f in flags)  # the kernel takes int flags: 4 bytes each
     # a copy from a transposed source
     assert choose("copy_b32_s", (1, 1, 9, 9), [(0, 0, 1, 9), (0, 0, 9, 1)], [0, 0], 4)[0] == "copy_b32_t"

@@ -37,9 +37,9 @@ def main() -> int:
     y = torch.randn(1024, device="cuda")
     o = torch.empty(1024, device="cuda")
     ts = torch.cuda.ExternalStream(s.handle)
-    facts = torch_facts(x)
-    ops.add(x, y, o, stream=s)
+    ops.add(x, y, o, stream=s)  # the first torch object seen: the kit learns torch's types
     s.sync()
+    facts = torch_facts(x)
     rows = {
         "t.data_ptr()": lambda: x.data_ptr(),
         "t.shape": lambda: x.shape,

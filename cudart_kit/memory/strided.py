@@ -20,10 +20,10 @@ from ..stream import Stream
 __all__ = ["launch_strided", "element_aligned", "ROWS_PER_THREAD", "THREADS"]
 
 ROWS_PER_THREAD = 8  # mirrors kRows in kernels/strided.cu
-def tile_edge(itemsize: int) -> int:
-    """The transposed twins' square tile edge in elements (mirrors TEdge in kernels/strided.cu):
-    64, or 32 for 8-byte types (256-byte runs either way), on 32 x 8 threads."""
-    return 32 if itemsize >= 8 else 64
+def tile_shape(itemsize: int) -> tuple[int, int, int]:
+    """The transposed twins' tile (TD2 along d2, TD3 along d3, in elements) and block rows BY
+    (a block is 32 x BY threads): mirrors Shape<T> in kernels/strided.cu."""
+    return 32, 32, 4
 THREADS = 256
 _checked: set = set()
 _sm_count: dict = {}
@@ -85,9 +85,9 @@ def choose(name: str, inner: tuple, inner_str: list, ptrs: list, itemsize: int):
         # an input transposed relative to the output: staged through shared-memory tiles
         kname = name[:-2] + "_t"
         flags = tuple(np.int32(st[2] in (1, -1) and st[3] not in (1, -1)) for st in inner_str[:-1])
-        bx, by = 32, 8
-        te = tile_edge(itemsize)
-        grid = -(-inner[3] // te) * -(-inner[2] // te) * inner[1] * inner[0]
+        td2, td3, by = tile_shape(itemsize)
+        bx = 32
+        grid = -(-inner[3] // td3) * -(-inner[2] // td2) * inner[1] * inner[0]
     else:
         kname = name
         bx, by = block_shape(inner[3], all(st[3] in (1, -1) for st in inner_str))
