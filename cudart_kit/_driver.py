@@ -102,6 +102,62 @@ def primary_ctx_retain(ordinal: int) -> int:
     return int(call("cuDevicePrimaryCtxRetain", ordinal))
 
 
+# --- peers ----------------------------------------------------------------------------------
+# Context peer access covers memory allocated in a context (cuMemAlloc: foreign arrays); memory
+# from a stream-ordered pool (every kit device array) follows the pool's access list instead
+# (cuMemPoolSetAccess, through cuda.core in device.py), never cuCtxEnablePeerAccess.
+
+def ctx_enable_peer_access(peer_ctx: int, context: str = "") -> bool:
+    """cuCtxEnablePeerAccess: let the *current* context access memory allocated in
+    ``peer_ctx``. True when this call enabled it, False when it already was
+    (CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED is success); any other failure raises."""
+    d = driver()
+    (res,) = d.cuCtxEnablePeerAccess(d.CUcontext(peer_ctx), 0)
+    if res == d.CUresult.CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED:
+        return False
+    if res != 0:
+        raise driver_error(res, "cuCtxEnablePeerAccess", context)
+    return True
+
+
+def ctx_disable_peer_access(peer_ctx: int, context: str = "") -> bool:
+    """cuCtxDisablePeerAccess from the current context. True when this call disabled it, False
+    when it was not enabled (CUDA_ERROR_PEER_ACCESS_NOT_ENABLED is success)."""
+    d = driver()
+    (res,) = d.cuCtxDisablePeerAccess(d.CUcontext(peer_ctx))
+    if res == d.CUresult.CUDA_ERROR_PEER_ACCESS_NOT_ENABLED:
+        return False
+    if res != 0:
+        raise driver_error(res, "cuCtxDisablePeerAccess", context)
+    return True
+
+
+def memcpy_peer_async(dst: int, dst_ctx: int, src: int, src_ctx: int, nbytes: int, stream: int) -> None:
+    """cuMemcpyPeerAsync: ``nbytes`` from ``src`` (memory of ``src_ctx``) to ``dst`` (memory of
+    ``dst_ctx``) on ``stream`` (of either context). The driver copies directly when the devices
+    have a peer path the pools/contexts grant, and through host memory otherwise; it needs no
+    unified-address mapping of pool memory on the issuing device, which cuMemcpyAsync may."""
+    d = driver()
+    call("cuMemcpyPeerAsync", d.CUdeviceptr(dst), d.CUcontext(dst_ctx), d.CUdeviceptr(src), d.CUcontext(src_ctx),
+         nbytes, d.CUstream(stream), context=f"copying {nbytes} bytes between devices")
+
+
+def memcpy_2d_peer_async(dst: int, dst_ctx: int, dst_pitch: int, src: int, src_ctx: int, src_pitch: int,
+                         width_bytes: int, rows: int, stream: int) -> None:
+    """cuMemcpy3DPeerAsync of one slice: ``rows`` rows of ``width_bytes`` between pitched
+    device layouts of two contexts (there is no 2-D peer copy in the driver API)."""
+    d = driver()
+    p = d.CUDA_MEMCPY3D_PEER()
+    dev_mem = d.CUmemorytype.CU_MEMORYTYPE_DEVICE
+    p.srcMemoryType, p.srcDevice, p.srcContext = dev_mem, d.CUdeviceptr(src), d.CUcontext(src_ctx)
+    p.dstMemoryType, p.dstDevice, p.dstContext = dev_mem, d.CUdeviceptr(dst), d.CUcontext(dst_ctx)
+    p.srcPitch, p.dstPitch = src_pitch, dst_pitch
+    p.srcHeight, p.dstHeight = rows, rows
+    p.WidthInBytes, p.Height, p.Depth = width_bytes, rows, 1
+    call("cuMemcpy3DPeerAsync", p, d.CUstream(stream),
+         context=f"copying {rows} rows of {width_bytes} bytes between devices (pitches {src_pitch} -> {dst_pitch})")
+
+
 def mem_get_info() -> tuple[int, int]:
     """(free, total) bytes of the current context's device."""
     free, total = call("cuMemGetInfo")

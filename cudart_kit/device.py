@@ -1,4 +1,5 @@
-"""Devices: enumeration, attribute snapshots, memory info and scoped "make this device current".
+"""Devices: enumeration, attribute snapshots, memory info, peer access and scoped "make this
+device current".
 
 Every kit call that creates or allocates on a device runs inside ``device.activate()``, because
 cuda.core <= 1.2 creates streams and allocations in the *current* context whatever Device they
@@ -13,7 +14,9 @@ import threading
 from dataclasses import dataclass
 
 from . import _driver as drv
-from .errors import ArgumentError, CudaKitError, NoDeviceError, translate, visible_devices_hint
+from .errors import (
+    ArgumentError, CudaKitError, NoDeviceError, PeerAccessError, translate, visible_devices_hint,
+)
 
 __all__ = ["Device", "devices", "device_count", "get_device", "POOL_RELEASE_THRESHOLD_ENV"]
 
@@ -24,6 +27,10 @@ _tls = threading.local()  # .inited: set of ordinals whose cuda.core Device was 
 _lock = threading.Lock()
 _devices: dict[int, "Device"] = {}
 _primary: dict[int, int] = {}  # ordinal -> primary context handle (same for every thread)
+# (accessing primary context, owning primary context) pairs whose peer access the kit enabled;
+# _peer_lock serializes the changes (a pool's access list is rewritten as a whole)
+_peer_enabled: set[tuple[int, int]] = set()
+_peer_lock = threading.Lock()
 
 
 def device_count() -> int:
@@ -120,6 +127,39 @@ class _Activation:
         return False
 
 
+def _describe(dev: "Device") -> str:
+    try:
+        return f"device {dev.ordinal} ({dev.name}, {dev.pci_bus_id})"
+    except Exception:  # the message must not fail on a device that cannot be asked
+        return f"device {dev.ordinal}"
+
+
+def _no_peer_path(dev: "Device", other: "Device") -> str:
+    return (f"{_describe(dev)} cannot access {_describe(other)}'s memory directly: cuDeviceCanAccessPeer "
+            "reports no peer path between them (no NVLink or PCIe peer-to-peer route: GPUs under different "
+            "PCIe root complexes, or P2P disabled by the platform or a hypervisor; `nvidia-smi topo -p2p r` "
+            "shows the matrix). Copies between them still work, through host memory (cudart_kit.copy); "
+            "kernels on one cannot read the other's arrays")
+
+
+def _set_pool_access(owner: "Device", accessor: "Device", *, grant: bool, what: str) -> None:
+    """Add ``accessor`` to (or remove it from) the access list of ``owner``'s stream-ordered pool,
+    the one kit arrays come from (cuda.core's ``Device.memory_resource``, the device's current
+    pool). Written through the ``peer_accessible_by`` setter with the whole new set: cuda.core
+    1.2 releases differ in what the getter returns (a tuple of ordinals, or a live set of
+    Devices), and every release's setter takes a set of ordinals."""
+    with owner.activate():
+        try:
+            mr = owner.core.memory_resource
+            if not hasattr(mr, "peer_accessible_by"):  # no stream-ordered pool on this device
+                return
+            current = {d if isinstance(d, int) else int(d.device_id) for d in mr.peer_accessible_by}
+            wanted = current | {accessor.ordinal} if grant else current - {accessor.ordinal}
+            mr.peer_accessible_by = sorted(wanted)  # cuda.core calls the driver only for a change
+        except Exception as exc:
+            raise translate(exc, "cuMemPoolSetAccess", what) from exc
+
+
 @dataclass(frozen=True)
 class MemoryInfo:
     free_bytes: int
@@ -140,6 +180,7 @@ class Device:
         self._pool_configured = False
         self._attr_cache: dict | None = None
         self._one_attr: dict[str, int] = {}
+        self._peer_capable: dict[int, bool] = {}
         return self
 
     # -- identity ---------------------------------------------------------------------------
@@ -250,11 +291,86 @@ class Device:
             free, total = drv.mem_get_info()
         return MemoryInfo(free, total)
 
+    # -- peers ------------------------------------------------------------------------------
     def can_access_peer(self, other: "Device | int") -> bool:
+        """Whether this device can access ``other``'s memory directly (cuDeviceCanAccessPeer):
+        the hardware path exists; it still has to be enabled (:meth:`enable_peer_access`). True
+        for the device itself. Fixed for the life of the process, so asked once per pair."""
         other = get_device(other)
         if other.ordinal == self.ordinal:
             return True
-        return bool(drv.call("cuDeviceCanAccessPeer", self.ordinal, other.ordinal))
+        known = self._peer_capable.get(other.ordinal)
+        if known is None:
+            known = self._peer_capable[other.ordinal] = bool(drv.call(
+                "cuDeviceCanAccessPeer", self.ordinal, other.ordinal,
+                context=f"asking whether device {self.ordinal} can access device {other.ordinal}'s memory"))
+        return known
+
+    def enable_peer_access(self, other: "Device | int") -> None:
+        """Let kernels and copies running on this device access ``other``'s memory directly.
+
+        One direction: ``a.enable_peer_access(b)`` lets ``a`` reach ``b``'s memory; call
+        ``b.enable_peer_access(a)`` for the reverse. Two grants, because CUDA keeps two lists:
+
+        - kit arrays live in ``other``'s stream-ordered pool, whose accessibility does not follow
+          context peer access: this device is added to that pool's access list
+          (cuMemPoolSetAccess, through cuda.core's ``DeviceMemoryResource.peer_accessible_by``);
+          it covers the pool's existing and future allocations;
+        - memory allocated in ``other``'s primary context with cuMemAlloc (foreign arrays, e.g.
+          from libraries with their own allocator) is reached through context peer access
+          (cuCtxEnablePeerAccess from this device's primary context).
+
+        Idempotent (an already enabled pair, CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED, is success);
+        the device itself is a no-op. Not needed for copies: :func:`cudart_kit.memory.peer.copy_peer`
+        works without it (through host memory when there is no direct path), and runs directly
+        once it is enabled. Queues nothing and does not synchronize; the driver updates every
+        existing mapping of the pool, which can take a while for a large pool.
+
+        Raises PeerAccessError (a DeviceCapabilityError) when the devices have no peer path (cuDeviceCanAccessPeer
+        is 0), naming both devices; CudaDriverError naming the result when the driver refuses
+        (e.g. CUDA_ERROR_TOO_MANY_PEERS).
+        """
+        other = get_device(other)
+        if other.ordinal == self.ordinal:
+            return
+        key = (self._primary_ctx, other._primary_ctx)
+        if key in _peer_enabled:
+            return
+        if not self.can_access_peer(other):
+            raise PeerAccessError(_no_peer_path(self, other))
+        what = f"enabling access from device {self.ordinal} to device {other.ordinal}'s memory"
+        with _peer_lock:
+            with self.activate():
+                drv.ctx_enable_peer_access(other._primary_ctx, what)
+            _set_pool_access(other, self, grant=True, what=what)
+            _peer_enabled.add(key)
+
+    def disable_peer_access(self, other: "Device | int") -> None:
+        """Undo :meth:`enable_peer_access`: this device loses direct access to ``other``'s
+        pool (kit arrays) and primary-context allocations. Idempotent; the device itself is a
+        no-op. Work already queued on this device that reads or writes ``other``'s memory must
+        have finished (synchronize first): access is revoked now, not in stream order. Copies
+        with copy_peer keep working, through host memory."""
+        other = get_device(other)
+        if other.ordinal == self.ordinal:
+            return
+        what = f"disabling access from device {self.ordinal} to device {other.ordinal}'s memory"
+        with _peer_lock:
+            with self.activate():
+                drv.ctx_disable_peer_access(other._primary_ctx, what)
+            _set_pool_access(other, self, grant=False, what=what)
+            _peer_enabled.discard((self._primary_ctx, other._primary_ctx))
+
+    def peer_access_enabled(self, other: "Device | int") -> bool:
+        """Whether :meth:`enable_peer_access` made ``other``'s memory accessible from this
+        device (and :meth:`disable_peer_access` has not revoked it since), as the kit recorded
+        it per pair of primary contexts. True for the device itself. Access granted outside
+        the kit (another library's cuCtxEnablePeerAccess) is not seen: the driver has no query
+        for context peer access. Makes no driver call."""
+        other = get_device(other)
+        if other.ordinal == self.ordinal:
+            return True
+        return (self._primary_ctx, other._primary_ctx) in _peer_enabled
 
     @property
     def stream_priority_range(self) -> tuple[int, int]:

@@ -500,12 +500,12 @@ def test_bandwidth_run_measures_through_the_real_benchmark(fake, monkeypatch):
 
     dev = SimpleNamespace(ordinal=0, name="Fake", pci_bus_id="0000:01:00.0", activate=contextlib.nullcontext)
     monkeypatch.setattr(device_mod, "get_device", lambda i=0: dev)
-    monkeypatch.setattr(bw, "_device_info", lambda d: {"index": 0, "name": "Fake", "pci_bus_id": "x",
+    monkeypatch.setattr(bw.runner, "_device_info", lambda d: {"index": 0, "name": "Fake", "pci_bus_id": "x",
                                                        "theoretical_memory_gbps": 4800.0, "pcie": None})
-    monkeypatch.setattr(bw, "_DeviceBench", _fake_device_bench(bw._DeviceBench))
+    monkeypatch.setattr(bw.host, "_DeviceBench", _fake_device_bench(bw.host._DeviceBench))
     monkeypatch.setattr(memory_mod, "copy", lambda dst, src, *, stream: SimpleNamespace(sync=lambda: None))
     issued = []
-    monkeypatch.setattr(bw, "_raw_copy", lambda direction, dst, src, nbytes, handle: lambda: issued.append(direction))
+    monkeypatch.setattr(bw.host, "_raw_copy", lambda direction, dst, src, nbytes, handle: lambda: issued.append(direction))
     made = fake(lambda i: 0.0105)  # a 32 MiB D2D copy at ~6.4 TB/s counted twice
     opts = bw.Options(devices=[0], directions=("H2D", "D2D"), memories=("pinned", "pageable"), sizes=[32 << 20])
     doc = bw.run(opts)

@@ -1,16 +1,31 @@
-"""``cudart-kit bandwidth``: host<->device and device<->device copy bandwidth, measured by
-:mod:`cudart_kit.bandwidth` (sizes parsed by its :func:`~cudart_kit.bandwidth.parse_size`)."""
+"""``cudart-kit bandwidth``: host<->device and device<->device copy bandwidth, and nvbandwidth's
+device-to-device testcases as matrices over the GPUs, measured by :mod:`cudart_kit.bandwidth`
+(sizes parsed by its :func:`~cudart_kit.bandwidth.parse_size`)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from ..arguments import add_json, non_negative_int, parse_device_list, parse_memory_kinds, positive_int, size_bytes
-from ..exits import EXIT_OK, NO_GPU, exit_codes, exit_codes_epilog
+from ..exits import EXIT_OK, NO_GPU, UsageError, exit_codes, exit_codes_epilog
 from ..output import Printer, to_json
 from ..render.bandwidth import Progress, bandwidth_csv, print_bandwidth
 
-__all__ = ["add_parsers", "bandwidth_options", "cmd_bandwidth"]
+__all__ = ["add_parsers", "bandwidth_options", "cmd_bandwidth", "testcase_names"]
+
+
+def testcase_names(text: str) -> tuple:
+    """``--testcase`` values: a testcase name, a comma list of them, or ``all``."""
+    from ...bandwidth import resolve_testcases
+
+    try:
+        return resolve_testcases([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+testcase_names.__name__ = "testcase"  # argparse names the type in its error messages
 
 
 def add_parsers(subparsers, **kwargs) -> None:
@@ -19,7 +34,9 @@ def add_parsers(subparsers, **kwargs) -> None:
         description="Copy bandwidth in GB/s (1e9 bytes/s): host->device, device->host, device->device; "
                     "pinned, pageable and write-combined host memory. Each figure is the median of event-timed "
                     "samples after warm-up, shown next to its peer from the same run. D2D counts bytes read + "
-                    "written.",
+                    "written. --testcase / --matrix add nvbandwidth's device-to-device testcases: a matrix "
+                    "of GB/s between every pair of GPUs (each byte counted once; N/A on the diagonal and for "
+                    "pairs without a peer path; with one GPU the matrix is 1x1 and the testcase is waived).",
         epilog=exit_codes_epilog(exit_codes(
             "every figure was measured and printed", NO_GPU + ", or --device N does not exist",
             "usage error, or sizes that do not fit: options of another mode (--size with --shmoo), a range of "
@@ -41,8 +58,15 @@ def add_parsers(subparsers, **kwargs) -> None:
     p.add_argument("--memory", type=parse_memory_kinds, default=("pinned", "pageable"), metavar="KINDS",
                    help="host memory: comma list of pinned, pageable, wc (write-combined), or all "
                         "(default pinned,pageable)")
-    p.add_argument("--device", type=parse_device_list, default=[0], metavar="N|N,M|all",
-                   help="device(s) to test (default 0)")
+    p.add_argument("--testcase", type=testcase_names, action="append", metavar="NAME",
+                   help="a device-to-device testcase by its nvbandwidth name (repeatable, or a comma list, or "
+                        "all): device_to_device_memcpy_read_ce (the row GPU pulls from the column GPU), "
+                        "device_to_device_memcpy_write_ce (it pushes), and their "
+                        "device_to_device_bidirectional_memcpy_*_ce twins (the mirror copy runs meanwhile). "
+                        "Alone, only the testcases run; with --htod/--dtoh/--dtod, those too")
+    p.add_argument("--matrix", action="store_true", help="every device-to-device testcase (--testcase all)")
+    p.add_argument("--device", type=parse_device_list, default=None, metavar="N|N,M|all",
+                   help="device(s) to test (default 0; the testcases' matrices default to every visible device)")
     p.add_argument("--concurrent", action="store_true",
                    help="test the devices all at once instead of one after another (adds per-test sums)")
     p.add_argument("--repeat", type=positive_int, default=10, help="timed samples per figure (default 10)")
@@ -54,9 +78,10 @@ def add_parsers(subparsers, **kwargs) -> None:
 
 
 def bandwidth_options(args):
-    """Options for bandwidth.run from parsed arguments (resolves "all" devices, infers the mode).
-    Raises SizeError (a usage error) for sizes of another mode."""
-    from ...bandwidth import DIRECTIONS, Options, SizeError, sizes_for
+    """Options for bandwidth.run from parsed arguments (resolves "all" devices, infers the mode,
+    gathers the testcases). Raises SizeError (a usage error) for sizes of another mode,
+    UsageError for --csv with device-to-device testcases."""
+    from ...bandwidth import DIRECTIONS, Options, SizeError, resolve_testcases, sizes_for
 
     mode = args.mode
     if mode is None:
@@ -68,14 +93,23 @@ def bandwidth_options(args):
     if mode == "shmoo" and args.step is not None:
         raise SizeError("shmoo doubles the size each step; --step belongs to --range")
     sizes = sizes_for(mode, size=args.size, start=args.start, end=args.end, step=args.step)
+    asked = [name for names in (args.testcase or ()) for name in names]
+    testcases = resolve_testcases(asked + (["all"] if args.matrix else []))
+    if testcases and args.csv:
+        raise UsageError("--csv has one row per host figure; the device-to-device matrices are in --json "
+                         "(or the text output)")
     devices = args.device
     if devices == "all":
         from ...device import device_count
 
         devices = list(range(device_count()))
-    directions = tuple(d for d in DIRECTIONS if d in (args.directions or DIRECTIONS))
-    return Options(devices=devices, directions=directions, memories=tuple(args.memory), sizes=sizes,
-                   mode=mode, repeat=args.repeat, warmup=args.warmup, concurrent=args.concurrent)
+    if args.directions is None and testcases:
+        directions = ()  # only the testcases were asked for
+    else:
+        directions = tuple(d for d in DIRECTIONS if d in (args.directions or DIRECTIONS))
+    return Options(devices=devices or [0], directions=directions, memories=tuple(args.memory), sizes=sizes,
+                   mode=mode, repeat=args.repeat, warmup=args.warmup, concurrent=args.concurrent,
+                   testcases=testcases, peer_devices=devices)
 
 
 def cmd_bandwidth(args) -> int:

@@ -1,5 +1,7 @@
-"""Text of ``cudart-kit bandwidth``: CSV, the long and the sweep tables, the device lines and
-the progress line, from the cudart-kit/bandwidth/1 document :mod:`cudart_kit.bandwidth` returns."""
+"""Text of ``cudart-kit bandwidth``: CSV, the long and the sweep tables, the device lines, the
+device-to-device matrices (laid out as nvbandwidth prints them: a column per device, a row per
+device, N/A where a cell is not measured, then the SUM line) and the progress line, from the
+cudart-kit/bandwidth/1 document :mod:`cudart_kit.bandwidth` returns."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import sys
 from ..output import Printer
 
 __all__ = ["BANDWIDTH_CSV_FIELDS", "BANDWIDTH_HEADERS", "bandwidth_csv", "bandwidth_rows", "bandwidth_sweep",
-           "device_line", "print_bandwidth", "Progress"]
+           "device_line", "matrix_lines", "print_bandwidth", "Progress"]
 
 
 BANDWIDTH_CSV_FIELDS = ["device", "direction", "memory", "bytes", "copies_per_sample", "samples",
@@ -86,20 +88,45 @@ def device_line(info: dict) -> str:
     return "; ".join(parts)
 
 
-def print_bandwidth(doc: dict, out: Printer) -> None:
+MATRIX_WIDTH = 10  # characters per column of a matrix, as nvbandwidth lays them out
+
+
+def matrix_lines(t: dict) -> list[str]:
+    """The text of one ``testcases[]`` entry: its title, the matrix (a right-aligned column per
+    device ordinal, a row per ordinal, GB/s with two decimals, ``N/A`` where not measured), the
+    SUM line, and a ``waived:`` line when no cell could be measured."""
     from ...bandwidth import format_size
 
-    for info in doc["devices"]:
-        out.line(device_line(info))
+    labels = [str(o) for o in t["devices"]]
+    lead = max([2] + [len(x) for x in labels])
+    lines = [f"{t['name']}, {format_size(t['bytes'])}: {t['title']}",
+             " " * lead + "".join(x.rjust(MATRIX_WIDTH) for x in labels)]
+    for label, row in zip(labels, t["gbps"]):
+        cells = ("N/A" if v is None else f"{v:.2f}" for v in row)
+        lines.append(label.rjust(lead) + "".join(c.rjust(MATRIX_WIDTH) for c in cells))
+    lines.append("")
+    lines.append(f"SUM {t['name']} {t['sum_gbps']:.2f}")
+    if t["status"] == "waived":
+        lines.append(f"waived: {t['note']}")
+    elif any(c.get("noisy") for c in t["cells"]):
+        noisy = ", ".join(f"[{c['row']}][{c['column']}]" for c in t["cells"] if c.get("noisy"))
+        lines.append(f"noisy (spread above the limit): {noisy}")
+    return lines
+
+
+def _print_host(doc: dict, out: Printer) -> None:
+    from ...bandwidth import format_size
+
     sizes = sorted({r["bytes"] for r in doc["results"]})
-    mode = "concurrently" if doc.get("concurrent") else "one after another" if len(doc["devices"]) > 1 else ""
+    measured = [info for info in doc["devices"] if any(r["device"] == info["index"] for r in doc["results"])]
+    mode = "concurrently" if doc.get("concurrent") else "one after another" if len(measured) > 1 else ""
     out.line(f"mode {doc['mode']}{', devices ' + mode if mode else ''}; median of {doc['repeat']} event-timed "
              f"samples after {doc['warmup']} warm-up; GB/s = 1e9 bytes/s, D2D counts read + write")
     out.line()
     if len(sizes) == 1:
         out.table(BANDWIDTH_HEADERS, bandwidth_rows(doc), right={0, 2, 3, 4, 6})
     else:
-        for info in doc["devices"]:
+        for info in measured:
             headers, rows = bandwidth_sweep(doc, info["index"])
             out.table(headers, rows, right=set(range(len(headers))), title=f"Device {info['index']}")
             out.line()
@@ -111,6 +138,27 @@ def print_bandwidth(doc: dict, out: Printer) -> None:
                 for a in doc["aggregate"]]
         out.table(["copy", "size", "sum GB/s", "devices"], rows, right={1, 2, 3},
                   title="All devices at once (sum)")
+
+
+def _print_matrices(doc: dict, out: Printer) -> None:
+    tcs = doc.get("testcases") or []
+    out.line(f"device-to-device testcases (nvbandwidth's names): median of at least {doc['repeat']} event-timed "
+             "samples per cell; GB/s = 1e9 bytes/s, each byte counted once; N/A: the same GPU, or no peer path")
+    for t in tcs:
+        out.line()
+        for line in matrix_lines(t):
+            out.line(line)
+
+
+def print_bandwidth(doc: dict, out: Printer) -> None:
+    for info in doc["devices"]:
+        out.line(device_line(info))
+    if doc["results"] or not doc.get("testcases"):
+        _print_host(doc, out)
+    if doc.get("testcases"):
+        if doc["results"]:
+            out.line()
+        _print_matrices(doc, out)
 
 
 class Progress:
@@ -126,8 +174,11 @@ class Progress:
             return
         from ...bandwidth import format_size
 
-        text = (f"[{done}/{self.total}] device {result['device']} {_label(result['direction'], result['memory'])} "
-                f"{format_size(result['bytes'])}: {result['gbps']:.1f} GB/s")
+        if "testcase" in result:  # a cell of a device-to-device matrix
+            what = f"{result['testcase']} [{result['row']}][{result['column']}]"
+        else:
+            what = f"device {result['device']} {_label(result['direction'], result['memory'])}"
+        text = f"[{done}/{self.total}] {what} {format_size(result['bytes'])}: {result['gbps']:.1f} GB/s"
         self.stream.write("\r\033[K" + text)
         self.stream.flush()
 

@@ -1,154 +1,26 @@
-"""Copy bandwidth test (the one CUDA samples dropped in 12.9): host->device, device->host and
-device->device, with pinned, pageable and write-combined host memory, over one size, a range
-or a sweep ("shmoo"), on one device, several one after another, or several at once.
+"""The copy bandwidth test that CUDA samples dropped in 12.9: host->device, device->host and
+device->device on one device, with pinned, pageable and write-combined host memory, over one
+size, a range or a sweep ("shmoo"), on one device, several one after another, or several at once.
 
-Each figure is the median of event-timed samples on a kit stream (:func:`cudart_kit.bench.benchmark`:
+Each figure is the median of event-timed samples on a kit stream (:func:`.common.time_copies`:
 warm-up by time until stable, batches of back-to-back copies behind a GPU-side gate, a minimum
 measured time, the spread and a ``noisy`` flag), in GB/s (1e9 bytes/s), and is reported next to
-its peer from the same run: pageable and
-write-combined against pinned, pinned against the PCIe link (or the other direction when NVML
-cannot say), device-to-device against the theoretical DRAM bandwidth. Result documents are
-plain dicts (schema cudart-kit/bandwidth/1, see docs/cli.md); ``cli.py`` formats them.
+its peer from the same run: pageable and write-combined against pinned, pinned against the PCIe
+link (or the other direction when NVML cannot say), device-to-device against the theoretical
+DRAM bandwidth.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import weakref
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _driver as drv
-from .errors import CudaKitError
+from .. import _driver as drv
+from .common import DIRECTIONS, HOST_MEMORY, Options, SizeError, bandwidth_gbps, format_size, time_copies
 
-__all__ = [
-    "SCHEMA",
-    "DIRECTIONS",
-    "HOST_MEMORY",
-    "MODES",
-    "QUICK_SIZE",
-    "SizeError",
-    "parse_size",
-    "format_size",
-    "sizes_for",
-    "copies_per_sample",
-    "bandwidth_gbps",
-    "figure",
-    "plan_tests",
-    "attach_peers",
-    "aggregate",
-    "Options",
-    "run",
-    "total_tests",
-]
-
-SCHEMA = "cudart-kit/bandwidth/1"
-DIRECTIONS = ("H2D", "D2H", "D2D")
-HOST_MEMORY = ("pinned", "pageable", "wc")
-MODES = ("quick", "range", "shmoo")
-KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
-QUICK_SIZE = 32 * MiB  # bandwidthTest's default transfer size
-SHMOO_START, SHMOO_END = 1 * KiB, 1 * GiB
-RANGE_DEFAULTS = (1 * MiB, 64 * MiB, 1 * MiB)  # start, end, step
-# The fewest back-to-back copies per timed sample, by size (the benchmark then raises the
-# count until a sample lasts >= 0.2 ms, so event resolution and launch gaps do not dominate).
-MIN_BYTES_PER_SAMPLE = 8 * MiB
-MAX_COPIES_PER_SAMPLE = 100
-# Measurement per figure (docs/cli.md "How figures are measured"): a bandwidth run of ten
-# figures must still finish in a few seconds, and a copy is steady after a few milliseconds.
-WARMUP_MS = 10.0        # GPU time of warm-up, at least (and stable within 2 %)
-MAX_WARMUP_MS = 200.0   # wall time of warm-up, at most
-MIN_TIME_MS = 40.0      # measured GPU time, at least
-MAX_TIME_MS = 160.0     # ... extended up to this while the spread is above MAX_SPREAD
-MAX_SPREAD = 0.05       # (p90 - p10) / median above this: the figure is flagged noisy
-
-
-class SizeError(CudaKitError, ValueError):
-    """A transfer size that cannot be parsed or does not fit in memory."""
-
-
-# --- sizes (pure) ------------------------------------------------------------------------------
-
-_UNITS = {"": 1, "b": 1, "k": KiB, "kb": KiB, "kib": KiB, "m": MiB, "mb": MiB, "mib": MiB,
-          "g": GiB, "gb": GiB, "gib": GiB}
-_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes from "4096", "64K", "32M", "1.5GiB" (binary units: K = 1024). Raises SizeError."""
-    if isinstance(text, int):
-        value, unit = float(text), ""
-    else:
-        m = _SIZE_RE.match(str(text))
-        if not m or m.group(2).lower() not in _UNITS:
-            raise SizeError(f"not a size: {text!r}; use bytes or a K/M/G suffix, e.g. 4096, 64K, 32M, 1G")
-        value, unit = float(m.group(1)), m.group(2).lower()
-    n = int(value * _UNITS[unit])
-    if n <= 0:
-        raise SizeError(f"size must be positive, got {text!r}")
-    return n
-
-
-def format_size(nbytes: int) -> str:
-    """1024 -> "1 KiB", 33554432 -> "32 MiB", 1536 -> "1.5 KiB"."""
-    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if nbytes >= scale:
-            value = nbytes / scale
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.3g} {unit}"
-    return f"{nbytes} B"
-
-
-def sizes_for(mode: str, *, size: int | None = None, start: int | None = None,
-              end: int | None = None, step: int | None = None) -> list[int]:
-    """Transfer sizes of a mode.
-
-    quick: one size (``size``, default 32 MiB). range: ``start``, ``start+step``, ... up to
-    ``end`` inclusive (defaults 1 MiB..64 MiB by 1 MiB). shmoo: powers of two from ``start``
-    to ``end`` (defaults 1 KiB..1 GiB), ``end`` included even when not a power of two.
-    """
-    if mode == "quick":
-        return [size or QUICK_SIZE]
-    if mode == "range":
-        s0, e0, st0 = RANGE_DEFAULTS
-        start, end, step = start or s0, end or e0, step or st0
-        if end < start:
-            raise SizeError(f"range end {format_size(end)} is below its start {format_size(start)}")
-        count = (end - start) // step + 1
-        if count > 10_000:
-            raise SizeError(f"range {format_size(start)}..{format_size(end)} by {format_size(step)} "
-                            f"is {count} sizes; use a larger --step")
-        return [start + i * step for i in range(count)]
-    if mode == "shmoo":
-        start, end = start or SHMOO_START, end or SHMOO_END
-        if end < start:
-            raise SizeError(f"shmoo end {format_size(end)} is below its start {format_size(start)}")
-        out, n = [], start
-        while n <= end:
-            out.append(n)
-            n *= 2
-        if out[-1] != end:
-            out.append(end)
-        return out
-    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-
-
-def copies_per_sample(nbytes: int) -> int:
-    """The fewest back-to-back copies one timed sample holds (1 for anything >= 8 MiB): the
-    first batch of the benchmark, which then batches more copies while a sample is under 0.2 ms."""
-    return max(1, min(MAX_COPIES_PER_SAMPLE, MIN_BYTES_PER_SAMPLE // max(nbytes, 1)))
-
-
-def bandwidth_gbps(nbytes: int, copies: int, ms: float, direction: str) -> float:
-    """GB/s (1e9 bytes/s) of ``copies`` copies of ``nbytes`` in ``ms`` milliseconds.
-
-    Device-to-device counts every byte twice (read and written), as bandwidthTest does, so the
-    figure compares with the DRAM bandwidth."""
-    factor = 2 if direction == "D2D" else 1
-    if ms <= 0:
-        return float("inf")
-    return factor * nbytes * copies / (ms * 1e-3) / 1e9
+__all__ = ["plan_tests", "attach_peers", "aggregate", "figure", "run_host"]
 
 
 def plan_tests(directions, memories, sizes) -> list[tuple[str, str, int]]:
@@ -239,8 +111,8 @@ def _free_host(ptr: int) -> None:
 
 
 class _WriteCombined:
-    """Write-combined, portable page-locked host memory (cuMemHostAlloc), which memory.py does
-    not offer: fast for the GPU to read over PCIe, very slow for the CPU to read."""
+    """Write-combined, portable page-locked host memory (cuMemHostAlloc), which the memory
+    package does not offer: fast for the GPU to read over PCIe, very slow for the CPU to read."""
 
     def __init__(self, device, nbytes: int):
         d = drv.driver()
@@ -266,49 +138,11 @@ class _WriteCombined:
 
 # --- measuring ------------------------------------------------------------------------------------
 
-@dataclass
-class Options:
-    """What to measure. ``devices``: ordinals (None = device 0); ``directions`` from
-    DIRECTIONS; ``memories`` from HOST_MEMORY; ``sizes`` in bytes; ``concurrent``: all devices
-    at once (one thread each, started together for every test) instead of one after another."""
-
-    devices: list[int] | None = None
-    directions: tuple = DIRECTIONS
-    memories: tuple = ("pinned", "pageable")
-    sizes: list[int] = field(default_factory=lambda: [QUICK_SIZE])
-    mode: str = "quick"
-    repeat: int = 10          # samples per figure, at least
-    warmup: int = 2           # untimed copies first, at least
-    concurrent: bool = False
-    warmup_ms: float = WARMUP_MS
-    min_time_ms: float = MIN_TIME_MS
-    max_time_ms: float = MAX_TIME_MS
-    max_spread: float = MAX_SPREAD
-
-
-def _device_info(dev) -> dict:
-    """Identity and ceilings of a device, for the report and the peers."""
-    from .query import nvml_info, pcie_bandwidth_gbps, theoretical_memory_bandwidth_gbps
-
-    attrs = dev.attributes()
-    nv = nvml_info(dev)
-    gen, width = nv.get("pcie_link_generation"), nv.get("pcie_link_width")
-    pcie_gbps = pcie_bandwidth_gbps(gen, width)
-    return {
-        "index": dev.ordinal,
-        "name": dev.name,
-        "pci_bus_id": str(dev.pci_bus_id),
-        "theoretical_memory_gbps": theoretical_memory_bandwidth_gbps(
-            attrs.get("memory_clock_rate"), attrs.get("global_memory_bus_width")),
-        "pcie": {"generation": gen, "width": width, "gbps": pcie_gbps} if pcie_gbps else None,
-    }
-
-
 class _DeviceBench:
     """Buffers and a stream on one device, sized for the largest test, reused for every size."""
 
     def __init__(self, dev, tests: list[tuple[str, str, int]]):
-        from .stream import Stream
+        from ..stream import Stream
 
         self.dev = dev
         self.stream = Stream.create(dev)
@@ -322,7 +156,7 @@ class _DeviceBench:
             raise
 
     def _allocate(self, tests) -> None:
-        from .memory import empty
+        from ..memory import empty
 
         host_max: dict[str, int] = {}
         dev_max = d2d_max = 0
@@ -366,9 +200,8 @@ class _DeviceBench:
             view = self._views[key] = which[:nbytes]  # one allocation serves every size of a sweep
         return view
 
-    def measure(self, direction: str, memory: str, nbytes: int, *, opts: "Options") -> dict:
-        from . import bench as kit_bench  # kit_bench.benchmark looked up per call: tests replace it
-        from .memory import copy
+    def measure(self, direction: str, memory: str, nbytes: int, *, opts: Options) -> dict:
+        from ..memory import copy
 
         s = self.stream
         if direction == "D2D":
@@ -389,12 +222,8 @@ class _DeviceBench:
         with self.dev.activate():
             # a pageable copy blocks the host until the GPU has (nearly) done it: behind a closed
             # gate that would stall until the gate's timeout, so pageable figures run ungated
-            result = kit_bench.benchmark(
-                issue, stream=s, warmup=opts.warmup, repeat=opts.repeat, warmup_ms=opts.warmup_ms,
-                max_warmup_ms=MAX_WARMUP_MS, min_time_ms=opts.min_time_ms,
-                max_time_ms=max(opts.max_time_ms, opts.min_time_ms), max_spread=opts.max_spread,
-                min_batch=copies_per_sample(nbytes), gate=memory != "pageable",
-                name=f"{direction} {memory} {nbytes}")
+            result = time_copies(issue, s, nbytes, opts, name=f"{direction} {memory} {nbytes}",
+                                 gate=memory != "pageable")
         return figure(self.dev.ordinal, direction, memory, nbytes, result)
 
     def close(self) -> None:
@@ -466,34 +295,24 @@ def _run_device(dev, tests, opts: Options, results: list, lock: threading.Lock,
         bench.close()
 
 
-def run(opts: Options, progress=None) -> dict:
-    """Measure and return the bandwidth document (schema cudart-kit/bandwidth/1).
-
-    ``progress(done, result)`` is called after each measurement (from worker threads in a
-    concurrent run). Copies are queued on a kit stream per device, timed with events, and
-    synchronized at the end of each test. Raises NoDriverError / NoDeviceError when the driver
-    or a device is missing, SizeError when a test does not fit in device memory.
-    """
-    from .device import get_device
-
-    if opts.repeat < 1 or opts.warmup < 0:
-        raise ValueError("repeat must be >= 1 and warmup >= 0")
-    if not (opts.warmup_ms >= 0 and opts.min_time_ms >= 0 and opts.max_spread >= 0):
-        raise ValueError("warmup_ms, min_time_ms and max_spread must be >= 0")
-    devs = [get_device(i) for i in (opts.devices or [0])]
-    tests = plan_tests(opts.directions, opts.memories, opts.sizes)
-    if not tests:
-        raise ValueError("nothing to measure: choose at least one direction and one host memory kind")
-    infos = [_device_info(d) for d in devs]
+def run_host(opts: Options, devs: list, tests: list, progress=None, done: int = 0) -> list[dict]:
+    """Measure ``tests`` (from :func:`plan_tests`) on ``devs`` (kit Devices), one after another
+    or, with ``opts.concurrent``, all at once; the results in device, then plan order (without
+    their peers: :func:`attach_peers` adds them). ``progress(done + n, result)`` after each."""
     results: list[dict] = []
     lock = threading.Lock()
+
+    def report(n, r):
+        if progress is not None:
+            progress(done + n, r)
+
     if opts.concurrent and len(devs) > 1:
         barrier = threading.Barrier(len(devs))
         errors: list[BaseException] = []
 
         def worker(dev):
             try:
-                _run_device(dev, tests, opts, results, lock, barrier, progress)
+                _run_device(dev, tests, opts, results, lock, barrier, report)
             except BaseException as exc:  # re-raised below, in the caller's thread
                 errors.append(exc)
                 barrier.abort()  # release the other devices instead of leaving them waiting
@@ -508,33 +327,8 @@ def run(opts: Options, progress=None) -> dict:
             raise (real or errors)[0]
     else:
         for dev in devs:
-            _run_device(dev, tests, opts, results, lock, None, progress)
+            _run_device(dev, tests, opts, results, lock, None, report)
     # concurrent workers append in completion order: report in device, then plan order
     position = {t: i for i, t in enumerate(tests)}
     results.sort(key=lambda r: (r["device"], position[(r["direction"], r["memory"], r["bytes"])]))
-    attach_peers(results, infos)
-    doc = {
-        "schema": SCHEMA,
-        "mode": opts.mode,
-        "concurrent": bool(opts.concurrent and len(devs) > 1),
-        "repeat": opts.repeat,
-        "warmup": opts.warmup,
-        "warmup_ms": opts.warmup_ms,
-        "min_time_ms": opts.min_time_ms,
-        "max_time_ms": max(opts.max_time_ms, opts.min_time_ms),
-        "max_spread": opts.max_spread,
-        "units": {"bandwidth": "GB/s (1e9 bytes/s); D2D counts bytes read + written", "size": "bytes",
-                  "time": "milliseconds per copy (median)",
-                  "spread": "(p90 - p10) / median of the per-copy samples"},
-        "devices": infos,
-        "results": results,
-    }
-    if doc["concurrent"]:
-        doc["aggregate"] = aggregate(results)
-    return doc
-
-
-def total_tests(opts: Options) -> int:
-    """How many measurements ``run(opts)`` makes (for progress displays)."""
-    return len(plan_tests(opts.directions, opts.memories, opts.sizes)) * len(opts.devices or [0])
-
+    return results
