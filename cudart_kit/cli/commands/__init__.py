@@ -5,9 +5,9 @@ print, and return an exit code or raise (:func:`cudart_kit.cli.main` reports the
 
 from __future__ import annotations
 
-from . import bandwidth, build, doctor, info, overlap
+from . import bandwidth, build, collectives, doctor, info, overlap
 
-__all__ = ["COMMANDS", "bandwidth", "build", "doctor", "info", "overlap"]
+__all__ = ["COMMANDS", "bandwidth", "build", "collectives", "doctor", "info", "overlap"]
 
 # In the order ``cudart-kit --help`` lists them.
-COMMANDS = (build, info, bandwidth, doctor, overlap)
+COMMANDS = (build, info, bandwidth, doctor, overlap, collectives)
