@@ -17,7 +17,8 @@ _EXPORTS = {
     **{n: "errors" for n in (
         "CudaKitError", "NoDriverError", "NoDeviceError", "CudaDriverError", "CudaOutOfMemoryError",
         "ShapeError", "DTypeError", "DeviceMismatchError", "DeviceCapabilityError", "StreamError", "LaunchConfigError",
-        "ArgumentError", "KernelNotFoundError", "IPCError", "ArtifactError", "StaleArtifactError",
+        "ArgumentError", "KernelNotFoundError", "IPCError", "MissingExtraError", "NcclError", "RankError",
+        "PeerAccessError", "ArtifactError", "StaleArtifactError",
         "MissingArtifactError", "BuildError", "NotReadyError", "UntimedError", "ClosedError", "InvalidImageError", "UnsupportedImageError")},
     # runtime
     "Device": "device", "devices": "device", "device_count": "device", "get_device": "device",
@@ -25,14 +26,14 @@ _EXPORTS = {
     "Event": "event", "TimingRecord": "event",
     "Array": "memory", "empty": "memory", "empty_like": "memory", "zeros": "memory",
     "to_device": "memory", "asarray": "memory", "copy": "memory", "memset": "memory",
-    "empty_shareable": "memory",
+    "empty_shareable": "memory", "copy_peer": "memory",
     "census": "accounting",
     "Module": "module", "Kernel": "module", "load_kit_module": "module",
     "launch": "launcher", "prepare": "launcher", "PreparedLaunch": "launcher", "benchmark": "bench",
     "BenchResult": "bench", "blocks_for": "launcher",
 }
 
-_SUBMODULES = ("ops", "graph", "build", "accounting", "trace", "experiments")
+_SUBMODULES = ("ops", "graph", "build", "accounting", "trace", "experiments", "collectives")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 

@@ -11,6 +11,10 @@ import os
 __all__ = [
     "CudaKitError",
     "IPCError",
+    "MissingExtraError",
+    "NcclError",
+    "RankError",
+    "NCCL_RESULTS",
     "NoDriverError",
     "NoDeviceError",
     "CudaDriverError",
@@ -19,6 +23,7 @@ __all__ = [
     "DTypeError",
     "DeviceMismatchError",
     "DeviceCapabilityError",
+    "PeerAccessError",
     "StreamError",
     "LaunchConfigError",
     "ArgumentError",
@@ -199,6 +204,11 @@ class DeviceCapabilityError(CudaKitError, ValueError):
     """The device lacks what the call needs (e.g. compute capability 9.0 for sm_90a kernels)."""
 
 
+
+class PeerAccessError(DeviceCapabilityError):
+    """Two devices have no peer path (cuDeviceCanAccessPeer is 0): peer access cannot be
+    enabled; copies between them still work (staged by the driver), kernels cannot reach across."""
+
 class ArgumentError(CudaKitError, TypeError):
     """A kernel argument does not match the kernel's parameter."""
 
@@ -244,6 +254,75 @@ class UntimedError(CudaKitError):
 
 class ClosedError(CudaKitError, ValueError):
     """An object was used after close()."""
+
+
+class MissingExtraError(CudaKitError, ImportError):
+    """An optional extra of cudart-kit is not installed (also an ImportError).
+
+    Attributes: ``package`` (what is missing, e.g. "nccl4py"), ``extra`` (the extra that brings
+    it, e.g. "nccl"), ``install`` (the pip command), ``detail`` (what the import said)."""
+
+    def __init__(self, feature: str, package: str, extra: str, detail: str = ""):
+        self.feature, self.package, self.extra = feature, package, extra
+        self.install = f'pip install "cudart-kit[{extra}]"'
+        self.detail = " ".join(str(detail).split())
+        super().__init__(f"{feature} needs {package}: install cudart-kit's optional extra {extra!r}: {self.install}")
+
+    def __reduce__(self):
+        return (type(self), (self.feature, self.package, self.extra, self.detail))
+
+
+#: ncclResult_t values and their C names (nccl.h)
+NCCL_RESULTS = {
+    0: "ncclSuccess", 1: "ncclUnhandledCudaError", 2: "ncclSystemError", 3: "ncclInternalError",
+    4: "ncclInvalidArgument", 5: "ncclInvalidUsage", 6: "ncclRemoteError", 7: "ncclInProgress", 8: "ncclTimeout",
+}
+
+_ADVICE = {
+    "ncclUnhandledCudaError": "a CUDA call inside NCCL failed; the CUDA context may be unusable (run with "
+                              "NCCL_DEBUG=WARN to see which)",
+    "ncclSystemError": "a system call failed (sockets, shared memory: containers need a large /dev/shm); run "
+                       "with NCCL_DEBUG=INFO to see which",
+    "ncclInternalError": "NCCL hit an internal error; run with NCCL_DEBUG=INFO and report it",
+    "ncclInvalidArgument": "NCCL refused an argument (count, datatype, op, root, peer, or a pointer it cannot "
+                           "use, e.g. memory of another device)",
+    "ncclInvalidUsage": "the call is not allowed here: ranks that disagree (counts, order of calls), a "
+                        "duplicate GPU in one communicator, or unbalanced group()s",
+    "ncclRemoteError": "a remote rank failed or a connection broke: abort() the communicator on every rank",
+    "ncclInProgress": "the operation is still in progress",
+    "ncclTimeout": "NCCL gave up waiting (a rank that never joined, or a hung peer): abort() on every rank",
+}
+
+
+class NcclError(CudaKitError):
+    """An NCCL call failed. Attributes: ``result`` (the ncclResult_t name, e.g.
+    ``ncclInvalidUsage``; None when nccl4py refused the arguments before calling NCCL),
+    ``code`` (its integer value or None), ``api`` (the NCCL function), ``advice``, ``detail``
+    (NCCL's own last-error text, or what nccl4py said).
+
+    After an NcclError raised by a collective, nothing is known about the operations queued on
+    the communicator: abort() it on every rank (close() may hang)."""
+
+    def __init__(self, result: str | None, code: int | None, api: str, advice: str | None = None,
+                 context: str = "", detail: str = ""):
+        self.result, self.code, self.api = result, code, api
+        self.advice = _ADVICE.get(result or "", "") if advice is None else advice
+        self.context = context
+        self.detail = " ".join(str(detail).split())
+        head = f"{api} failed with {result} ({code})" if result else f"{api} was refused by nccl4py"
+        if context:
+            head += f" while {context}"
+        msg = f"{head}: {self.advice}" if self.advice else head
+        if self.detail and self.detail not in msg:
+            msg += f" (NCCL: {self.detail})"
+        super().__init__(msg)
+
+    def __reduce__(self):
+        return (type(self), (self.result, self.code, self.api, self.advice, self.context, self.detail))
+
+
+class RankError(CudaKitError, ValueError):
+    """A rank, peer, root, rank count or device list that does not fit the communicator."""
 
 
 class IPCError(CudaKitError, ValueError):

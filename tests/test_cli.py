@@ -21,7 +21,7 @@ from cudart_kit import cli, doctor, query
 REPO = Path(__file__).resolve().parent.parent
 # Every subcommand the parser must have, aliases included: written out here, not read back from the
 # parser or its help text, so a command that disappears (or appears undocumented) fails a test.
-SUBCOMMANDS = ["build", "devices", "query", "info", "bandwidth", "doctor", "overlap"]
+SUBCOMMANDS = ["build", "devices", "query", "info", "bandwidth", "doctor", "overlap", "collectives"]
 
 
 def _no_gpu() -> bool:
@@ -150,7 +150,8 @@ def test_parser_builds_without_driver_and_knows_every_command():
     assert sorted(cli.subcommands(parser)) == sorted(SUBCOMMANDS)
     funcs = {cmd: parser.parse_args([cmd]).func for cmd in SUBCOMMANDS if cmd != "build"}
     assert funcs == {"devices": cli.cmd_devices, "query": cli.cmd_query, "info": cli.cmd_query,
-                     "bandwidth": cli.cmd_bandwidth, "doctor": cli.cmd_doctor, "overlap": cli.cmd_overlap}
+                     "bandwidth": cli.cmd_bandwidth, "doctor": cli.cmd_doctor, "overlap": cli.cmd_overlap,
+                     "collectives": cli.commands.collectives.cmd_collectives}
 
 
 def _epilog_codes(text: str) -> set[int]:
@@ -187,7 +188,7 @@ def test_query_arguments():
 def test_bandwidth_defaults_and_flags():
     p = cli.build_parser()
     a = p.parse_args(["bandwidth"])
-    assert a.mode is None and a.device == [0] and a.memory == ("pinned", "pageable")
+    assert a.mode is None and a.device is None and a.memory == ("pinned", "pageable")
     assert a.repeat == 10 and a.warmup == 2 and not a.json and not a.csv and a.directions is None
     a = p.parse_args(["bandwidth", "--shmoo", "--start", "4K", "--end", "1M", "--htod", "--dtod",
                       "--memory", "all", "--device", "all", "--concurrent", "--csv"])
@@ -546,7 +547,7 @@ def test_json_schema_constants():
     assert query.SCHEMA_QUERY == "cudart-kit/query/1" and query.SCHEMA_DEVICES == "cudart-kit/devices/1"
 
 
-# The bandwidth document from bandwidth.py's real code: bandwidth.figure (the record builder) on
+# The bandwidth document from the bandwidth package's real code: bandwidth.figure (the record builder) on
 # fixed samples, assembled by bandwidth.run; only the per-device GPU work (_DeviceBench: buffers,
 # stream, timed copies) is replaced. A renamed or dropped key fails here, and in the CSV and
 # table formatting that read the document. Keys the docs promise; the code may add more.
@@ -574,7 +575,7 @@ class _FakeBench:
 
 @pytest.fixture
 def fake_bandwidth(monkeypatch, fake_devices):
-    monkeypatch.setattr(bw, "_DeviceBench", _FakeBench)
+    monkeypatch.setattr(bw.host, "_DeviceBench", _FakeBench)
     return fake_devices
 
 

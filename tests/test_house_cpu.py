@@ -43,7 +43,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ops",),
     ("graph", "accounting"),
     ("trace", "query"),
-    ("bandwidth", "experiments"),
+    ("bandwidth", "experiments", "collectives"),
     ("doctor",),
     ("cli", "__main__"),
 )
@@ -306,7 +306,8 @@ def test_event_never_imports_stream():
 USER_PATHS = ("cudart_kit.memory", "cudart_kit.launcher", "cudart_kit.stream", "cudart_kit.event",
               "cudart_kit.device", "cudart_kit.module", "cudart_kit.graph", "cudart_kit.trace",
               "cudart_kit.accounting", "cudart_kit.build", "cudart_kit.ops.vector", "cudart_kit.ops.gemm",
-              "cudart_kit.experiments.overlap", "cudart_kit.bench")
+              "cudart_kit.experiments.overlap", "cudart_kit.bench", "cudart_kit.memory.ipc",
+              "cudart_kit.memory.peer", "cudart_kit.collectives", "cudart_kit.bandwidth")
 
 
 def _import_in_fresh_interpreter(paths) -> subprocess.CompletedProcess:

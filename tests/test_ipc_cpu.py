@@ -297,7 +297,9 @@ def test_descriptor_pickles_with_the_pool_fd(pipe):
 
 def test_unpickling_never_raises_and_import_reports_it():
     d = ipc._rebuild("garbage", None)
-    assert d._fd is None and "AttributeError" in d._fd_error
+    assert d._fd is None and "no pool file descriptor arrived" in d._fd_error
+    lost = ipc._received_fd(None)  # a token that cannot be detached
+    assert lost.fd is None and "AttributeError" in lost.error
     with pytest.raises(ipc.IPCError, match="format version None"):
         ipc.import_array(d, stream=None)
 
@@ -410,7 +412,7 @@ def test_a_pool_handle_that_never_arrived_is_named(pipe):
     import says so once cuda.core's registry has no mapping of that pool either."""
     good = _received(pipe[0])
     fields = {n: getattr(good, n) for n in ipc._FIELDS}
-    lost = ipc._rebuild(fields, object())  # detach() fails
+    lost = ipc._rebuild(fields, ipc._received_fd(object()))  # detach() fails
     assert lost._fd is None and lost._fd_error
     with pytest.raises(ipc.IPCError, match="pool handle did not arrive .*AttributeError"):
         ipc.import_array(lost, stream=make_stream())
@@ -509,3 +511,29 @@ def test_public_names():
         assert hasattr(ipc, name), name
     assert set(ipc.__all__) >= {"empty_shareable", "export", "import_array", "close_import", "signal", "wait",
                                 "ArrayExport", "ArrayDescriptor", "Signal", "IPCError"}
+
+
+def test_several_descriptors_of_one_pool_pickle_its_fd_once(pipe):
+    """A Process's arguments (or one message) holding several descriptors of one pool pass the
+    pool's file descriptor once: multiprocessing refuses an fd listed twice for a child, and the
+    receiver shares the one fd it gets between them."""
+    import pickle
+
+    from multiprocessing import reduction
+
+    r, w = pipe
+    share = ipc.export(shareable(r, n=1000)[3:-5:2], stream=make_stream(0xE5))
+    d = share.descriptor
+    sent = []
+    real = reduction.DupFd
+    reduction.DupFd = lambda fd: sent.append(fd) or real(fd)
+    try:
+        data = pickle.dumps([d, d._replace(offset=0), d._replace(shape=(1,))])
+    finally:
+        reduction.DupFd = real
+    assert len(sent) == 1
+    got = pickle.loads(data)
+    assert len({g._fd for g in got}) == 1 and got[0]._fd is not None and got[0]._fd_closer is got[2]._fd_closer
+    os.write(w, b"once")
+    assert os.read(got[1]._fd, 4) == b"once"
+    share.release()

@@ -20,10 +20,11 @@ from .transfer import copy, fill, memset, to_device, zeros
 
 from . import ipc
 from .ipc import empty_shareable, is_shareable
+from .peer import copy_peer
 
 Array._transfer = _transfer  # the one wiring point: Array's copy/fill methods run transfer
 
 __all__ = [
     "Array", "empty", "empty_like", "zeros", "to_device", "asarray", "copy", "memset",
-    "KINDS", "census", "bfloat16", "check_open", "MAX_NBYTES", "empty_shareable", "is_shareable", "ipc",
+    "KINDS", "census", "bfloat16", "check_open", "MAX_NBYTES", "empty_shareable", "is_shareable", "ipc", "copy_peer",
 ]

@@ -121,6 +121,54 @@ def _close_fd(fd: int) -> None:
         pass
 
 
+class _FdToken:
+    """A pool's file descriptor as pickled. One token per file descriptor and process, so a
+    pickle that carries several descriptors of one pool (a Process's arguments, a list sent
+    through a Queue) passes the fd once: multiprocessing refuses an fd listed twice for a child."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __reduce__(self):
+        from multiprocessing.reduction import DupFd
+
+        return _received_fd, (DupFd(self.fd),)
+
+
+class _ReceivedFd:
+    """A pool's file descriptor as received, shared by the descriptors unpickled with it and
+    closed when the last of them goes (or when called)."""
+
+    __slots__ = ("fd", "error", "_closer", "_token", "__weakref__")
+
+    def __init__(self, fd: "int | None", error: "str | None" = None):
+        self.fd, self.error, self._token = fd, error, None
+        self._closer = None if fd is None else weakref.finalize(self, _close_fd, fd)
+
+    def __call__(self) -> None:
+        if self._closer is not None:
+            self._closer()
+
+    def token(self) -> _FdToken:
+        if self._token is None:
+            self._token = _FdToken(self.fd)
+        return self._token
+
+
+def _received_fd(token) -> _ReceivedFd:
+    """Unpickling: takes the pool's file descriptor now (the sender holds a duplicate until then).
+    Never raises: import_array reports what is wrong."""
+    try:
+        return _ReceivedFd(token.detach())
+    except Exception as exc:
+        return _ReceivedFd(None, f"{type(exc).__name__}: {exc}")
+
+
+_tokens: dict = {}  # a shareable pool's fd -> its _FdToken (pools live as long as the process)
+
+
 class ArrayDescriptor:
     """What an importer maps: send it through :mod:`multiprocessing` (Process arguments, Queue,
     Pipe), which carries the pool's file descriptor too. Fields: ``shape``, ``strides`` (bytes),
@@ -135,41 +183,46 @@ class ArrayDescriptor:
         raise TypeError("use cudart_kit.memory.ipc.export(array, stream=s).descriptor")
 
     @classmethod
-    def _make(cls, pool=None, fd=None, fd_error=None, **fields) -> "ArrayDescriptor":
+    def _make(cls, pool=None, received: "_ReceivedFd | None" = None, **fields) -> "ArrayDescriptor":
         self = object.__new__(cls)
         for name in _FIELDS:
             setattr(self, name, fields.get(name))
-        self._pool, self._fd, self._fd_error = pool, fd, fd_error
-        self._fd_closer = None if fd is None else weakref.finalize(self, _close_fd, fd)
+        self._pool = pool
+        self._fd = None if received is None else received.fd
+        self._fd_error = None if received is None else received.error
+        self._fd_closer = received  # shared by descriptors received together; callable: closes
         return self
 
     def _replace(self, **changes) -> "ArrayDescriptor":
-        """A copy with fields changed (tests forge bad descriptors so); it shares the pool."""
-        fd = None if self._fd is None else os.dup(self._fd)
-        return ArrayDescriptor._make(self._pool, fd, self._fd_error, **{**{n: getattr(self, n) for n in _FIELDS}, **changes})
+        """A copy with fields changed (tests forge bad descriptors so); it shares the pool, and
+        a received one gets its own duplicate of the pool's file descriptor."""
+        received = self._fd_closer
+        if self._fd is not None:
+            received = _ReceivedFd(os.dup(self._fd))
+        return ArrayDescriptor._make(self._pool, received, **{**{n: getattr(self, n) for n in _FIELDS}, **changes})
 
     def __reduce__(self):
-        fd = int(self._pool.allocation_handle) if self._pool is not None else self._fd
-        if fd is None:
+        if self._pool is not None:
+            fd = int(self._pool.allocation_handle)
+            token = _tokens.get(fd)
+            if token is None:
+                token = _tokens[fd] = _FdToken(fd)
+        elif self._fd is not None:
+            token = self._fd_closer.token()
+        else:
             raise IPCError(f"this ArrayDescriptor has no pool handle to send on ({self._fd_error})")
-        from multiprocessing.reduction import DupFd
-
-        return _rebuild, ({n: getattr(self, n) for n in _FIELDS}, DupFd(fd))
+        return _rebuild, ({n: getattr(self, n) for n in _FIELDS}, token)
 
     def __repr__(self) -> str:
         return f"<cudart_kit ArrayDescriptor shape={self.shape} dtype={self.dtype} from pid {self.exporter_pid}>"
 
 
-def _rebuild(fields, token) -> ArrayDescriptor:
-    """Unpickling: takes the pool's file descriptor now (the sender holds a duplicate until then).
-    Never raises: import_array reports what is wrong."""
-    fd = err = None
-    try:
-        fd = token.detach()
-    except Exception as exc:
-        err = f"{type(exc).__name__}: {exc}"
+def _rebuild(fields, received) -> ArrayDescriptor:
+    """Unpickling (never raises: import_array reports what is wrong)."""
+    if not isinstance(received, _ReceivedFd):
+        received = _ReceivedFd(None, f"no pool file descriptor arrived ({type(received).__name__})")
     fields = fields if isinstance(fields, dict) else {}
-    return ArrayDescriptor._make(None, fd, err, **{k: fields[k] for k in _FIELDS if k in fields})
+    return ArrayDescriptor._make(None, received, **{k: fields[k] for k in _FIELDS if k in fields})
 
 
 def _core_payload(obj, kind: str, what: str) -> tuple:

@@ -18,6 +18,7 @@ from . import layout as L
 from .alloc import empty
 from .array import Array, check_open
 from .foreign import coerce, is_device_object
+from .peer import copy_peer, is_peer_copy
 from .strided import element_aligned, launch_strided
 from .. import _driver as drv
 from .. import profiling as _prof
@@ -88,8 +89,9 @@ def copy(dst, src, *, stream, timed: bool = False) -> TimingRecord:
     allocated and freed on ``stream``; a non-contiguous numpy source is first packed on the
     host, a non-contiguous numpy destination is unpacked on the host after the device->host
     copy, which with pageable memory has finished when the driver returns (CUDA's rule for
-    pageable destinations; no extra synchronization). Copies of contiguous data between devices
-    go peer-to-peer when possible. Returns a TimingRecord (with events when ``timed``).
+    pageable destinations; no extra synchronization). Device memory of two GPUs is copied by
+    :func:`cudart_kit.memory.peer.copy_peer` (contiguous or pitched layouts; others raise
+    ShapeError). Returns a TimingRecord (with events when ``timed``).
 
     Raises before anything is queued: ClosedError for a closed stream or a closed array (or a
     view of one) on either side; DTypeError / ShapeError for different dtypes or shapes, or a
@@ -105,6 +107,9 @@ def copy(dst, src, *, stream, timed: bool = False) -> TimingRecord:
         raise TypeError("copy: both dst and src are numpy arrays: use numpy to copy host memory")
     d = dst if dst_host else coerce(dst, s, "copy: dst", hold=False)
     sa = src if src_host else coerce(src, s, "copy: src", hold=False)
+    if not (dst_host or src_host) and is_peer_copy(d, sa):
+        # device memory of two GPUs: the peer copy, ordered after the other GPU's use
+        return copy_peer(d, sa, stream=s, timed=timed)
     if d.dtype != sa.dtype:
         raise DTypeError(f"copy: dst is {d.dtype} but src is {sa.dtype} (copies never convert)")
     d_contig = d.flags.c_contiguous if dst_host else d.c_contiguous

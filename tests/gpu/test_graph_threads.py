@@ -47,7 +47,7 @@ def test_graph_replay_while_the_pool_caches_most_memory(device, stream, rng):
     with ck.graph.capture(stream) as cap:
         ops.dot(x, x, r, stream=cap.stream)  # its workspace is a graph allocation node
     g = cap.graph
-    free = device.memory_info().free
+    free = device.memory_info().free_bytes
     big = ck.empty(int(free * 0.97) // 4, np.float32, stream=stream)
     ck.memset(big, 1, stream=stream)
     big.close()  # freed in stream order: the pool may keep the pages cached
