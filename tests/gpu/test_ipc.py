@@ -415,7 +415,7 @@ def test_bad_and_stale_descriptors_give_kit_errors(stream):
                                                   root_shape=(n * 64,)), None),
         ("stale: released and freed", stale_desc, None),
     ]
-    with Child(_child_bad, cases, d) as child:
+    with Child(_child_bad, [(name, desc) for name, desc, _ in cases], d) as child:
         kind, out, sig = child.recv()
         share.release(sig, stream=stream)
         child.send("bye")
