@@ -2,10 +2,14 @@
 (CuPy for FP32 SGEMM — CuPy does not use TF32 unless asked —, PyTorch for TF32 and BF16/FP16).
 
     python tools/bench_gemm.py [--sizes 1024,2048,4096,8192] [--repeat 10] [--min-time-ms 100] [--json out.json]
+    python tools/bench_gemm.py --host-only   # only the host cost per call (small shapes, cuBLAS at 256^3)
 
 GPU figures come from cudart_kit.bench.benchmark (warm-up by time until stable, at least
 --repeat samples and --min-time-ms of GPU time, a ``~`` marks a noisy figure); host costs are
-wall time per call after a time-based warm-up (median of rounds, spread reported).
+wall time per call after a time-based warm-up (median of rounds, spread reported). The 256^3 host
+rows (algo="cublas", the direct cuBLASLt path, next to the kit's own kernels at that shape) queue
+rounds of 200 calls, fewer than the launch queue holds, so the host never waits for the GPU; each
+row also gives the GPU time per call (event-timed) to show which side bounds a back-to-back loop.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ def main(argv=None) -> int:
     p.add_argument("--algos", default="", help="comma-separated subset of the algorithms (default: all)")
     p.add_argument("--host", action=argparse.BooleanOptionalAction, default=True,
                    help="also time the host cost of one small call (default: on)")
+    p.add_argument("--host-only", action="store_true", help="skip the TFLOP/s table: host costs only")
     args = p.parse_args(argv)
     import cupy as cp
     import torch
@@ -65,8 +70,10 @@ def main(argv=None) -> int:
     dev = ck.get_device(0)
     s = ck.Stream.create(dev)
     rng = np.random.default_rng()
-    shapes = [(n, n, n) for n in map(int, args.sizes.split(","))]
+    shapes = [(n, n, n) for n in map(int, filter(None, args.sizes.split(",")))]
     shapes += [tuple(map(int, r.split("x"))) for r in args.rect.split(",") if r]
+    if args.host_only:
+        shapes, args.host = [], True
     rows = []
     ext = cp.cuda.ExternalStream(s.handle)
     tstream = torch.cuda.ExternalStream(s.handle)
@@ -143,39 +150,80 @@ def main(argv=None) -> int:
             a.close()
 
     # host cost of one call: small problems, where the GPU waits for the host
-    host = []
+    host = []  # (label, shape, (median us, spread), GPU us per call or None)
+    cublas_plans = None
     if args.host:
         n = 64
         for label, dt, kw in (("kit matmul float32 (auto)", np.float32, {}),
                               ("kit matmul bfloat16 (auto)", bfloat16, {}),
                               ("kit matmul float32 (allow_tf32)", np.float32, {"allow_tf32": True})):
             a, b, c = (ck.to_device(rng.uniform(-1, 1, (n, n)).astype(dt), stream=s) for _ in range(3))
-            host.append((label, _host_us(lambda: matmul(a, b, c, stream=s, **kw), s)))
+            host.append((label, (n, n, n), _host_us(lambda: matmul(a, b, c, stream=s, **kw), s), None))
         ca, cb, cc = (cp.asarray(ck.to_device(rng.uniform(-1, 1, (n, n)).astype(np.float32), stream=s)) for _ in range(3))
         with ext:
-            host.append(("cupy.matmul float32", _host_us(lambda: cp.matmul(ca, cb, out=cc), s)))
+            host.append(("cupy.matmul float32", (n, n, n), _host_us(lambda: cp.matmul(ca, cb, out=cc), s), None))
         ta_, tb_ = torch.from_dlpack(ck.to_device(rng.uniform(-1, 1, (n, n)).astype(bfloat16), stream=s)), \
             torch.from_dlpack(ck.to_device(rng.uniform(-1, 1, (n, n)).astype(bfloat16), stream=s))
         tc_ = torch.empty((n, n), dtype=torch.bfloat16, device="cuda")
         with torch.cuda.stream(tstream):
-            host.append(("torch.matmul bfloat16", _host_us(lambda: torch.matmul(ta_, tb_, out=tc_), s)))
+            host.append(("torch.matmul bfloat16", (n, n, n), _host_us(lambda: torch.matmul(ta_, tb_, out=tc_), s),
+                         None))
+        # algo="cublas" (one cublasLtMatmul per call through nvmath-python's bindings) at 256^3, a
+        # cached shape, next to the kit's own kernels at that shape
+        n = 256
+        cases = [("kit matmul float32 (auto) 256^3", np.float32, "auto"),
+                 ("kit matmul bfloat16 (auto) 256^3", bfloat16, "auto")]
+        try:
+            import nvmath  # noqa: F401
+        except ImportError:
+            print("nvmath-python is not installed: no algo='cublas' host rows", file=sys.stderr)
+        else:
+            cases += [("kit matmul float32 (cublas) 256^3", np.float32, "cublas"),
+                      ("kit matmul bfloat16 (cublas) 256^3", bfloat16, "cublas")]
+        from cudart_kit.ops import _cublaslt
 
-    print(f"\nmatmul on {dev.name}: TFLOP/s (median of >= {args.repeat} event-timed samples and >= "
-          f"{args.min_time_ms:g} ms per figure, random data; ~: noisy) and ratio to cuBLAS measured in the same run")
-    print(f"{'M x N x K':>18} {'algo':12} {'ms':>9} {'TFLOP/s':>8} {'cuBLAS':>7} {'TFLOP/s':>8} {'ratio':>6}")
+        for label, dt, algo in cases:
+            a, b, c = (ck.to_device(rng.uniform(-1, 1, (n, n)).astype(dt), stream=s) for _ in range(3))
+
+            def call(a=a, b=b, c=c, algo=algo):
+                matmul(a, b, c, algo=algo, stream=s)
+
+            call()  # plans the shape: every timed call below is a cached one
+            s.sync()
+            made = _cublaslt.stats["plans_made"]
+            figure = _host_us(call, s, n=200, rounds=15)
+            if algo == "cublas":
+                cublas_plans = (cublas_plans or 0) + _cublaslt.stats["plans_made"] - made
+            gpu = benchmark(lambda _s, call=call: call(), stream=s, repeat=args.repeat, min_time_ms=20, name=label)
+            host.append((label, (n, n, n), figure, 1e3 * gpu.median_ms))
+
+    if rows:
+        print(f"\nmatmul on {dev.name}: TFLOP/s (median of >= {args.repeat} event-timed samples and >= "
+              f"{args.min_time_ms:g} ms per figure, random data; ~: noisy) and ratio to cuBLAS measured in the "
+              "same run")
+        print(f"{'M x N x K':>18} {'algo':12} {'ms':>9} {'TFLOP/s':>8} {'cuBLAS':>7} {'TFLOP/s':>8} {'ratio':>6}")
+    else:
+        print(f"\nmatmul on {dev.name}")
     for r in rows:
         print(f"{r['M']:>6}x{r['N']:>5}x{r['K']:>5} {r['algo']:12} {r['ms']:9.3f} {r['tflops']:7.1f}"
               f"{'~' if r['noisy'] else ' '} {r['peer']:>7} {r['peer_tflops']:7.1f}{'~' if r['peer_noisy'] else ' '} "
               f"{r['ratio']:6.3f}")
     if host:
-        print(f"\nhost time per call, {64}x{64}x{64} (GPU idle-bound: the cost of the Python call itself)")
-        for label, (us, spread) in host:
-            print(f"  {label:34} {us:7.1f} us  (spread {100 * spread:.1f} %)")
+        print("\nhost time per call, calls queued back to back (the cost of the Python call itself where the GPU "
+              "time per call is smaller)")
+        for label, shape, (us, spread), gpu_us in host:
+            gpu = f"  GPU {gpu_us:6.1f} us/call" if gpu_us is not None else ""
+            print(f"  {label:36} {'x'.join(map(str, shape)):>11} {us:7.1f} us  (spread {100 * spread:.1f} %){gpu}")
+        if cublas_plans is not None:
+            print(f"  cuBLASLt plans made during the timed cublas calls: {cublas_plans} (cached shape: 0 expected)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": dev.name, "date": time.strftime("%Y-%m-%d"), "rows": rows,
-                       "host_us_per_call": {k: v[0] for k, v in host},
-                       "host_us_spread": {k: v[1] for k, v in host}}, f, indent=2)
+                       "host_us_per_call": {k: v[0] for k, _, v, _ in host},
+                       "host_us_spread": {k: v[1] for k, _, v, _ in host},
+                       "host_shape": {k: list(shape) for k, shape, _, _ in host},
+                       "host_gpu_us_per_call": {k: g for k, _, _, g in host if g is not None},
+                       "cublas_plans_made_while_timed": cublas_plans}, f, indent=2)
     s.close()
     return 0
 

@@ -10,18 +10,17 @@ shared-memory sizes of every kernel come from :mod:`._gemm_geometry`.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from .. import profiling as _prof
 from .. import _driver as drv
 from .._launch import LaunchPlan
-from ..errors import CudaKitError, DeviceCapabilityError, DeviceMismatchError, DTypeError, ShapeError, StreamError
+from ..errors import DeviceCapabilityError, DeviceMismatchError, DTypeError, ShapeError, StreamError
 from ..launcher import launch, pack_args
 from ..memory import Array, asarray, bfloat16, check_open, empty
 from ..module import Kernel, kit_kernel
 from ..stream import Stream, as_stream
+from . import _cublaslt
 from . import _gemm_sm90 as _sm90
 from ._gemm_geometry import NAIVE, SIMT128, SIMT256, TILED, WMMA_B16, WMMA_TF32, classify, layout_name, overlaps
 
@@ -210,7 +209,10 @@ def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_t
             raise ShapeError(f"matmul: {what}={n_} does not fit the kernels' 32-bit indices")
     alpha32, beta32 = np.float32(alpha), np.float32(beta)
     if name == "cublas":
-        return _cublas(A, B, O, float(alpha), float(beta), bool(transpose_a), bool(transpose_b), s, timed)
+        fast_key = ((A.sig, B.sig, O.sig, algo, allow_tf32, transpose_a, transpose_b)
+                    if type(a) is Array and type(b) is Array and type(out) is Array else None)
+        return _cublas(A, B, O, float(alpha), float(beta), ta, tb, lda, ldb, ldc, M, N, K, bool(allow_tf32), s,
+                       timed, fast_key)
     # plans are kept for kit-owned contiguous arrays (row-major, so ta / tb are the transpose
     # flags and the layout follows from the signature; kit allocations are 256-byte aligned)
     plannable = (type(a) is Array and type(b) is Array and type(out) is Array and A.sig[3] and A.sig[4]
@@ -300,152 +302,36 @@ def _simple_plan(kernel: Kernel, grid, block, smem: int, args: tuple, A: Array, 
     return go
 
 
-class _Unordered:
-    """DLPack export of a kit array that asks for no stream ordering (``stream=-1``). The kit's
-    own convention: nvmath runs on the matmul's stream, which the caller has ordered; making
-    the library's current stream wait as well would order nothing useful, and inside a capture
-    it would pull that stream into the graph."""
-
-    __slots__ = ("_arr",)
-
-    def __init__(self, arr: Array):
-        self._arr = arr
-
-    def __dlpack_device__(self):
-        return self._arr.__dlpack_device__()
-
-    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
-        return self._arr.__dlpack__(stream=-1, max_version=max_version, dl_device=dl_device, copy=copy)
-
-
-def _tensor_view(arr: Array, s: Stream):
-    """A zero-copy PyTorch tensor (else CuPy array) over a kit array: the operand types nvmath
-    accepts."""
-    try:
-        import torch
-
-        return torch.from_dlpack(_Unordered(arr))
-    except ImportError:
-        pass
-    try:
-        import cupy
-
-        return cupy.from_dlpack(_Unordered(arr))
-    except ImportError:
-        raise CudaKitError("algo='cublas' hands nvmath-python PyTorch or CuPy views of the arrays: "
-                           "install torch or cupy") from None
-
-
-def _geometry(t) -> tuple:
-    stride = t.stride() if callable(getattr(t, "stride", None)) else t.strides
-    return type(t).__module__, str(t.dtype), tuple(t.shape), tuple(stride)
-
-
-def _alignment(ptr: int) -> int:
-    """The largest power of two up to 256 dividing ``ptr``: cublasLt's heuristics pick kernels
-    for the operands' alignment, so a plan serves only pointers aligned at least as well."""
-    return min(256, ptr & -ptr) if ptr else 256
-
-
-class _Workspaces:
-    """The allocator a planned nvmath Matmul draws cuBLAS's workspace from (nvmath's
-    BaseCUDAMemoryManager / BaseCUDAMemoryManagerAsync protocols): kit device arrays on the stream
-    of the execute under way (:attr:`stream`, set around it), which inside a graph capture are
-    graph allocation nodes. Every execute releases its workspace (``release_workspace=True``)
-    and :func:`_cublas` closes what was taken, in that stream's order, so no plan holds memory
-    between calls: one plan serves any stream, and inside a capture the free node lands in the
-    graph next to its allocation node."""
-
-    def __init__(self, device_id: int):
-        self.device_id = device_id  # nvmath reads it
-        self.stream: Stream | None = None
-        self.taken: list = []
-
-    def memalloc_async(self, size, stream=None):
-        return self.memalloc(size, stream)
-
-    def memalloc(self, size, stream=None):
-        from nvmath.memory import MemoryPointer
-
-        on = self.stream if self.stream is not None else stream  # nvmath's own (a cuda.core Stream)
-        arr = empty((int(size),), np.uint8, stream=on, _in_graph=True)
-        self.taken.append(arr)
-        return MemoryPointer(arr.ptr, int(size), finalizer=arr.close)
-
-    def give_back(self) -> None:
-        taken, self.taken, self.stream = self.taken, [], None
-        for arr in taken:  # idempotent: nvmath's release may have closed it already
-            arr.close()
-
-
-# Planned nvmath Matmul objects (with their allocators) by problem geometry, least recently used
-# last out: planning (cublasLt heuristics) costs about a millisecond, a planned execute a few µs.
-_PLAN_CACHE_SIZE = 16
-_plans: dict = {}
-_plans_lock = threading.Lock()
-
-
 def _clear_plans() -> None:
-    """Forget every cached plan (kit kernels' and cuBLAS's, freeing the latter): the next call of
-    each geometry takes the checked path again. For tests and for releasing cuBLAS resources."""
+    """Forget every cached plan (kit kernels' and cuBLAS's, destroying the latter's descriptors and
+    giving back its per-stream workspaces): the next call of each geometry takes the checked path
+    again. For tests and for releasing cuBLAS resources."""
     _fast.clear()
-    with _plans_lock:
-        plans = list(_plans.values())
-        _plans.clear()
-    for mm, _ in plans:
-        mm.free()
+    _cublaslt._clear_plans()
 
 
-def _cublas(A: Array, B: Array, O: Array, alpha: float, beta: float, transpose_a: bool, transpose_b: bool,
-            s: Stream, timed: bool):
-    """cuBLAS (cublasLt) through nvmath-python on ``s``, written in place into ``out``. The plan
-    for each geometry (dtypes, shapes, strides, pointer alignments, device) is made once and
-    reused; the operands are swapped in with ``reset_operands`` and released after each launch.
-    Inside a graph capture a missing plan is made on :func:`_gemm_sm90.side_stream` (planning
-    waits for its stream), and the workspace is a graph allocation node freed in the graph."""
-    try:
-        from nvmath.linalg.advanced import Matmul
-    except ImportError:
-        raise CudaKitError("algo='cublas' needs nvmath-python (NVIDIA's cuBLAS bindings): "
-                           "pip install 'cudart-kit[cublas]'") from None
+def _cublas(A: Array, B: Array, O: Array, alpha: float, beta: float, ta: int, tb: int, lda: int, ldb: int,
+            ldc: int, M: int, N: int, K: int, allow_tf32: bool, s: Stream, timed: bool, fast_key):
+    """cuBLAS (cublasLt) on ``s``, in place into ``O``: one cublasLtMatmul through nvmath-python's
+    bindings (ops/_cublaslt.py). Everything matmul checked holds (shapes, dtypes, layouts, A's and
+    B's devices, no overlap); ``ta`` / ``tb`` say whether A / B are stored transposed (views and
+    transpose flags combined), with their leading dimensions as stored. The plan of the geometry
+    (descriptors, the heuristic's algorithm) is made once; with kit-owned contiguous operands
+    (``fast_key``: matmul's cached-plan key) later calls go straight to it from matmul's fast path.
+    Inside a graph capture the workspace is a buffer the graph holds."""
     from ..event import begin_timing, end_timing
-    from ..launcher import _pointer_of
 
-    for arr, what in ((A, "matmul: a"), (B, "matmul: b"), (O, "matmul: out")):  # device checks; recorded as used on s
-        _pointer_of(arr, s, what)
-    a, b, c = _tensor_view(A, s), _tensor_view(B, s), _tensor_view(O, s)
-    if transpose_a:
-        a = a.T
-    if transpose_b:
-        b = b.T
-    key = (s.device.ordinal, _geometry(a), _geometry(b), _geometry(c), _alignment(A.ptr), _alignment(B.ptr),
-           _alignment(O.ptr))
-    with _plans_lock:
-        entry = _plans.pop(key, None)
-        mm = None
-        try:
-            if entry is None:
-                ws = _Workspaces(s.device.ordinal)
-                plan_on = _sm90.side_stream(s.device) if s.is_capturing else s
-                mm = Matmul(a, b, c, alpha=alpha, beta=beta, options={"inplace": True, "allocator": ws},
-                            stream=plan_on.handle)
-                mm.plan(stream=plan_on.handle)
-            else:
-                mm, ws = entry
-                mm.reset_operands(a=a, b=b, c=c, alpha=alpha, beta=beta, stream=s.handle)
-            start = begin_timing(s, timed)
-            ws.stream = s
-            try:
-                mm.execute(release_workspace=True, stream=s.handle)
-            finally:
-                ws.give_back()  # queued after the kernel on s (inside a capture: the graph's free node)
-            rec = end_timing("cublas", s, start)
-            mm.release_operands()  # the plan must not keep the caller's arrays alive
-        except Exception as exc:
-            if mm is not None:
-                mm.free()
-            raise CudaKitError(f"nvmath-python matmul failed: {type(exc).__name__}: {exc}") from exc
-        _plans[key] = (mm, ws)
-        while len(_plans) > _PLAN_CACHE_SIZE:
-            _plans.pop(next(iter(_plans)))[0].free()
+    if O.kind in ("device", "foreign") and O.ptr and O.device is not s.device:
+        raise DeviceMismatchError(f"matmul: out is on device {O.device.ordinal}, the stream on {s.device.ordinal}")
+    plan = _cublaslt.plan_for(s.device, A.dtype, M, N, K, ta, tb, lda, ldb, ldc, A.ptr, B.ptr, O.ptr, allow_tf32)
+    for arr in (A, B, O):  # recorded as used on s (inside a capture: held by the graph)
+        if arr.stream is not s:
+            arr.record_stream(s)
+    start = begin_timing(s, timed)
+    while not plan.run(A.ptr, B.ptr, O.ptr, alpha, beta, s):  # evicted by another thread meanwhile
+        plan = _cublaslt.plan_for(s.device, A.dtype, M, N, K, ta, tb, lda, ldb, ldc, A.ptr, B.ptr, O.ptr,
+                                  allow_tf32)
+    rec = end_timing("cublas", s, start)
+    if fast_key is not None and A.sig[3] and A.sig[4] and B.sig[3] and B.sig[4] and O.sig[3] and O.sig[4]:
+        _remember(fast_key, plan.fast)
     return (O, rec) if timed else O
