@@ -93,7 +93,7 @@ def test_views_undone_by_flags_and_odd_pitches(stream, rng):
     every larger alignment: a plan per alignment, right results."""
     M, N, K = 67, 45, 37
     xh = rng.uniform(-1, 1, (M, K)).astype(np.float32)
-    bh = rng.uniform(-1, 1, (K + 2, N + 3)).astype(np.float32)
+    bh = rng.uniform(-1, 1, (K + 2, N + 4)).astype(np.float32)
     X, Bb = ck.to_device(xh, stream=stream), ck.to_device(bh, stream=stream)
     b = Bb[1:1 + K, 1:1 + N]
     assert b.ptr % 16 and b.strides[0] % 16
