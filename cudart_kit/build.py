@@ -54,7 +54,10 @@ DEFAULT_ARCHS = ("80", "90", "100", "120")
 DEFAULT_PTX_ARCHS = ("80", "120")
 MANIFEST_FORMAT = 1
 BUILD_COMMAND = "cudart-kit build   (or: python -m cudart_kit.build)"
-_COMMON_FLAGS = ("-O3", "-std=c++17", "-lineinfo", "--fatbin")
+# --compress-mode=speed: the entries nvcc chooses to compress (PTX, cubins past a size: the sm_100 /
+# sm_120 matmul cubins of ~10 MiB) are LZ4, which image.py reads on any Python; nvcc's default
+# codec, zstd, needs Python 3.14 to list a fatbin's kernels without a driver.
+_COMMON_FLAGS = ("-O3", "-std=c++17", "-lineinfo", "--fatbin", "--compress-mode=speed")
 
 
 @dataclass(frozen=True)

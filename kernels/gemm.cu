@@ -3,6 +3,8 @@
 // op(A) is M x K: A[m * lda + k], or with ta != 0 A is stored K x M and op(A)(m, k) = A[k * lda + m].
 // op(B) is K x N: B[k * ldb + n], or with tb != 0 B is stored N x K and op(B)(k, n) = B[n * ldb + k].
 // beta == 0 never reads C (it may hold NaN). Every kernel handles any M, N, K >= 1.
+// Every gemm kernel ends with the parameters KIT_EPI_PARAMS (epilogue.cuh): a bias broadcast
+// over C and an activation, fused into the store: C = act(alpha * op(A) @ op(B) + beta * C + bias).
 //
 // Layout vocabulary (the same in gemm_sm90.cu and cudart_kit/ops/_gemm_geometry.py): a kernel
 // name's two letters are the stored layouts of A then B, row-major terms.
@@ -35,6 +37,8 @@
 
 #include <type_traits>
 
+#include "epilogue.cuh"
+
 namespace geo {
 // <geometry limits>
 struct limits {
@@ -54,26 +58,42 @@ __device__ __forceinline__ float load_a(const float* A, int lda, int ta, int m, 
 __device__ __forceinline__ float load_b(const float* B, int ldb, int tb, int k, int n) {
   return tb ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n];
 }
-__device__ __forceinline__ void store_c(float* C, int ldc, int m, int n, float alpha, float acc, float beta) {
+__device__ __forceinline__ void store_c(float* C, int ldc, int m, int n, float alpha, float acc, float beta,
+                                        const kit_epi::Epi<float>& e) {
   float* p = C + (size_t)m * ldc + n;
-  *p = beta == 0.0f ? alpha * acc : fmaf(alpha, acc, beta * *p);
+  const float v = beta == 0.0f ? alpha * acc : fmaf(alpha, acc, beta * *p);
+  *p = e.plain() ? v : e(v, m, n);
 }
 // four consecutive columns n..n+3 of row m: one 16-byte access where C allows it (vec_c), else
-// element by element up to column N - 1
+// element by element up to column N - 1; the epilogue once per element, between the two
 __device__ __forceinline__ void store_c4(float* C, int ldc, int m, int n, int N, float alpha, const float* acc,
-                                         float beta, bool vec_c) {
+                                         float beta, bool vec_c, const kit_epi::Epi<float>& e) {
   float* p = C + (size_t)m * ldc + n;
-  if (vec_c && n + 3 < N) {
-    float4 r = make_float4(alpha * acc[0], alpha * acc[1], alpha * acc[2], alpha * acc[3]);
-    if (beta != 0.0f) {
+  const bool vec = vec_c && n + 3 < N;
+  float r[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) r[j] = alpha * acc[j];
+  if (beta != 0.0f) {
+    if (vec) {
       const float4 c = *reinterpret_cast<const float4*>(p);
-      r.x = fmaf(beta, c.x, r.x); r.y = fmaf(beta, c.y, r.y); r.z = fmaf(beta, c.z, r.z); r.w = fmaf(beta, c.w, r.w);
+      r[0] = fmaf(beta, c.x, r[0]); r[1] = fmaf(beta, c.y, r[1]); r[2] = fmaf(beta, c.z, r[2]); r[3] = fmaf(beta, c.w, r[3]);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        if (n + j < N) r[j] = fmaf(beta, p[j], r[j]);
     }
-    *reinterpret_cast<float4*>(p) = r;
+  }
+  if (!e.plain()) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      if (n + j < N) r[j] = e(r[j], m, n + j);
+  }
+  if (vec) {
+    *reinterpret_cast<float4*>(p) = make_float4(r[0], r[1], r[2], r[3]);
   } else {
 #pragma unroll
     for (int j = 0; j < 4; ++j)
-      if (n + j < N) store_c(C, ldc, m, n + j, alpha, acc[j], beta);
+      if (n + j < N) p[j] = r[j];
   }
 }
 
@@ -89,13 +109,13 @@ struct naive {  // one thread per output: block THREADS_X x THREADS_Y, grid (cei
 }  // namespace geo
 
 extern "C" __global__ void __launch_bounds__(geo::naive::THREADS_X * geo::naive::THREADS_Y) gemm_naive_f32(int M, int N, int K, float alpha, const float* A, int lda, int ta,
-                                          const float* B, int ldb, int tb, float beta, float* C, int ldc) {
+                                          const float* B, int ldb, int tb, float beta, float* C, int ldc, KIT_EPI_PARAMS(float)) {
   const int n = blockIdx.x * blockDim.x + threadIdx.x;
   const int m = blockIdx.y * blockDim.y + threadIdx.y;
   if (m >= M || n >= N) return;
   float acc = 0.0f;
   for (int k = 0; k < K; ++k) acc = fmaf(load_a(A, lda, ta, m, k), load_b(B, ldb, tb, k, n), acc);
-  store_c(C, ldc, m, n, alpha, acc, beta);
+  store_c(C, ldc, m, n, alpha, acc, beta, KIT_EPI(float));
 }
 
 namespace geo {
@@ -114,7 +134,7 @@ static_assert(tiled::STATIC_SMEM <= limits::STATIC_SMEM, "tiled: static shared m
 
 extern "C" __global__ void __launch_bounds__(geo::tiled::THREADS_X * geo::tiled::THREADS_Y)
 gemm_tiled_f32(int M, int N, int K, float alpha, const float* A, int lda, int ta, const float* B, int ldb, int tb,
-               float beta, float* C, int ldc) {
+               float beta, float* C, int ldc, KIT_EPI_PARAMS(float)) {
   constexpr int TILE = geo::tiled::TILE;
   __shared__ float As[TILE][TILE + 1];  // +1: no bank conflicts on the column reads
   __shared__ float Bs[TILE][TILE + 1];
@@ -130,7 +150,7 @@ gemm_tiled_f32(int M, int N, int K, float alpha, const float* A, int lda, int ta
     for (int k = 0; k < TILE; ++k) acc = fmaf(As[ty][k], Bs[k][tx], acc);
     __syncthreads();
   }
-  if (m < M && n < N) store_c(C, ldc, m, n, alpha, acc, beta);
+  if (m < M && n < N) store_c(C, ldc, m, n, alpha, acc, beta, KIT_EPI(float));
 }
 
 // ---- simt128: 256 threads, 128x128 block tile, BK = 16 ----------------------------------
@@ -168,7 +188,8 @@ static_assert(simt128::STATIC_SMEM <= limits::STATIC_SMEM, "simt128: static shar
 
 namespace {
 __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B,
-                                          int ldb, float beta, float* C, int ldc, int vec_ok) {
+                                          int ldb, float beta, float* C, int ldc, int vec_ok,
+                                          const kit_epi::Epi<float> e) {
   using G = geo::simt128;
   constexpr int BK = G::BK, SBM = G::BM, SBN = G::BN;
   constexpr int PER = BK / 2;                 // elements of A (and of B) each thread stages
@@ -255,15 +276,15 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
     const int m = m0 + r0 + (i < 4 ? i : DM + i - 4);
     if (m >= M) continue;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) store_c4(C, ldc, m, n0 + c0 + h * DN, N, alpha, &acc[i][4 * h], beta, vec_c);
+    for (int h = 0; h < 2; ++h) store_c4(C, ldc, m, n0 + c0 + h * DN, N, alpha, &acc[i][4 * h], beta, vec_c, e);
   }
 }
 }  // namespace
 
 extern "C" __global__ void __launch_bounds__(geo::simt128::THREADS, geo::simt128::MIN_BLOCKS)
 gemm_simt128_f32(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta,
-                 float* C, int ldc, int vec_ok) {
-  simt_gemm(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok);
+                 float* C, int ldc, int vec_ok, KIT_EPI_PARAMS(float)) {
+  simt_gemm(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vec_ok, KIT_EPI(float));
 }
 
 // ---- simt256: 128x256 block tile, 16x8 outputs per thread, cp.async pipeline --------------
@@ -417,7 +438,7 @@ struct DirectLoader {
 template <int BK, int STAGES, bool TA, bool TB>
 __device__ __forceinline__ void simt256_gemm(int M, int N, int K, float alpha, const float* __restrict__ A, int lda,
                                            const float* __restrict__ B, int ldb, float beta, float* C, int ldc,
-                                           int vec_ok) {
+                                           int vec_ok, const kit_epi::Epi<float> e) {
   using G = geo::simt256;
   static_assert(BK == G::BK && STAGES == G::STAGES, "simt256: instantiated with the table's BK and STAGES");
   constexpr int PB = TB ? G::B_PITCH_T : G::B_PITCH_N;
@@ -512,7 +533,7 @@ __device__ __forceinline__ void simt256_gemm(int M, int N, int K, float alpha, c
     const int m = m0 + ar + 16 * (i >> 2) + (i & 3);
     if (m >= M) continue;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) store_c4(C, ldc, m, n0 + bc + 32 * h, N, alpha, &acc[i][4 * h], beta, vec_c);
+    for (int h = 0; h < 2; ++h) store_c4(C, ldc, m, n0 + bc + 32 * h, N, alpha, &acc[i][4 * h], beta, vec_c, e);
   }
 }
 }  // namespace
@@ -522,9 +543,9 @@ __device__ __forceinline__ void simt256_gemm(int M, int N, int K, float alpha, c
 #define SIMT256_KERNEL(NAME, TA, TB)                                                                           \
   extern "C" __global__ void __launch_bounds__(geo::simt256::THREADS, geo::simt256::MIN_BLOCKS)               \
   NAME(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C, \
-       int ldc, int vec_ok) {                                                                                  \
+       int ldc, int vec_ok, KIT_EPI_PARAMS(float)) {                                                           \
     simt256_gemm<geo::simt256::BK, geo::simt256::STAGES, TA, TB>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,  \
-                                                                  vec_ok);                                     \
+                                                                  vec_ok, KIT_EPI(float));                     \
   }
 SIMT256_KERNEL(gemm_simt256_nn_f32, false, false)
 SIMT256_KERNEL(gemm_simt256_tn_f32, true, false)
@@ -644,7 +665,7 @@ constexpr int TBM = geo::wmma_tf32::BM, TBN = geo::wmma_tf32::BN, TBK = geo::wmm
 // conversion to T (beta == 0 never reads C).
 template <typename T, typename Acc>
 __device__ __forceinline__ void wmma_epilogue(Acc (&acc)[4][2], float* s, int mw, int nw, int M, int N, float alpha,
-                                              float beta, T* C, int ldc, int lane) {
+                                              float beta, T* C, int ldc, int lane, const kit_epi::Epi<T>& ep) {
   using E = Elem<T>;
 #pragma unroll
   for (int i = 0; i < 4; ++i)
@@ -652,12 +673,13 @@ __device__ __forceinline__ void wmma_epilogue(Acc (&acc)[4][2], float* s, int mw
     for (int j = 0; j < 2; ++j) {
       wmma::store_matrix_sync(s, acc[i][j], 16, wmma::mem_row_major);
       __syncwarp();
+#pragma unroll 1  // 8 trips; unrolled, each would inline the epilogue once more
       for (int e = lane; e < 256; e += 32) {
         const int m = mw + i * 16 + e / 16, n = nw + j * 16 + e % 16;
         if (m < M && n < N) {
           T* p = C + (size_t)m * ldc + n;
           const float v = beta == 0.0f ? alpha * s[e] : fmaf(alpha, s[e], beta * E::to_f(*p));
-          *p = E::out(v);
+          *p = E::out(ep.plain() ? v : ep(v, m, n));
         }
       }
       __syncwarp();
@@ -666,7 +688,7 @@ __device__ __forceinline__ void wmma_epilogue(Acc (&acc)[4][2], float* s, int mw
 
 template <typename T>
 __device__ void wmma_gemm(int M, int N, int K, float alpha, const T* A, int lda, int ta, const T* B, int ldb,
-                          int tb, float beta, T* C, int ldc) {
+                          int tb, float beta, T* C, int ldc, const kit_epi::Epi<T> epi) {
   using E = Elem<T>;
   constexpr int WK = E::WK, PAD = E::PAD;
   __shared__ __align__(32) T As[TBM][TBK + PAD];  // op(A) tile, row-major m x k
@@ -714,25 +736,25 @@ __device__ void wmma_gemm(int M, int N, int K, float alpha, const T* A, int lda,
     }
     __syncthreads();
   }
-  wmma_epilogue<T>(acc, scratch[warp], m0 + wm * 64, n0 + wn * 32, M, N, alpha, beta, C, ldc, lane);
+  wmma_epilogue<T>(acc, scratch[warp], m0 + wm * 64, n0 + wn * 32, M, N, alpha, beta, C, ldc, lane, epi);
 }
 
 }  // namespace
 
 extern "C" __global__ void __launch_bounds__(geo::wmma_tf32::THREADS)
 gemm_tf32(int M, int N, int K, float alpha, const float* A, int lda, int ta, const float* B, int ldb, int tb,
-          float beta, float* C, int ldc) {
-  wmma_gemm<float>(M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc);
+          float beta, float* C, int ldc, KIT_EPI_PARAMS(float)) {
+  wmma_gemm<float>(M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc, KIT_EPI(float));
 }
 extern "C" __global__ void __launch_bounds__(geo::wmma_b16::THREADS)
 gemm_bf16(int M, int N, int K, float alpha, const __nv_bfloat16* A, int lda, int ta, const __nv_bfloat16* B,
-          int ldb, int tb, float beta, __nv_bfloat16* C, int ldc) {
-  wmma_gemm<__nv_bfloat16>(M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc);
+          int ldb, int tb, float beta, __nv_bfloat16* C, int ldc, KIT_EPI_PARAMS(__nv_bfloat16)) {
+  wmma_gemm<__nv_bfloat16>(M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc, KIT_EPI(__nv_bfloat16));
 }
 extern "C" __global__ void __launch_bounds__(geo::wmma_b16::THREADS)
 gemm_fp16(int M, int N, int K, float alpha, const __half* A, int lda, int ta, const __half* B, int ldb, int tb,
-          float beta, __half* C, int ldc) {
-  wmma_gemm<__half>(M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc);
+          float beta, __half* C, int ldc, KIT_EPI_PARAMS(__half)) {
+  wmma_gemm<__half>(M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc, KIT_EPI(__half));
 }
 
 // ---- wmma_cp: the WMMA kernels fed by a cp.async pipeline (sm_80+) -------------------------
@@ -778,7 +800,7 @@ __device__ __forceinline__ void cp_tile(T* dst, const T* src, int R, int Cn, int
 
 template <typename T, bool A_COL, bool B_COL>
 __device__ void wmma_cp_gemm(int M, int N, int K, float alpha, const T* A, int lda, const T* B, int ldb, float beta,
-                             T* C, int ldc) {
+                             T* C, int ldc, const kit_epi::Epi<T> epi) {
   using E = Elem<T>;
   using Tile = CpTile<T, A_COL, B_COL>;
   constexpr int STAGES = Tile::STAGES;
@@ -850,7 +872,7 @@ __device__ void wmma_cp_gemm(int M, int N, int K, float alpha, const T* A, int l
     }
   }
   asm volatile("cp.async.wait_group 0;" ::: "memory");
-  wmma_epilogue<T>(acc, scratch + warp * 256, m0 + wm * 64, n0 + wn * 32, M, N, alpha, beta, C, ldc, lane);
+  wmma_epilogue<T>(acc, scratch + warp * 256, m0 + wm * 64, n0 + wn * 32, M, N, alpha, beta, C, ldc, lane, epi);
 }
 }  // namespace
 
@@ -858,8 +880,9 @@ __device__ void wmma_cp_gemm(int M, int N, int K, float alpha, const T* A, int l
 // memory geo::wmma_tf32 / wmma_b16::CP_SMEM_<layout>.
 #define KIT_WMMA_CP(NAME, T, TA, TB)                                                                      \
   extern "C" __global__ void __launch_bounds__(geo::wmma_tf32::THREADS)                                   \
-  NAME(int M, int N, int K, float alpha, const T* A, int lda, const T* B, int ldb, float beta, T* C, int ldc) { \
-    wmma_cp_gemm<T, TA, TB>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);                               \
+  NAME(int M, int N, int K, float alpha, const T* A, int lda, const T* B, int ldb, float beta, T* C, int ldc, \
+       KIT_EPI_PARAMS(T)) {                                                                              \
+    wmma_cp_gemm<T, TA, TB>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, KIT_EPI(T));                   \
   }
 KIT_WMMA_CP(gemm_tf32_cp_nn, float, false, false)
 KIT_WMMA_CP(gemm_tf32_cp_nt, float, false, true)
@@ -938,3 +961,33 @@ extern "C" __global__ void __launch_bounds__(geo::repitch::THREADS)
 repitch_b32(const uint32_t* in, int rows, int cols, int ldi, uint32_t* out, int ldo) {
   repitch(in, rows, cols, ldi, out, ldo);
 }
+
+// ---- epilogue_<type>: C = act(C + bias) in place, the epilogue as a pass of its own ----------
+// For a product computed elsewhere (cuBLAS): the same FP32 math as the fused epilogues
+// (epilogue.cuh), with C read back from the output type. Grid-stride over the M x N elements.
+namespace geo {
+// <geometry epilogue>
+struct epilogue {  // 1-D: THREADS per block, one element per thread per pass
+  static constexpr int THREADS = 256;
+  static constexpr int BLOCKS_PER_SM = 32;  // the host's grid cap
+};
+// </geometry>
+}  // namespace geo
+
+namespace {
+template <typename T>
+__device__ __forceinline__ void epilogue_pass(int M, int N, T* C, int ldc, const kit_epi::Epi<T> e) {
+  const long long n = (long long)M * N;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const int r = (int)(i / N), c = (int)(i - (long long)r * N);
+    T* p = C + (size_t)r * ldc + c;
+    *p = Elem<T>::out(e(kit_epi::to_f(*p), r, c));
+  }
+}
+}  // namespace
+#define KIT_EPILOGUE_PASS(NAME, T)                                                    \
+  extern "C" __global__ void __launch_bounds__(geo::epilogue::THREADS)                \
+  NAME(int M, int N, T* C, int ldc, KIT_EPI_PARAMS(T)) { epilogue_pass<T>(M, N, C, ldc, KIT_EPI(T)); }
+KIT_EPILOGUE_PASS(epilogue_f32, float)
+KIT_EPILOGUE_PASS(epilogue_bf16, __nv_bfloat16)
+KIT_EPILOGUE_PASS(epilogue_fp16, __half)

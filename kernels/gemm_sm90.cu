@@ -10,7 +10,8 @@
 // Each stage has two mbarriers: `full` (the producer's expect-tx; the copy engine completes it)
 // and `empty` (one arrive per consumer warp once its wgmmas on the stage have finished).
 // TMA zero-fills the parts of a box outside the matrix, so ragged M, N, K need no special code;
-// the epilogue bounds-checks every store.
+// the epilogue bounds-checks every store and applies the bias and activation of epilogue.cuh
+// (KIT_EPI_PARAMS, the kernels' last four parameters) in FP32 before rounding.
 //
 // Layout vocabulary (as in gemm.cu and cudart_kit/ops/_gemm_geometry.py): a kernel name's two
 // letters are the stored layouts of A then B, n = stored as op() reads it (A M x K, B K x N),
@@ -29,6 +30,7 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include "epilogue.cuh"
 #include "wgmma_sm90.cuh"
 
 namespace geo {
@@ -163,7 +165,7 @@ template <> struct Mma<float> {  // TF32 inputs (the tensor cores read the top 1
 // TA: A stored K x M (layout "t": MN-major); TB: B stored N x K (layout "t": K-major)
 template <typename T, int BN, int TA, int TB>
 __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensorMap* tmB, int M, int N, int K,
-                                          float alpha, float beta, T* C, int ldc) {
+                                          float alpha, float beta, T* C, int ldc, const kit_epi::Epi<T> epi) {
   using X = Mma<T>;
   using G = geo::sm90;
   constexpr int MN_A = TA, MN_B = !TB;  // which operands wgmma reads MN-major (transposed)
@@ -260,6 +262,7 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   // ---- epilogue: accumulator fragment (row 16*warp + lane/4 (+8), columns 8j + 2*(lane%4) (+1))
   const int row0 = m0 + cw * 64 + warp * 16 + lane / 4;
   const bool pairs = (ldc % 2 == 0) && (reinterpret_cast<uintptr_t>(C) % (2 * sizeof(T)) == 0);
+  const bool plain = epi.plain();
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) {
     const int col = n0 + 8 * j + 2 * (lane % 4);
@@ -274,6 +277,10 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
       if (beta != 0.0f) {
         x = fmaf(beta, X::to_f(p[0]), x);
         if (two) y = fmaf(beta, X::to_f(p[1]), y);
+      }
+      if (!plain) {
+        x = epi(x, row, col);
+        if (two) y = epi(y, row, col + 1);  // never reads bias past column N - 1
       }
       if (two && pairs) {
         X::store2(p, x, y);
@@ -292,8 +299,8 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
 #define KIT_SM90_KERNEL(NAME, T, BN, TA, TB)                                                                \
   extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
       NAME(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M, int N, \
-           int K, float alpha, float beta, T* C, int ldc) {                                                  \
-    gemm_sm90<T, BN, TA, TB>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc);                                    \
+           int K, float alpha, float beta, T* C, int ldc, KIT_EPI_PARAMS(T)) {                               \
+    gemm_sm90<T, BN, TA, TB>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc, KIT_EPI(T));                        \
   }
 
 KIT_SM90_KERNEL(gemm_sm90_bf16_256_nn, __nv_bfloat16, 256, 0, 0)

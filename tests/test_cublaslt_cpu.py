@@ -750,3 +750,62 @@ def test_no_launcher_private_and_no_nvmath_at_import():
                 assert all(not a.name.startswith("_") for a in node.names), (mod.__name__, [a.name for a in node.names])
         top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
         assert not [n for n in top if "nvmath" in ast.dump(n)], mod.__name__
+
+
+# --- the epilogue after cuBLAS ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("bias_shape,activation", [(b, act) for b in ("col", "row", None)
+                                                   for act in (None, "relu", "gelu") if (b, act) != (None, None)])
+def test_epilogue_runs_after_the_cublas_call_on_the_same_stream(env, activation, bias_shape):
+    """bias= / activation= with algo="cublas": the one cublasLtMatmul (plain, in place), then
+    epilogue_f32 over out on the same stream with out's pitch, the bias pointer and its element
+    strides (0 along the broadcast dimension) and the activation code; emulated, the result is
+    act(alpha op(a) op(b) + beta out + bias) in float64. No cached plan is left for such a call."""
+    from cudart_kit.ops._gemm_geometry import EPILOGUE
+
+    s = _stream(env.dev)
+    M, N, K = 7, 5, 3
+    ah, bh, ch = _operands(env, s, M, N, K, seed=3)
+    big = env.mem.host(np.full((M, N + 3), np.nan, np.float32))
+    big[:, 1:1 + N] = ch
+    out = env.mem.view(big[:, 1:1 + N], env.dev)
+    a, b = env.mem.view(env.mem.host(ah), env.dev), env.mem.view(env.mem.host(bh), env.dev)
+    bh_ = None
+    if bias_shape == "col":
+        bh_ = env.mem.host(np.arange(N, dtype=np.float32) - 2.0)
+    elif bias_shape == "row":
+        bh_ = env.mem.host((np.arange(M, dtype=np.float32) - 3.0).reshape(M, 1))
+    bias = None if bh_ is None else env.mem.view(bh_, env.dev)
+    launched = []
+
+    def launch(kernel, grid, block, *args, stream, timed=False, shared_mem_bytes=0):
+        launched.append((kernel, grid, block, stream, args))
+        Mx, Nx, C, ldc, bptr, sm, sn, act = args
+        c = np.lib.stride_tricks.as_strided(big[:, 1:], (Mx, Nx), (ldc * 4, 4))
+        v = c.astype(np.float64)
+        if bias is not None:
+            v = v + np.lib.stride_tricks.as_strided(bh_, (Mx, Nx), (int(sm) * 4, int(sn) * 4))
+        v = {0: v, 1: np.maximum(v, 0), 2: 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v ** 3)))}[
+            int(act)]
+        c[...] = v.astype(np.float32)
+
+    env.monkeypatch.setattr(gemm, "launch", launch)
+    env.monkeypatch.setattr(gemm, "_kernel", lambda name: name)
+    gemm.matmul(a, b, out, alpha=0.5, beta=2.0, bias=bias, activation=activation, algo="cublas", stream=s)
+    (call,) = env.fake.calls
+    assert call["c"] == out.ptr and call["stream"] == s.handle
+    ((kname, grid, block, stream, args),) = launched
+    assert kname == "epilogue_f32" and stream is s
+    assert grid == EPILOGUE.blocks(M * N, 132) and block == EPILOGUE.threads
+    assert args[:4] == (M, N, out, N + 3)
+    assert (args[4] is bias) if bias is not None else (type(args[4]) is int and args[4] == 0)
+    assert (int(args[5]), int(args[6])) == {"col": (0, 1), "row": (1, 0), None: (0, 0)}[bias_shape]
+    assert int(args[7]) == {None: 0, "relu": 1, "gelu": 2}[activation]
+    ref = _ref(ah, bh, ch, 0.5, 2.0, False, False)
+    if bh_ is not None:
+        ref = ref + np.broadcast_to(bh_.astype(np.float64), (M, N))
+    ref = {None: ref, "relu": np.maximum(ref, 0), "gelu": 0.5 * ref * (1 + np.tanh(np.sqrt(2 / np.pi) * (
+        ref + 0.044715 * ref ** 3)))}[activation]
+    assert _rel(big[:, 1:1 + N], ref) < 1e-6
+    assert np.isnan(big[:, 0]).all() and np.isnan(big[:, 1 + N:]).all()
+    assert not gemm._fast

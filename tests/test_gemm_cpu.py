@@ -675,13 +675,40 @@ class _Host:
         return np.lib.stride_tricks.as_strided(raw.view(dtype) if nbytes % it == 0 else raw[: nbytes - nbytes % it].view(dtype),
                                                (rows, cols), (ld * it, it))
 
-    def gemm(self, dtype, M, N, K, alpha, pa, lda, ta, pb, ldb, tb, beta, pc, ldc):
+    def bias(self, ptr, M, N, sm, sn, dtype):
+        """The bias of kernels/epilogue.cuh broadcast to M x N (element strides sm, sn, either may
+        be 0 or negative) as a float64 array, checked to lie inside a buffer."""
+        dtype = np.dtype(dtype)
+        it = dtype.itemsize
+        offs = [i * sm + j * sn for i in (0, M - 1) for j in (0, N - 1)]
+        lo, hi = ptr + min(offs) * it, ptr + (max(offs) + 1) * it
+        inside = [b for b in self.buffers if b.ctypes.data <= lo and hi <= b.ctypes.data + b.nbytes]
+        assert inside, f"the bias at {ptr:#x} (strides {sm}, {sn}) lies outside every operand"
+        raw = np.frombuffer((ctypes.c_char * (hi - lo)).from_address(lo), dtype)
+        return np.lib.stride_tricks.as_strided(raw[(ptr - lo) // it:], (M, N), (sm * it, sn * it)).astype(np.float64)
+
+    def epilogue(self, v, M, N, dtype, epi):
+        """act(v + bias) in float64 for the kernels' last four arguments (kernels/epilogue.cuh)."""
+        bias, sm, sn, act = epi
+        assert [type(x) for x in epi[1:]] in ([int, int, int], [np.int64, np.int64, np.int32]), epi
+        bptr = bias.ptr if isinstance(bias, Array) else int(bias)
+        if bptr:
+            v = v + self.bias(bptr, M, N, int(sm), int(sn), dtype)
+        if int(act) == 1:
+            v = np.where(v < 0, 0.0, v)
+        elif int(act) == 2:
+            v = 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v ** 3)))
+        else:
+            assert int(act) == 0, act
+        return v
+
+    def gemm(self, dtype, M, N, K, alpha, pa, lda, ta, pb, ldb, tb, beta, pc, ldc, epi=(0, 0, 0, 0)):
         a = self.mat(pa, K if ta else M, M if ta else K, lda, dtype)
         b = self.mat(pb, N if tb else K, K if tb else N, ldb, dtype)
         c = self.mat(pc, M, N, ldc, dtype)
         opa, opb = (a.T if ta else a).astype(np.float64), (b.T if tb else b).astype(np.float64)
         res = float(alpha) * (opa @ opb) + (float(beta) * c.astype(np.float64) if beta else 0.0)
-        c[...] = res.astype(dtype)
+        c[...] = self.epilogue(res, M, N, dtype, epi).astype(dtype)
 
 
 class _FakeKernel:
@@ -698,15 +725,18 @@ class _FakeKernel:
     def param_sizes(self):
         """The parameter sizes of kernels/gemm.cu and gemm_sm90.cu's signatures, by kernel name."""
         n = self.name
+        epi = (8, 8, 8, 4)  # every gemm kernel's last four: const T* bias, long long bias_sm, bias_sn, int act
         if n.startswith("gemm_sm90_"):  # (CUtensorMap tmA, tmB, int M, N, K, float alpha, beta, T* C, int ldc)
-            return (128, 128, 4, 4, 4, 4, 4, 8, 4)
+            return (128, 128, 4, 4, 4, 4, 4, 8, 4) + epi
         if n in ("transpose_f32", "repitch_b16", "repitch_b32"):  # (in, rows, cols, ldi, out, ldo)
             return (8, 4, 4, 4, 8, 4)
+        if n.startswith("epilogue_"):  # (int M, N, T* C, int ldc)
+            return (4, 4, 8, 4) + epi
         if "_cp_" in n:  # (M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
-            return (4, 4, 4, 4, 8, 4, 8, 4, 4, 8, 4)
+            return (4, 4, 4, 4, 8, 4, 8, 4, 4, 8, 4) + epi
         if "simt" in n:  # ... C, ldc, vec_ok
-            return (4, 4, 4, 4, 8, 4, 8, 4, 4, 8, 4, 4)
-        return (4, 4, 4, 4, 8, 4, 4, 8, 4, 4, 4, 8, 4)  # (M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc)
+            return (4, 4, 4, 4, 8, 4, 8, 4, 4, 8, 4, 4) + epi
+        return (4, 4, 4, 4, 8, 4, 4, 8, 4, 4, 4, 8, 4) + epi  # (M, N, K, alpha, A, lda, ta, B, ldb, tb, beta, C, ldc)
 
 
 def _dim3(v) -> tuple:
@@ -746,9 +776,18 @@ def _emulated(monkeypatch):
                 assert block == _dim3(geo.REPITCH.threads) and grid == _dim3(geo.REPITCH.blocks(rows * cols, 132))
                 host.mat(ptr(out), rows, cols, ldo, dt)[...] = s_
             return
+        if name.startswith("epilogue_"):
+            M, N, C, ldc, *epi = args
+            M, N = int(M), int(N)
+            assert block == _dim3(geo.EPILOGUE.threads) and grid == _dim3(geo.EPILOGUE.blocks(M * N, 132))
+            dt = {"epilogue_f32": np.float32, "epilogue_fp16": np.float16}[name]
+            c = host.mat(ptr(C), M, N, int(ldc), dt)
+            c[...] = host.epilogue(c.astype(np.float64), M, N, dt, epi).astype(dt)
+            return
         if name.startswith("gemm_sm90_"):
-            tma, tmb, M, N, K, alpha, beta, o_ptr, ldc = args
-            assert [type(x) for x in args] == [tuple, tuple] + [np.int32] * 3 + [np.float32] * 2 + [int, np.int32]
+            tma, tmb, M, N, K, alpha, beta, o_ptr, ldc, *epi = args
+            assert [type(x) for x in args] == [tuple, tuple] + [np.int32] * 3 + [np.float32] * 2 + [int, np.int32] + [
+                int, np.int64, np.int64, np.int32]
             ta, tb = layout_of_name(name)
             kind = tma[1]
             dt = {"tf32": np.float32, "f16": np.float16, "bf16": None}[kind]
@@ -759,8 +798,10 @@ def _emulated(monkeypatch):
             bk = geo.SM90.bk(4 if kind == "tf32" else 2)
             assert tma[5] == ((bk, geo.SM90.mn_box) if ta else (geo.SM90.bm, bk))
             assert tmb[5] == ((bn, bk) if tb else (bk, geo.SM90.mn_box))
-            host.gemm(dt, int(M), int(N), int(K), alpha, tma[2], tma[4], ta, tmb[2], tmb[4], tb, beta, o_ptr, int(ldc))
+            host.gemm(dt, int(M), int(N), int(K), alpha, tma[2], tma[4], ta, tmb[2], tmb[4], tb, beta, o_ptr, int(ldc),
+                      epi)
             return
+        args, epi = args[:-4], args[-4:]
         M, N, K, alpha = int(args[0]), int(args[1]), int(args[2]), args[3]
         if len(args) == 13:
             A, lda, ta, B, ldb, tb, beta, C, ldc = args[4:]
@@ -780,7 +821,8 @@ def _emulated(monkeypatch):
             want = (geo.WMMA_B16.grid(M, N), geo.WMMA_B16.threads, 0)
         assert (grid, block, smem) == (_dim3(want[0]), _dim3(want[1]), want[2]), name
         dt = np.float16 if "fp16" in name else np.float32
-        host.gemm(dt, M, N, K, alpha, ptr(A), int(lda), int(ta), ptr(B), int(ldb), int(tb), beta, ptr(C), int(ldc))
+        host.gemm(dt, M, N, K, alpha, ptr(A), int(lda), int(ta), ptr(B), int(ldb), int(tb), beta, ptr(C), int(ldc),
+                  epi)
 
     def launch(kernel, grid, block, *args, stream, timed=False, shared_mem_bytes=0):
         run_kernel(kernel.name, grid, block, shared_mem_bytes, args, "launch")
@@ -960,3 +1002,115 @@ def test_cached_plans_rebind_pointers_alpha_and_beta_emulated(algo, flags, mnk, 
             assert names.count("transpose_f32") == (algo == "tf32_sm90" and not tb), names
     key = (a.sig, b.sig, out.sig, algo, False, ta, tb)
     assert (key in gemm._fast) == planned
+
+
+# --- fused epilogues: bias broadcast over out, relu / gelu (kernels/epilogue.cuh), emulated ----
+
+def _gelu_tanh(v):
+    return 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v ** 3)))
+
+
+_BIAS_KINDS = {  # name -> (host base shape from M, N; the view matmul gets; its M x N broadcast)
+    "col": (lambda M, N: (N,), lambda x: x, lambda x, M, N: np.broadcast_to(x, (M, N))),
+    "col_2d": (lambda M, N: (1, N), lambda x: x, lambda x, M, N: np.broadcast_to(x, (M, N))),
+    "row": (lambda M, N: (M, 1), lambda x: x, lambda x, M, N: np.broadcast_to(x, (M, N))),
+    "full": (lambda M, N: (M, N), lambda x: x, lambda x, M, N: x),
+    "col_stepped": (lambda M, N: (2 * N + 3,), lambda x: x[3::2], lambda x, M, N: np.broadcast_to(x, (M, N))),
+    "row_reversed": (lambda M, N: (M + 2, 3), lambda x: x[-2:0:-1, 1:2],
+                     lambda x, M, N: np.broadcast_to(x, (M, N))),
+    "full_T": (lambda M, N: (N, M), lambda x: x.T, lambda x, M, N: x),
+    "none": (None, None, None),
+}
+
+
+@pytest.mark.parametrize("algo", _EMU_ALGOS)
+@pytest.mark.parametrize("bias_kind,activation", [(k, act) for k in _BIAS_KINDS for act in (None, "relu", "gelu")
+                                                  if (k, act) != ("none", None)])  # that is the plain path
+def test_matmul_epilogue_emulated(algo, bias_kind, activation, monkeypatch):
+    """bias= (a column, row or full bias, views with steps, reversed, transposed) and
+    activation= reach every kit kernel's last four arguments so that out = act(alpha op(a) op(b)
+    + beta out + bias) matches float64 numpy at an odd shape with transposed a, out a block of a
+    NaN-poisoned array; the inputs are untouched and nothing outside the out block is written.
+    An epilogue never takes or leaves a cached plan."""
+    from cudart_kit.ops import gemm
+
+    host = _emulated(monkeypatch)
+    s = _fake_stream(closed=False)
+    dt = np.float16 if "fp16" in algo else np.float32
+    rng = np.random.default_rng(abs(hash((algo, bias_kind, activation))) % 2**32)
+    M, N, K = 67, 45, 37
+    ah = host.array(rng.uniform(-1, 1, (K, M)).astype(dt))  # a = ah.T: stored transposed
+    bh = host.array(rng.uniform(-1, 1, (K, N)).astype(dt))
+    big = host.array(np.full((M + 4, N + 6), np.nan, dt))
+    ch = rng.uniform(-1, 1, (M, N)).astype(dt)
+    big[2:2 + M, 3:3 + N] = ch
+    before = big.copy()
+    out = _wrap(big[2:2 + M, 3:3 + N], s.device)
+    a, b = _wrap(ah.T, s.device), _wrap(bh, s.device)
+    base_shape, view, bcast = _BIAS_KINDS[bias_kind]
+    bias, ref_bias = None, 0.0
+    if base_shape is not None:
+        bb = host.array(rng.uniform(-2, 2, base_shape(M, N)).astype(dt))
+        bv = view(bb)
+        bias, ref_bias = _wrap(bv, s.device), bcast(bv, M, N).astype(np.float64)
+    if algo == "simt128":  # a is transposed: simt128 reads layout nn only
+        with pytest.raises(ShapeError, match="layout nn only"):
+            gemm.matmul(a, b, out, bias=bias, activation=activation, algo=algo, stream=s)
+        return
+    res = gemm.matmul(a, b, out, alpha=0.75, beta=-0.5, bias=bias, activation=activation, algo=algo, stream=s)
+    assert res is out
+    ref = 0.75 * (ah.T.astype(np.float64) @ bh.astype(np.float64)) - 0.5 * ch.astype(np.float64) + ref_bias
+    ref = {None: ref, "relu": np.maximum(ref, 0.0), "gelu": _gelu_tanh(ref)}[activation]
+    got = big[2:2 + M, 3:3 + N].astype(np.float64)
+    assert np.allclose(got, ref, rtol=1e-5 if dt == np.float32 else 2e-3, atol=1e-5 if dt == np.float32 else 2e-3)
+    rest = np.ones(big.shape, bool)
+    rest[2:2 + M, 3:3 + N] = False
+    bits = np.uint16 if dt == np.float16 else np.uint32
+    assert np.array_equal(big.view(bits)[rest], before.view(bits)[rest]), "wrote outside the out block"
+    assert not gemm._fast, "an epilogue call left a cached plan"
+    assert not [n for n, *_ in host.launches if n.startswith("epilogue_")], "a kit kernel fuses its epilogue"
+
+
+def _epi_operands(monkeypatch, M=5, N=7, K=3, dt=np.float32):
+    host = _emulated(monkeypatch)
+    s = _fake_stream(closed=False)
+    a = _wrap(host.array(np.ones((M, K), dt)), s.device)
+    b = _wrap(host.array(np.ones((K, N), dt)), s.device)
+    big = host.array(np.zeros((M + 1, N), dt))
+    return host, s, a, b, big
+
+
+@pytest.mark.parametrize("shape", [(6,), (5, 7, 1), (2, 7), (5, 2), (7, 1), (1, 5)])
+def test_matmul_bias_that_does_not_broadcast_is_a_shape_error(shape, monkeypatch):
+    from cudart_kit.ops import gemm
+
+    host, s, a, b, big = _epi_operands(monkeypatch)
+    bias = _wrap(host.array(np.ones(shape, np.float32)), s.device)
+    out = _wrap(big[:5], s.device)
+    with pytest.raises(ShapeError, match=r"bias of shape .* does not broadcast to out's 5x7"):
+        gemm.matmul(a, b, out, bias=bias, algo="simt", stream=s)
+    assert not host.launches
+
+
+def test_matmul_bias_dtype_activation_and_overlap_errors(monkeypatch):
+    from cudart_kit.errors import ClosedError, DeviceMismatchError
+    from cudart_kit.ops import gemm
+
+    host, s, a, b, big = _epi_operands(monkeypatch)
+    out = _wrap(big[:5], s.device)
+    with pytest.raises(DTypeError, match=r"bias must be float32 \(out's dtype\), got float64"):
+        gemm.matmul(a, b, out, bias=_wrap(host.array(np.ones(7)), s.device), stream=s)
+    with pytest.raises(ValueError, match=r"activation must be one of \(None, 'relu', 'gelu'\), got 'tanh'"):
+        gemm.matmul(a, b, out, activation="tanh", stream=s)
+    with pytest.raises(ShapeError, match="bias overlaps out"):  # a row of out itself
+        gemm.matmul(a, b, out, bias=_wrap(big[2], s.device), stream=s)
+    with pytest.raises(DeviceMismatchError, match="matmul: bias.*numpy"):
+        gemm.matmul(a, b, out, bias=np.ones(7, np.float32), stream=s)
+    closed = _wrap(host.array(np.ones(7, np.float32)), s.device)
+    closed.close()
+    with pytest.raises(ClosedError, match="matmul: bias"):
+        gemm.matmul(a, b, out, bias=closed, stream=s)
+    assert not host.launches
+    # the row just below out does not overlap it: accepted, and used
+    gemm.matmul(a, b, out, bias=_wrap(big[5], s.device), activation="relu", algo="simt", stream=s)
+    assert [n for n, *_ in host.launches] == ["gemm_simt128_f32"]

@@ -22,7 +22,8 @@ from typing import NamedTuple
 from ..errors import ShapeError
 
 __all__ = ["LAYOUTS", "layout_name", "layout_flags", "Stored", "classify", "overlaps", "TABLE",
-           "LIMITS", "NAIVE", "TILED", "SIMT128", "SIMT256", "WMMA_TF32", "WMMA_B16", "TRANSPOSE", "REPITCH", "SM90"]
+           "LIMITS", "NAIVE", "TILED", "SIMT128", "SIMT256", "WMMA_TF32", "WMMA_B16", "TRANSPOSE", "REPITCH", "EPILOGUE",
+           "SM90"]
 
 LAYOUTS = ("nn", "nt", "tn", "tt")
 
@@ -199,7 +200,8 @@ class Transpose:
 
 @dataclass(frozen=True)
 class Repitch:
-    """repitch_b16 / repitch_b32: 1-D grid-stride copies."""
+    """1-D grid-stride kernels: repitch_b16 / repitch_b32 (copies), epilogue_<type> (matmul's
+    bias and activation as a pass of its own)."""
 
     threads: int
     blocks_per_sm: int
@@ -267,6 +269,7 @@ WMMA_B16 = Wmma(bm=128, bn=128, bk=32, threads=256, warps_m=2, warps_n=4, warp_m
                 cp_smem_nn=65024, cp_smem_nt=69632, cp_smem_tn=60416, cp_smem_tt=65024)
 TRANSPOSE = Transpose(tile=32, threads_x=32, threads_y=8, static_smem=4224)
 REPITCH = Repitch(threads=256, blocks_per_sm=32)
+EPILOGUE = Repitch(threads=256, blocks_per_sm=32)
 SM90 = Sm90(bm=128, bn_narrow=128, bn_wide=256, stages=4, threads=384, consumers=2, group_m=16, producer_regs=40,
             consumer_regs=232, row_bytes=128, bk_b16=64, bk_tf32=32, mn_box=64, align_slack=1024,
             smem_bn128=132160, smem_bn256=197696, smem_optin=227 * 1024)
@@ -274,7 +277,7 @@ SM90 = Sm90(bm=128, bn_narrow=128, bn_wide=256, stages=4, threads=384, consumers
 # source file -> geometry block name -> its mirror
 TABLE = {
     "gemm.cu": {"limits": LIMITS, "naive": NAIVE, "tiled": TILED, "simt128": SIMT128, "simt256": SIMT256,
-                "wmma_tf32": WMMA_TF32, "wmma_b16": WMMA_B16, "transpose": TRANSPOSE, "repitch": REPITCH},
+                "wmma_tf32": WMMA_TF32, "wmma_b16": WMMA_B16, "transpose": TRANSPOSE, "repitch": REPITCH, "epilogue": EPILOGUE},
     "gemm_sm90.cu": {"sm90": SM90},
 }
 

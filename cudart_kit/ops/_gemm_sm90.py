@@ -257,9 +257,11 @@ def _operand(kind: str, src, rows: int, cols: int, ld: int, k_major: bool, s, ke
 
 
 # gemm_sm90_*(CUtensorMap tmA, CUtensorMap tmB, int M, int N, int K, float alpha, float beta, T* C,
-# int ldc): the tensor maps (passed by value: cuda.core packs the descriptor objects), alpha, beta
-# and C are a plan's slots, bound per launch; M, N, K and ldc are packed once.
-_SLOTS = (0, 1, 5, 6, 7)
+# int ldc, const T* bias, long long bias_sm, long long bias_sn, int act): the tensor maps (passed
+# by value: cuda.core packs the descriptor objects), alpha, beta, C and the epilogue
+# (kernels/epilogue.cuh) are a plan's slots, bound per launch; M, N, K and ldc are packed once.
+_SLOTS = (0, 1, 5, 6, 7, 9, 10, 11, 12)
+NO_EPILOGUE = (0, np.int64(0), np.int64(0), np.int32(0))
 
 
 def _setup(kind: str, layout: str, M: int, N: int, K: int, lda: int, ldb: int, ldc: int, dev):
@@ -272,7 +274,8 @@ def _setup(kind: str, layout: str, M: int, N: int, K: int, lda: int, ldb: int, l
     it = _ITEMSIZE[kind]
     bk, bn, box = SM90.bk(it), pick_bn(M, N, dev.multiprocessor_count), SM90.mn_box
     kern = kit_kernel("gemm_sm90", SM90.kernel(kind, bn, layout))
-    args = (None, None, np.int32(M), np.int32(N), np.int32(K), np.float32(1), np.float32(0), 0, np.int32(ldc))
+    args = (None, None, np.int32(M), np.int32(N), np.int32(K), np.float32(1), np.float32(0), 0, np.int32(ldc),
+            *NO_EPILOGUE)
     plan = LaunchPlan(kern, dev, SM90.tiles(M, N, bn), SM90.threads, args, slots=_SLOTS,
                       shared_mem_bytes=SM90.smem_bytes(bn))
     a_shape, b_shape = ((K, M) if ta else (M, K)), ((N, K) if tb else (K, N))
@@ -282,10 +285,11 @@ def _setup(kind: str, layout: str, M: int, N: int, K: int, lda: int, ldb: int, l
 
 
 def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb: int, ldc: int,
-        M: int, N: int, K: int, alpha32, beta32, s, timed: bool):
+        M: int, N: int, K: int, alpha32, beta32, s, timed: bool, epi: tuple = NO_EPILOGUE):
     """gemm_sm90_<kind>_<BN>_<layout> on s, after any transpose / re-pitch of the operands.
     ``ta``/``tb``: A stored K x M / B stored N x K (the layout letters "t"), pitches lda / ldb
-    as classified from the operands' strides; ``ldc``: out's row pitch."""
+    as classified from the operands' strides; ``ldc``: out's row pitch; ``epi``: the kernel's
+    last four parameters (bias array or 0, its strides along M and N, activation code)."""
     dev = s.device
     start = begin_timing(s, timed)
     o_ptr = _pointer_of(O, s, "matmul: out")
@@ -296,7 +300,8 @@ def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb
         b_ptr, ldb, b_k = _operand(kind, B, N if tb else K, K if tb else N, ldb, bool(tb), s, keep)
         plan, bn, geo_a, geo_b = _setup(kind, layout_name(not a_k, b_k), M, N, K, lda, ldb, ldc, dev)
         tmA, tmB = tensor_map(dev, kind, a_ptr, *geo_a), tensor_map(dev, kind, b_ptr, *geo_b)
-        plan.launch(s, (tmA, tmB, alpha32, beta32, o_ptr))
+        bias = epi[0] if type(epi[0]) is int else _pointer_of(epi[0], s, "matmul: bias")
+        plan.launch(s, (tmA, tmB, alpha32, beta32, o_ptr, bias, *epi[1:]))
     finally:
         for w in keep:  # queued before the kernel on s: freed in s's order after it
             release(w, s)
@@ -338,14 +343,14 @@ def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev):
         if not transpose_b:
             tma = _tmaps.get((ordinal, kind, a.ptr, *geo_a)) or tensor_map(dev, kind, a.ptr, *geo_a)
             tmb = _tmaps.get((ordinal, kind, b.ptr, *geo_b)) or tensor_map(dev, kind, b.ptr, *geo_b)
-            plan.launch(s, (tma, tmb, np.float32(alpha), np.float32(beta), out.ptr))
+            plan.launch(s, (tma, tmb, np.float32(alpha), np.float32(beta), out.ptr, *NO_EPILOGUE))
             return True
         bt = workspace(N * ldt, np.float32, s)
         try:
             t_plan.launch(s, (b.ptr, bt.ptr))
             tma = _tmaps.get((ordinal, kind, a.ptr, *geo_a)) or tensor_map(dev, kind, a.ptr, *geo_a)
             tmb = _tmaps.get((ordinal, kind, bt.ptr, *geo_b)) or tensor_map(dev, kind, bt.ptr, *geo_b)
-            plan.launch(s, (tma, tmb, np.float32(alpha), np.float32(beta), out.ptr))
+            plan.launch(s, (tma, tmb, np.float32(alpha), np.float32(beta), out.ptr, *NO_EPILOGUE))
         finally:
             release(bt, s)  # queued before the kernel: freed in s's order after it (the graph's, inside one)
         return True

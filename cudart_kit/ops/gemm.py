@@ -22,9 +22,15 @@ from ..module import Kernel, kit_kernel
 from ..stream import Stream, as_stream
 from . import _cublaslt
 from . import _gemm_sm90 as _sm90
-from ._gemm_geometry import NAIVE, SIMT128, SIMT256, TILED, WMMA_B16, WMMA_TF32, classify, layout_name, overlaps
+from ._gemm_geometry import (EPILOGUE, NAIVE, SIMT128, SIMT256, TILED, WMMA_B16, WMMA_TF32, classify, layout_name,
+                             overlaps)
 
-__all__ = ["matmul", "ALGOS", "SIMT", "choose_algo", "layout_of", "simt_tile"]
+__all__ = ["matmul", "ALGOS", "ACTIVATIONS", "SIMT", "choose_algo", "layout_of", "simt_tile"]
+
+# matmul's activation= values, and their codes in kernels/epilogue.cuh (ACT_NONE, ACT_RELU, ACT_GELU)
+ACTIVATIONS = (None, "relu", "gelu")
+_ACT_CODE = {None: 0, "relu": 1, "gelu": 2}
+_NO_EPILOGUE = _sm90.NO_EPILOGUE  # the kernels' last four parameters (kernels/epilogue.cuh): none
 
 # FP32 SIMT algorithms: "simt" picks one of the two tile shapes for the problem (simt_tile)
 SIMT = ("simt", "simt128", "simt256")
@@ -88,10 +94,10 @@ def choose_algo(dtype: np.dtype, ta: int, tb: int, allow_tf32: bool, sm90: bool 
 
 
 @_prof.traced("matmul")
-def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str = "auto",
-           transpose_a: bool = False, transpose_b: bool = False, allow_tf32: bool = False,
+def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, bias=None, activation: str | None = None,
+           algo: str = "auto", transpose_a: bool = False, transpose_b: bool = False, allow_tf32: bool = False,
            stream, timed: bool = False):
-    """``out = alpha * op(a) @ op(b) + beta * out`` with one kernel launch on ``stream``.
+    """``out = act(alpha * op(a) @ op(b) + beta * out + bias)`` with one kernel launch on ``stream``.
 
     ``a``, ``b``: 2-D device arrays (kit Arrays or any CAI / DLPack array, views included) of one
     dtype, each row-major with any leading dimension (a row or column block of a larger matrix)
@@ -103,7 +109,17 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
     :func:`choose_algo`. Shapes, dtypes, device and layout are checked before the launch; a
     layout no kernel reads (a stepped or reversed view, a column-major out) is a ShapeError
     saying what the kernel needs, never a copy made behind the caller's back (the only copies
-    are the sm90 workspaces below). Returns ``out`` — the caller's own object when one was
+    are the sm90 workspaces below).
+
+    Epilogue (docs/matmul.md, "Fused epilogues"): ``bias``, a device array of out's dtype
+    broadcast to M x N as numpy broadcasts — shape (N,) or (1, N) adds ``bias[j]`` to column j,
+    (M, 1) adds ``bias[i]`` to row i, (M, N) adds element-wise; any strides (a view) — and
+    ``activation`` ``None``, ``"relu"`` or ``"gelu"`` (the tanh form, as
+    ``torch.nn.functional.gelu(x, approximate="tanh")``), both applied in FP32 to
+    ``alpha * op(a) @ op(b) + beta * out`` before the one rounding to out's dtype, inside the
+    kernel's own epilogue for every kit algorithm (no extra pass over out). With
+    ``algo="cublas"`` they are a second kernel over out, after cuBLAS (out is rounded to its
+    dtype in between). ``bias`` must not overlap ``out``. Returns ``out`` — the caller's own object when one was
     passed, a PyTorch tensor stays a tensor — (``(out, TimingRecord)`` if ``timed``).
 
     Work the algorithm needs besides the product (tf32_sm90's transposed B, the re-pitched copy
@@ -114,7 +130,9 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
     Raises ClosedError naming the stream for a closed stream, and naming ``a``, ``b`` or ``out``
     for a closed array (or a view of one), before anything is queued, on every path (cached
     plans included); StreamError for ``out=None`` inside a capture; ShapeError, DTypeError,
-    DeviceMismatchError, DeviceCapabilityError, ValueError for bad arguments.
+    DeviceMismatchError, DeviceCapabilityError, ValueError for bad arguments (a bias that does
+    not broadcast to M x N is a ShapeError, one of another dtype a DTypeError, an unknown
+    activation a ValueError).
     """
     s = stream if type(stream) is Stream and stream._core is not None else as_stream(stream)  # closed: ClosedError
     if s._capture is not None:
@@ -122,28 +140,33 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0, algo: str =
         # cuBLAS on a side stream and wait for it: calls the driver may refuse a thread capturing
         # in "global" or "thread_local" mode, though none touches the stream being captured.
         with drv.relaxed_capture_mode():
-            res = _matmul(a, b, out, alpha, beta, algo, transpose_a, transpose_b, allow_tf32, s, timed)
+            res = _matmul(a, b, out, alpha, beta, algo, transpose_a, transpose_b, allow_tf32, s, timed, bias,
+                          activation)
     else:
-        res = _matmul(a, b, out, alpha, beta, algo, transpose_a, transpose_b, allow_tf32, s, timed)
+        res = _matmul(a, b, out, alpha, beta, algo, transpose_a, transpose_b, allow_tf32, s, timed, bias, activation)
     if out is None or type(out) is Array:
         return res
     return (out, res[1]) if timed else out  # a foreign out= comes back as the caller's object
 
 
-def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_tf32, s: Stream, timed: bool):
+def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_tf32, s: Stream, timed: bool,
+            bias=None, activation=None):
     # Fast path: kit-owned contiguous arrays whose signatures (dtype, shape, device) were seen
     # before with this algo: the checks below passed then and depend on nothing else (kit-owned
     # arrays are whole allocations: distinct ones never overlap), so a cached plan launches
     # directly (small matmuls are bound by host time). A closed array has ptr 0 and takes the
-    # checked path, which names it; so does out= one of the inputs.
-    if type(a) is Array and type(b) is Array and type(out) is Array and not timed:
+    # checked path, which names it; so does out= one of the inputs. An epilogue takes the checked path.
+    if type(a) is Array and type(b) is Array and type(out) is Array and not timed and bias is None \
+            and activation is None:
         plan = _fast.get((a.sig, b.sig, out.sig, algo, allow_tf32, transpose_a, transpose_b))
         if (plan is not None and a.sig[2] is s.device and a.ptr and b.ptr and out.ptr and out is not a
                 and out is not b and plan(a, b, out, alpha, beta, s)):
             return out
     if algo not in ALGOS:
         raise ValueError(f"matmul: algo must be one of {ALGOS}, got {algo!r}")
-    for x, what in ((a, "a"), (b, "b"), (out, "out")):
+    if activation not in _ACT_CODE:
+        raise ValueError(f"matmul: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    for x, what in ((a, "a"), (b, "b"), (out, "out"), (bias, "bias")):
         if isinstance(x, Array):
             check_open(x, f"matmul: {what}")
     A, B = asarray(a, stream=s, name="matmul: a"), asarray(b, stream=s, name="matmul: b")
@@ -207,20 +230,22 @@ def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_t
     for n_, what in ((lda, "lda"), (ldb, "ldb"), (ldc, "ldc"), (M, "M"), (N, "N"), (K, "K")):
         if n_ > 2**31 - 1:
             raise ShapeError(f"matmul: {what}={n_} does not fit the kernels' 32-bit indices")
+    epi = _NO_EPILOGUE if bias is None and activation is None else _epilogue(bias, activation, M, N, O, s)
     alpha32, beta32 = np.float32(alpha), np.float32(beta)
     if name == "cublas":
         fast_key = ((A.sig, B.sig, O.sig, algo, allow_tf32, transpose_a, transpose_b)
-                    if type(a) is Array and type(b) is Array and type(out) is Array else None)
+                    if type(a) is Array and type(b) is Array and type(out) is Array and epi is _NO_EPILOGUE
+                    else None)
         return _cublas(A, B, O, float(alpha), float(beta), ta, tb, lda, ldb, ldc, M, N, K, bool(allow_tf32), s,
-                       timed, fast_key)
+                       timed, fast_key, epi)
     # plans are kept for kit-owned contiguous arrays (row-major, so ta / tb are the transpose
     # flags and the layout follows from the signature; kit allocations are 256-byte aligned)
     plannable = (type(a) is Array and type(b) is Array and type(out) is Array and A.sig[3] and A.sig[4]
-                 and B.sig[3] and B.sig[4] and O.sig[3] and O.sig[4])
+                 and B.sig[3] and B.sig[4] and O.sig[3] and O.sig[4] and epi is _NO_EPILOGUE)
     key = (A.sig, B.sig, O.sig, algo, allow_tf32, transpose_a, transpose_b)
     layout = layout_name(ta, tb)
     if name in _sm90.KINDS:
-        rec = _sm90.run(_sm90.KINDS[name], A, B, O, ta, tb, lda, ldb, ldc, M, N, K, alpha32, beta32, s, timed)
+        rec = _sm90.run(_sm90.KINDS[name], A, B, O, ta, tb, lda, ldb, ldc, M, N, K, alpha32, beta32, s, timed, epi)
         if plannable:
             plan = _sm90.fast_plan(_sm90.KINDS[name], M, N, K, bool(ta), bool(tb), s.device)
             if plan is not None:
@@ -229,7 +254,7 @@ def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_t
     if name in ("naive", "tiled"):
         geo = NAIVE if name == "naive" else TILED
         kernel, grid, block, smem = _kernel(f"gemm_{name}_f32"), geo.grid(M, N), geo.block, 0
-        args = (M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O, ldc)
+        args = (M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O, ldc, *epi)
     elif name in SIMT:
         # bit 0: 16-byte loads of A and B; bit 1: 16-byte stores of C (kernels/gemm.cu)
         vec_ok = (int(lda % 4 == 0 and ldb % 4 == 0 and A.ptr % 16 == 0 and B.ptr % 16 == 0)
@@ -240,17 +265,17 @@ def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_t
             grid, block, smem = SIMT256.grid(M, N), SIMT256.threads, SIMT256.smem_bytes(layout)
         else:
             kernel, grid, block, smem = _kernel(SIMT128.kernel), SIMT128.grid(M, N), SIMT128.threads, 0
-        args = (M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc, vec_ok)
+        args = (M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc, vec_ok, *epi)
     else:
         geo = WMMA_TF32 if name == "tf32" else WMMA_B16
         grid, block, smem = geo.grid(M, N), geo.threads, 0
         a_rows, b_rows = (K if ta else M), (N if tb else K)  # rows as stored
         if _cp_ok(A, a_rows, lda) and _cp_ok(B, b_rows, ldb):  # cp.async-pipelined twin
             kernel, smem = _kernel(geo.cp_kernel(name, layout)), geo.cp_smem_bytes(layout)
-            args = (M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc)
+            args = (M, N, K, alpha32, A, lda, B, ldb, beta32, O, ldc, *epi)
         else:
             kernel = _kernel(f"gemm_{name}")
-            args = (M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O, ldc)
+            args = (M, N, K, alpha32, A, lda, ta, B, ldb, tb, beta32, O, ldc, *epi)
     rec = launch(kernel, grid, block, *args, stream=s, timed=timed, shared_mem_bytes=smem)  # checked
     if plannable:
         _remember(key, _simple_plan(kernel, grid, block, smem, args, A, B, O, s))
@@ -266,6 +291,33 @@ def _operand_layout(arr: Array, what: str, name: str) -> tuple[int, int]:
 def _stored_as(ta, tb) -> str:
     return (f"a stored {'K x M' if ta else 'M x K'}, b stored {'N x K' if tb else 'K x N'}: "
             "a column-major view or a transpose flag")
+
+
+def _epilogue(bias, activation, M: int, N: int, O: Array, s: Stream) -> tuple:
+    """The kernels' last four parameters (kernels/epilogue.cuh) for ``bias`` broadcast to M x N
+    and ``activation``: (bias array or 0, its element strides along M and N, activation code)."""
+    act = np.int32(_ACT_CODE[activation])
+    if bias is None:
+        return (0, np.int64(0), np.int64(0), act)
+    Bi = asarray(bias, stream=s, name="matmul: bias")
+    if Bi.dtype != O.dtype:
+        raise DTypeError(f"matmul: bias must be {O.dtype} (out's dtype), got {Bi.dtype}")
+    if Bi.kind in ("device", "foreign") and Bi.device is not s.device:
+        raise DeviceMismatchError(f"matmul: bias is on device {Bi.device.ordinal}, the stream on {s.device.ordinal}")
+    shape, strides, it = tuple(Bi.shape), tuple(Bi.strides), Bi.itemsize
+    if len(shape) == 1:
+        shape, strides = (1, *shape), (0, *strides)
+    if len(shape) != 2 or shape[0] not in (1, M) or shape[1] not in (1, N):
+        raise ShapeError(f"matmul: bias of shape {tuple(Bi.shape)} does not broadcast to out's {M}x{N}: pass "
+                         f"({N},) or (1, {N}) for one value per column, ({M}, 1) for one per row, or ({M}, {N})")
+    if any(st % it for st in strides):
+        raise ShapeError(f"matmul: bias strides {tuple(Bi.strides)} are not whole {it}-byte elements")
+    sm, sn = (0 if shape[0] == 1 else strides[0] // it), (0 if shape[1] == 1 else strides[1] // it)
+    # bias is read while out is written: as M x N views (stride 0 along broadcast dimensions)
+    if Bi.nbytes and overlaps(O.ptr, O.shape, O.strides, Bi.ptr, (M, N), (sm * it, sn * it), it):
+        raise ShapeError("matmul: bias overlaps out in memory; the kernels read bias while writing out, so it "
+                         "must be separate memory")
+    return (Bi, np.int64(sm), np.int64(sn), act)
 
 
 _fast: dict = {}
@@ -311,14 +363,16 @@ def _clear_plans() -> None:
 
 
 def _cublas(A: Array, B: Array, O: Array, alpha: float, beta: float, ta: int, tb: int, lda: int, ldb: int,
-            ldc: int, M: int, N: int, K: int, allow_tf32: bool, s: Stream, timed: bool, fast_key):
+            ldc: int, M: int, N: int, K: int, allow_tf32: bool, s: Stream, timed: bool, fast_key,
+            epi: tuple = _NO_EPILOGUE):
     """cuBLAS (cublasLt) on ``s``, in place into ``O``: one cublasLtMatmul through nvmath-python's
     bindings (ops/_cublaslt.py). Everything matmul checked holds (shapes, dtypes, layouts, A's and
     B's devices, no overlap); ``ta`` / ``tb`` say whether A / B are stored transposed (views and
     transpose flags combined), with their leading dimensions as stored. The plan of the geometry
     (descriptors, the heuristic's algorithm) is made once; with kit-owned contiguous operands
     (``fast_key``: matmul's cached-plan key) later calls go straight to it from matmul's fast path.
-    Inside a graph capture the workspace is a buffer the graph holds."""
+    Inside a graph capture the workspace is a buffer the graph holds. An epilogue (``epi``, the
+    kernels' last four parameters) runs as epilogue_<type> over out after cuBLAS, on ``s``."""
     from ..event import begin_timing, end_timing
 
     if O.kind in ("device", "foreign") and O.ptr and O.device is not s.device:
@@ -331,6 +385,10 @@ def _cublas(A: Array, B: Array, O: Array, alpha: float, beta: float, ta: int, tb
     while not plan.run(A.ptr, B.ptr, O.ptr, alpha, beta, s):  # evicted by another thread meanwhile
         plan = _cublaslt.plan_for(s.device, A.dtype, M, N, K, ta, tb, lda, ldb, ldc, A.ptr, B.ptr, O.ptr,
                                   allow_tf32)
+    if epi is not _NO_EPILOGUE:
+        kname = {_F32: "epilogue_f32", _F16: "epilogue_fp16"}.get(A.dtype, "epilogue_bf16")
+        launch(_kernel(kname), EPILOGUE.blocks(M * N, s.device.multiprocessor_count), EPILOGUE.threads,
+               M, N, O, ldc, *epi, stream=s)
     rec = end_timing("cublas", s, start)
     if fast_key is not None and A.sig[3] and A.sig[4] and B.sig[3] and B.sig[4] and O.sig[3] and O.sig[4]:
         _remember(fast_key, plan.fast)
