@@ -163,9 +163,9 @@ template <> struct Mma<float> {  // TF32 inputs (the tensor cores read the top 1
 };
 
 // TA: A stored K x M (layout "t": MN-major); TB: B stored N x K (layout "t": K-major)
-template <typename T, int BN, int TA, int TB>
+template <typename T, int BN, int TA, int TB, class E>
 __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensorMap* tmB, int M, int N, int K,
-                                          float alpha, float beta, T* C, int ldc, const kit_epi::Epi<T> epi) {
+                                          float alpha, float beta, T* C, int ldc, const E epi) {
   using X = Mma<T>;
   using G = geo::sm90;
   constexpr int MN_A = TA, MN_B = !TB;  // which operands wgmma reads MN-major (transposed)
@@ -262,7 +262,44 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   // ---- epilogue: accumulator fragment (row 16*warp + lane/4 (+8), columns 8j + 2*(lane%4) (+1))
   const int row0 = m0 + cw * 64 + warp * 16 + lane / 4;
   const bool pairs = (ldc % 2 == 0) && (reinterpret_cast<uintptr_t>(C) % (2 * sizeof(T)) == 0);
-  const bool plain = epi.plain();
+  if (!epi.plain()) {  // the _epi twin: every load of the tile (C, bias) before its first store
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const int col = n0 + 8 * j + 2 * (lane % 4);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = row0 + 8 * h;
+        if (col >= N || row >= M) continue;
+        const T* p = C + (size_t)row * ldc + col;
+        const bool two = col + 1 < N;
+        float x = alpha * d[4 * j + 2 * h], y = alpha * d[4 * j + 2 * h + 1];
+        if (beta != 0.0f) {
+          x = fmaf(beta, X::to_f(p[0]), x);
+          if (two) y = fmaf(beta, X::to_f(p[1]), y);
+        }
+        d[4 * j + 2 * h] = epi(x, row, col);
+        if (two) d[4 * j + 2 * h + 1] = epi(y, row, col + 1);  // never reads bias past column N - 1
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const int col = n0 + 8 * j + 2 * (lane % 4);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = row0 + 8 * h;
+        if (col >= N || row >= M) continue;
+        T* p = C + (size_t)row * ldc + col;
+        const float x = d[4 * j + 2 * h], y = d[4 * j + 2 * h + 1];
+        if (col + 1 < N && pairs) {
+          X::store2(p, x, y);
+        } else {
+          X::store1(p, x);
+          if (col + 1 < N) X::store1(p + 1, y);
+        }
+      }
+    }
+    return;
+  }
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) {
     const int col = n0 + 8 * j + 2 * (lane % 4);
@@ -277,10 +314,6 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
       if (beta != 0.0f) {
         x = fmaf(beta, X::to_f(p[0]), x);
         if (two) y = fmaf(beta, X::to_f(p[1]), y);
-      }
-      if (!plain) {
-        x = epi(x, row, col);
-        if (two) y = epi(y, row, col + 1);  // never reads bias past column N - 1
       }
       if (two && pairs) {
         X::store2(p, x, y);
@@ -300,6 +333,11 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
       NAME(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M, int N, \
            int K, float alpha, float beta, T* C, int ldc, KIT_EPI_PARAMS(T)) {                               \
+    gemm_sm90<T, BN, TA, TB>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc, KIT_EPI_OFF(T));                    \
+  }                                                                                                          \
+  extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
+      NAME##_epi(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M,  \
+                 int N, int K, float alpha, float beta, T* C, int ldc, KIT_EPI_PARAMS(T)) {                  \
     gemm_sm90<T, BN, TA, TB>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc, KIT_EPI(T));                        \
   }
 

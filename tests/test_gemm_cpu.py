@@ -158,15 +158,20 @@ _ENTRY = re.compile(r'extern\s+"C"\s+__global__\s+(?:__launch_bounds__\([^)]*\)\
                     r'(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(')
 _DEFINE = re.compile(r'^[ \t]*#[ \t]*define(?:[^\n]*\\\n)*[^\n]*|//[^\n]*', re.M)
 _INSTANCE = re.compile(r'^(SIMT256_KERNEL|KIT_WMMA_CP|KIT_SM90_KERNEL)\((\w+), ([^)]*)\)\s*$', re.M)
+_PASS = re.compile(r'^KIT_EPILOGUE_PASS\((\w+),', re.M)      # one entry point
 
 
 def _declared(source: str) -> dict:
     """Entry points of a kernel source: {name: None} for plain ones, {name: (macro, args)} for
-    ones instantiated by a macro."""
+    ones instantiated by a macro (KIT_SM90_KERNEL: a kernel and its epilogue twin <name>_epi,
+    kernels/epilogue.cuh)."""
     text = (KERNELS / source).read_text()
     out = {n: None for n in _ENTRY.findall(_DEFINE.sub("", text))}
     for macro, name, args in _INSTANCE.findall(text):
         out[name] = (macro, [a.strip() for a in args.split(",")])
+        if macro == "KIT_SM90_KERNEL":  # the Hopper kernels: each with its epilogue twin <name>_epi
+            out[name + "_epi"] = out[name]
+    out.update({name: None for name in _PASS.findall(text)})
     return out
 
 
@@ -179,12 +184,12 @@ def test_kernel_names_speak_the_layout_vocabulary():
             if inst is None:
                 continue
             macro, args = inst
-            layout = re.search(r"_(\w\w)(?:_f32)?$", name).group(1)
+            layout = re.search(r"_(\w\w)(?:_f32)?(?:_epi)?$", name).group(1)
             assert layout in geo.LAYOUTS, name
             flags = {"SIMT256_KERNEL": args[0:2], "KIT_WMMA_CP": args[1:3], "KIT_SM90_KERNEL": args[2:4]}[macro]
             assert tuple(f in ("true", "1") for f in flags) == geo.layout_flags(layout), (name, args)
             checked += 1
-    assert checked == 4 + 12 + 18
+    assert checked == 4 + 12 + 2 * 18  # the Hopper kernels with their epilogue twins
 
 
 def test_python_names_every_kernel_and_only_those():
@@ -196,6 +201,8 @@ def test_python_names_every_kernel_and_only_those():
     gemm |= {geo.Wmma.cp_kernel(algo, lay) for algo in ("tf32", "bf16", "fp16") for lay in geo.LAYOUTS}
     sm90 = {geo.SM90.kernel(kind, bn, lay) for kind in ("bf16", "f16") for bn in (128, 256) for lay in geo.LAYOUTS}
     sm90 |= {geo.SM90.kernel("tf32", bn, "nt") for bn in (geo.SM90.bn_narrow, geo.SM90.bn_wide)}
+    gemm |= {"epilogue_f32", "epilogue_bf16", "epilogue_fp16"}  # the epilogue as a pass (after cuBLAS)
+    sm90 |= {n + "_epi" for n in sm90}
     assert set(_declared("gemm.cu")) == gemm
     assert set(_declared("gemm_sm90.cu")) == sm90
     with pytest.raises(ValueError, match="K-major"):
@@ -763,6 +770,10 @@ def _emulated(monkeypatch):
 
     def run_kernel(name, grid, block, smem, args, via):
         host.launches.append((name, grid, block, smem, via))
+        if name.startswith("gemm_sm90_") and not name.endswith("_epi"):
+            # a plain Hopper twin never reads its last four arguments: matmul passes "no epilogue" to it
+            assert int(args[-1]) == 0 and not (args[-4].ptr if isinstance(args[-4], Array) else int(args[-4])), name
+        name = name[:-4] if name.endswith("_epi") else name
         grid, block = _dim3(grid), _dim3(block)
         if name in ("repitch_b16", "repitch_b32", "transpose_f32"):
             src, rows, cols, ld, out, ldo = args
@@ -1031,7 +1042,7 @@ def test_matmul_epilogue_emulated(algo, bias_kind, activation, monkeypatch):
     activation= reach every kit kernel's last four arguments so that out = act(alpha op(a) op(b)
     + beta out + bias) matches float64 numpy at an odd shape with transposed a, out a block of a
     NaN-poisoned array; the inputs are untouched and nothing outside the out block is written.
-    An epilogue never takes or leaves a cached plan."""
+    Views leave no cached plan."""
     from cudart_kit.ops import gemm
 
     host = _emulated(monkeypatch)
@@ -1067,7 +1078,9 @@ def test_matmul_epilogue_emulated(algo, bias_kind, activation, monkeypatch):
     rest[2:2 + M, 3:3 + N] = False
     bits = np.uint16 if dt == np.float16 else np.uint32
     assert np.array_equal(big.view(bits)[rest], before.view(bits)[rest]), "wrote outside the out block"
-    assert not gemm._fast, "an epilogue call left a cached plan"
+    assert not gemm._fast, "views and foreign arrays never leave a cached plan"
+    gemms = [n for n, *_ in host.launches if n.startswith("gemm_")]
+    assert len(gemms) == 1 and gemms[0].endswith("_epi") == algo.endswith("_sm90"), gemms  # Hopper: the twin
     assert not [n for n, *_ in host.launches if n.startswith("epilogue_")], "a kit kernel fuses its epilogue"
 
 
@@ -1114,3 +1127,47 @@ def test_matmul_bias_dtype_activation_and_overlap_errors(monkeypatch):
     # the row just below out does not overlap it: accepted, and used
     gemm.matmul(a, b, out, bias=_wrap(big[5], s.device), activation="relu", algo="simt", stream=s)
     assert [n for n, *_ in host.launches] == ["gemm_simt128_f32"]
+
+
+@pytest.mark.parametrize("algo", ["simt", "simt256", "naive", "tf32", "tf32_sm90", "fp16_sm90"])
+@pytest.mark.parametrize("bias_shape,activation", [((45,), "gelu"), ((67, 1), "relu"), (None, "relu")])
+def test_epilogue_plans_rebind_the_bias_emulated(algo, bias_shape, activation, monkeypatch):
+    """Kit-owned contiguous operands and bias: the first epilogue call takes the checked path and
+    leaves a plan keyed by the bias's signature and the activation; later calls with new arrays
+    (a new bias too) go through the plan alone, the bias pointer rebound, the Hopper plan running
+    the _epi twin; a plain call of the same shapes afterwards takes the plain plan, not this one."""
+    from cudart_kit.ops import gemm
+
+    host = _emulated(monkeypatch)
+    s = _fake_stream(closed=False)
+    M, N, K = 67, 48 if algo.endswith("_sm90") else 45, 40
+    bias_shape = (N,) if bias_shape == (45,) else bias_shape
+    dt = np.float16 if "fp16" in algo else np.float32
+    rng = np.random.default_rng(abs(hash((algo, bias_shape, activation))) % 2**32)
+    for call in range(3):
+        ah, bh = rng.uniform(-1, 1, (M, K)).astype(dt), rng.uniform(-1, 1, (K, N)).astype(dt)
+        a, b = _kit_owned(host, ah, s), _kit_owned(host, bh, s)
+        out = _kit_owned(host, np.full((M, N), np.nan, dt), s)
+        oh = host.buffers[-1]
+        bias, ref_bias = None, 0.0
+        if bias_shape is not None:
+            bb = rng.uniform(-1, 1, bias_shape).astype(dt)
+            bias, ref_bias = _kit_owned(host, bb, s), np.broadcast_to(bb.astype(np.float64), (M, N))
+        del host.launches[:]
+        assert gemm.matmul(a, b, out, bias=bias, activation=activation, algo=algo, stream=s) is out
+        ref = ah.astype(np.float64) @ bh.astype(np.float64) + ref_bias
+        ref = np.maximum(ref, 0) if activation == "relu" else _gelu_tanh(ref)
+        assert np.allclose(oh.astype(np.float64), ref, rtol=1e-5 if dt == np.float32 else 2e-3,
+                           atol=1e-5 if dt == np.float32 else 2e-3), call
+        vias = {via for *_, via in host.launches}
+        names = [n for n, *_ in host.launches if n.startswith("gemm_")]
+        assert names and names[0].endswith("_epi") == algo.endswith("_sm90"), names
+        if call:
+            assert vias == {"plan"}, host.launches  # the cached plan alone
+    key = (a.sig, b.sig, out.sig, algo, False, False, False, None if bias is None else bias.sig, activation)
+    assert key in gemm._fast
+    del host.launches[:]
+    gemm.matmul(a, b, out, algo=algo, stream=s)  # plain: its own plan (the first plain call: checked)
+    assert not [n for n, *_ in host.launches if n.endswith("_epi")]
+    assert np.allclose(oh.astype(np.float64), ah.astype(np.float64) @ bh.astype(np.float64),
+                       rtol=1e-5 if dt == np.float32 else 2e-3, atol=1e-5 if dt == np.float32 else 2e-3)

@@ -264,7 +264,7 @@ _SLOTS = (0, 1, 5, 6, 7, 9, 10, 11, 12)
 NO_EPILOGUE = (0, np.int64(0), np.int64(0), np.int32(0))
 
 
-def _setup(kind: str, layout: str, M: int, N: int, K: int, lda: int, ldb: int, ldc: int, dev):
+def _setup(kind: str, layout: str, M: int, N: int, K: int, lda: int, ldb: int, ldc: int, dev, epi: bool = False):
     """The kernel's :class:`LaunchPlan` (slots tmA, tmB, alpha, beta, C: see ``_SLOTS``), tile
     width and the two tensor-map geometries (stored shape, pitch, box) for operands stored in
     ``layout``: A M x K ("n") or K x M ("t"), pitch lda; B K x N ("n") or N x K ("t"), pitch ldb;
@@ -273,7 +273,7 @@ def _setup(kind: str, layout: str, M: int, N: int, K: int, lda: int, ldb: int, l
     ta, tb = layout[0] == "t", layout[1] == "t"
     it = _ITEMSIZE[kind]
     bk, bn, box = SM90.bk(it), pick_bn(M, N, dev.multiprocessor_count), SM90.mn_box
-    kern = kit_kernel("gemm_sm90", SM90.kernel(kind, bn, layout))
+    kern = kit_kernel("gemm_sm90", SM90.kernel(kind, bn, layout) + ("_epi" if epi else ""))
     args = (None, None, np.int32(M), np.int32(N), np.int32(K), np.float32(1), np.float32(0), 0, np.int32(ldc),
             *NO_EPILOGUE)
     plan = LaunchPlan(kern, dev, SM90.tiles(M, N, bn), SM90.threads, args, slots=_SLOTS,
@@ -298,7 +298,8 @@ def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb
     try:
         a_ptr, lda, a_k = _operand(kind, A, K if ta else M, M if ta else K, lda, not ta, s, keep)
         b_ptr, ldb, b_k = _operand(kind, B, N if tb else K, K if tb else N, ldb, bool(tb), s, keep)
-        plan, bn, geo_a, geo_b = _setup(kind, layout_name(not a_k, b_k), M, N, K, lda, ldb, ldc, dev)
+        plan, bn, geo_a, geo_b = _setup(kind, layout_name(not a_k, b_k), M, N, K, lda, ldb, ldc, dev,
+                                        epi is not NO_EPILOGUE)
         tmA, tmB = tensor_map(dev, kind, a_ptr, *geo_a), tensor_map(dev, kind, b_ptr, *geo_b)
         bias = epi[0] if type(epi[0]) is int else _pointer_of(epi[0], s, "matmul: bias")
         plan.launch(s, (tmA, tmB, alpha32, beta32, o_ptr, bias, *epi[1:]))
@@ -308,13 +309,15 @@ def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb
     return end_timing(plan.kernel.name, s, start, {"bn": bn}) if timed else None
 
 
-def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev):
+def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev, epi: tuple | None = None):
     """A launcher for kit-owned contiguous operands stored in layout (``ta``, ``tb``) (A stored
     K x M if ``ta`` else M x K, B stored N x K if ``tb`` else K x N, out M x N) whose rows are
     TMA-aligned, or None. As in :func:`run`, a TF32 B stored K x N is transposed into a
     :func:`workspace` on the stream first (a TF32 A stored K x M gets no plan), so the plan works
     inside a graph capture too. It looks the tensor maps up by pointer and launches; it declines
-    (returns False) when FORCE_BN has changed since it was made."""
+    (returns False) when FORCE_BN has changed since it was made. ``epi``: the epilogue's last three
+    parameters come from it (bias strides, activation; the plan runs the ``_epi`` twin) and the
+    bias pointer from each call's ``bias``."""
     it = _ITEMSIZE[kind]
     transpose_b = kind == "tf32" and not tb
     a_rows, a_pitch = (K, M) if ta else (M, K)
@@ -324,7 +327,8 @@ def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev):
         return None
     ldt = -(-K // 4) * 4  # TF32: B^T (N x K) rows padded to 16 bytes, made by transpose_f32
     plan, bn, geo_a, geo_b = _setup(kind, layout_name(ta, tb or transpose_b), M, N, K, a_pitch,
-                                    ldt if transpose_b else b_pitch, N, dev)
+                                    ldt if transpose_b else b_pitch, N, dev, epi is not None)
+    tail = NO_EPILOGUE[1:] if epi is None else tuple(epi[1:])
     if transpose_b:
         t_grid = TRANSPOSE.grid(K, N)
         if t_grid[1] > 65535:
@@ -334,23 +338,26 @@ def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev):
                             (0, np.int32(K), np.int32(N), np.int32(N), 0, np.int32(ldt)), slots=(0, 4))
     ordinal, forced = dev.ordinal, FORCE_BN
 
-    def go(a: Array, b: Array, out: Array, alpha, beta, s) -> bool:
+    def go(a: Array, b: Array, out: Array, alpha, beta, s, bias: Array | None = None) -> bool:
         if FORCE_BN != forced:
             return False
+        if bias is not None and bias.stream is not s:
+            bias.record_stream(s)
+        bptr = 0 if bias is None else bias.ptr
         for arr in (a, b, out):
             if arr.stream is not s:
                 arr.record_stream(s)
         if not transpose_b:
             tma = _tmaps.get((ordinal, kind, a.ptr, *geo_a)) or tensor_map(dev, kind, a.ptr, *geo_a)
             tmb = _tmaps.get((ordinal, kind, b.ptr, *geo_b)) or tensor_map(dev, kind, b.ptr, *geo_b)
-            plan.launch(s, (tma, tmb, np.float32(alpha), np.float32(beta), out.ptr, *NO_EPILOGUE))
+            plan.launch(s, (tma, tmb, np.float32(alpha), np.float32(beta), out.ptr, bptr, *tail))
             return True
         bt = workspace(N * ldt, np.float32, s)
         try:
             t_plan.launch(s, (b.ptr, bt.ptr))
             tma = _tmaps.get((ordinal, kind, a.ptr, *geo_a)) or tensor_map(dev, kind, a.ptr, *geo_a)
             tmb = _tmaps.get((ordinal, kind, bt.ptr, *geo_b)) or tensor_map(dev, kind, bt.ptr, *geo_b)
-            plan.launch(s, (tma, tmb, np.float32(alpha), np.float32(beta), out.ptr, *NO_EPILOGUE))
+            plan.launch(s, (tma, tmb, np.float32(alpha), np.float32(beta), out.ptr, bptr, *tail))
         finally:
             release(bt, s)  # queued before the kernel: freed in s's order after it (the graph's, inside one)
         return True

@@ -155,13 +155,21 @@ def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_t
     # before with this algo: the checks below passed then and depend on nothing else (kit-owned
     # arrays are whole allocations: distinct ones never overlap), so a cached plan launches
     # directly (small matmuls are bound by host time). A closed array has ptr 0 and takes the
-    # checked path, which names it; so does out= one of the inputs. An epilogue takes the checked path.
-    if type(a) is Array and type(b) is Array and type(out) is Array and not timed and bias is None \
-            and activation is None:
-        plan = _fast.get((a.sig, b.sig, out.sig, algo, allow_tf32, transpose_a, transpose_b))
-        if (plan is not None and a.sig[2] is s.device and a.ptr and b.ptr and out.ptr and out is not a
-                and out is not b and plan(a, b, out, alpha, beta, s)):
-            return out
+    # checked path, which names it; so does out= one of the inputs. With an epilogue the key adds
+    # the bias's signature (a kit-owned contiguous bias: its broadcast strides follow from its
+    # shape) and the activation; the plan rebinds the bias pointer too.
+    if type(a) is Array and type(b) is Array and type(out) is Array and not timed:
+        if bias is None and activation is None:
+            plan = _fast.get((a.sig, b.sig, out.sig, algo, allow_tf32, transpose_a, transpose_b))
+            if (plan is not None and a.sig[2] is s.device and a.ptr and b.ptr and out.ptr and out is not a
+                    and out is not b and plan(a, b, out, alpha, beta, s)):
+                return out
+        elif bias is None or (type(bias) is Array and bias.ptr and bias is not out):
+            plan = _fast.get((a.sig, b.sig, out.sig, algo, allow_tf32, transpose_a, transpose_b,
+                              None if bias is None else bias.sig, activation))
+            if (plan is not None and a.sig[2] is s.device and a.ptr and b.ptr and out.ptr and out is not a
+                    and out is not b and plan(a, b, out, alpha, beta, s, bias)):
+                return out
     if algo not in ALGOS:
         raise ValueError(f"matmul: algo must be one of {ALGOS}, got {algo!r}")
     if activation not in _ACT_CODE:
@@ -241,13 +249,17 @@ def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_t
     # plans are kept for kit-owned contiguous arrays (row-major, so ta / tb are the transpose
     # flags and the layout follows from the signature; kit allocations are 256-byte aligned)
     plannable = (type(a) is Array and type(b) is Array and type(out) is Array and A.sig[3] and A.sig[4]
-                 and B.sig[3] and B.sig[4] and O.sig[3] and O.sig[4] and epi is _NO_EPILOGUE)
+                 and B.sig[3] and B.sig[4] and O.sig[3] and O.sig[4])
     key = (A.sig, B.sig, O.sig, algo, allow_tf32, transpose_a, transpose_b)
+    if epi is not _NO_EPILOGUE:  # a plan for a kit-owned contiguous bias (or none), keyed as above
+        plannable = plannable and (bias is None or (type(bias) is Array and bias.sig[3] and bias.sig[4]))
+        key += (None if bias is None else bias.sig, activation)
     layout = layout_name(ta, tb)
     if name in _sm90.KINDS:
         rec = _sm90.run(_sm90.KINDS[name], A, B, O, ta, tb, lda, ldb, ldc, M, N, K, alpha32, beta32, s, timed, epi)
         if plannable:
-            plan = _sm90.fast_plan(_sm90.KINDS[name], M, N, K, bool(ta), bool(tb), s.device)
+            plan = _sm90.fast_plan(_sm90.KINDS[name], M, N, K, bool(ta), bool(tb), s.device,
+                                   None if epi is _NO_EPILOGUE else epi)
             if plan is not None:
                 _remember(key, plan)
         return (O, rec) if timed else O
@@ -336,19 +348,21 @@ def _cp_ok(arr: Array, rows: int, ld: int) -> bool:
 
 def _simple_plan(kernel: Kernel, grid, block, smem: int, args: tuple, A: Array, B: Array, O: Array, s0: Stream):
     """A launcher for the next calls with arrays of the same signatures: a :class:`LaunchPlan` of
-    this (checked) launch's packed argument list whose slots are the three pointers, alpha and
-    beta, rebound per call."""
+    this (checked) launch's packed argument list whose slots are the three pointers, alpha, beta
+    and the epilogue's bias pointer, rebound per call (the bias's strides and the activation are
+    packed: they follow from the key)."""
     packed = pack_args(kernel, args, s0)
     ia, ib, io = [i for i, v in enumerate(args) if v is A or v is B or v is O]  # in this order in every list
     ialpha, ibeta = [i for i, v in enumerate(args) if type(v) is np.float32]
-    plan = LaunchPlan(kernel, s0.device, grid, block, packed, slots=(ia, ib, io, ialpha, ibeta),
+    ibias = len(args) - 4  # the epilogue's bias pointer (kernels/epilogue.cuh): rebound when one is given
+    plan = LaunchPlan(kernel, s0.device, grid, block, packed, slots=(ia, ib, io, ialpha, ibeta, ibias),
                       shared_mem_bytes=smem)
 
-    def go(a: Array, b: Array, out: Array, alpha, beta, s: Stream) -> bool:
-        for arr in (a, b, out):
+    def go(a: Array, b: Array, out: Array, alpha, beta, s: Stream, bias: Array | None = None) -> bool:
+        for arr in (a, b, out) if bias is None else (a, b, out, bias):
             if arr.stream is not s:
                 arr.record_stream(s)
-        plan.launch(s, (a.ptr, b.ptr, out.ptr, np.float32(alpha), np.float32(beta)))
+        plan.launch(s, (a.ptr, b.ptr, out.ptr, np.float32(alpha), np.float32(beta), 0 if bias is None else bias.ptr))
         return True
 
     return go
