@@ -97,43 +97,6 @@ __device__ __forceinline__ void store_c4(float* C, int ldc, int m, int n, int N,
   }
 }
 
-// The epilogue of a thread's tile in two passes, for a kernel's epilogue path: finish_c4 turns four
-// accumulators into the values to store (reading C where beta != 0 and the bias), in place, and
-// put_c4 stores them. Every load of the tile is issued before its first store: interleaved, each
-// bias load waited for the store before it (the compiler cannot tell them apart), which on the
-// H200 cost simt256 ~27 us per 128x256 tile.
-__device__ __forceinline__ void finish_c4(const float* C, int ldc, int m, int n, int N, float alpha, float* acc,
-                                          float beta, bool vec_c, const kit_epi::Epi<float>& e) {
-  const float* p = C + (size_t)m * ldc + n;
-  const bool vec = vec_c && n + 3 < N;
-#pragma unroll
-  for (int j = 0; j < 4; ++j) acc[j] *= alpha;
-  if (beta != 0.0f) {
-    if (vec) {
-      const float4 c = *reinterpret_cast<const float4*>(p);
-      acc[0] = fmaf(beta, c.x, acc[0]); acc[1] = fmaf(beta, c.y, acc[1]);
-      acc[2] = fmaf(beta, c.z, acc[2]); acc[3] = fmaf(beta, c.w, acc[3]);
-    } else {
-#pragma unroll
-      for (int j = 0; j < 4; ++j)
-        if (n + j < N) acc[j] = fmaf(beta, p[j], acc[j]);
-    }
-  }
-#pragma unroll
-  for (int j = 0; j < 4; ++j)
-    if (n + j < N) acc[j] = e(acc[j], m, n + j);
-}
-__device__ __forceinline__ void put_c4(float* C, int ldc, int m, int n, int N, const float* v, bool vec_c) {
-  float* p = C + (size_t)m * ldc + n;
-  if (vec_c && n + 3 < N) {
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  } else {
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-      if (n + j < N) p[j] = v[j];
-  }
-}
-
 }  // namespace
 
 namespace geo {
@@ -308,29 +271,12 @@ __device__ __forceinline__ void simt_gemm(int M, int N, int K, float alpha, cons
     __syncthreads();
   }
   const bool vec_c = (vec_ok & 2) != 0;
-  if (e.plain()) {
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const int m = m0 + r0 + (i < 4 ? i : DM + i - 4);
-      if (m >= M) continue;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) store_c4(C, ldc, m, n0 + c0 + h * DN, N, alpha, &acc[i][4 * h], beta, vec_c, e);
-    }
-    return;
-  }
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     const int m = m0 + r0 + (i < 4 ? i : DM + i - 4);
     if (m >= M) continue;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) finish_c4(C, ldc, m, n0 + c0 + h * DN, N, alpha, &acc[i][4 * h], beta, vec_c, e);
-  }
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const int m = m0 + r0 + (i < 4 ? i : DM + i - 4);
-    if (m >= M) continue;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) put_c4(C, ldc, m, n0 + c0 + h * DN, N, &acc[i][4 * h], vec_c);
+    for (int h = 0; h < 2; ++h) store_c4(C, ldc, m, n0 + c0 + h * DN, N, alpha, &acc[i][4 * h], beta, vec_c, e);
   }
 }
 }  // namespace
@@ -582,29 +528,12 @@ __device__ __forceinline__ void simt256_gemm(int M, int N, int K, float alpha, c
   asm volatile("cp.async.wait_group 0;" ::: "memory");
 
   const bool vec_c = (vec_ok & 2) != 0;
-  if (e.plain()) {
-#pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      const int m = m0 + ar + 16 * (i >> 2) + (i & 3);
-      if (m >= M) continue;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) store_c4(C, ldc, m, n0 + bc + 32 * h, N, alpha, &acc[i][4 * h], beta, vec_c, e);
-    }
-    return;
-  }
 #pragma unroll
   for (int i = 0; i < 16; ++i) {
     const int m = m0 + ar + 16 * (i >> 2) + (i & 3);
     if (m >= M) continue;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) finish_c4(C, ldc, m, n0 + bc + 32 * h, N, alpha, &acc[i][4 * h], beta, vec_c, e);
-  }
-#pragma unroll
-  for (int i = 0; i < 16; ++i) {
-    const int m = m0 + ar + 16 * (i >> 2) + (i & 3);
-    if (m >= M) continue;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) put_c4(C, ldc, m, n0 + bc + 32 * h, N, &acc[i][4 * h], vec_c);
+    for (int h = 0; h < 2; ++h) store_c4(C, ldc, m, n0 + bc + 32 * h, N, alpha, &acc[i][4 * h], beta, vec_c, e);
   }
 }
 }  // namespace

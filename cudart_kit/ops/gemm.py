@@ -253,7 +253,7 @@ def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_t
     key = (A.sig, B.sig, O.sig, algo, allow_tf32, transpose_a, transpose_b)
     if epi is not _NO_EPILOGUE:  # a plan for a kit-owned contiguous bias (or none), keyed as above
         plannable = plannable and (bias is None or (type(bias) is Array and bias.sig[3] and bias.sig[4]))
-        key += (None if bias is None else bias.sig, activation)
+        key += (None if bias is None or not plannable else bias.sig, activation)
     layout = layout_name(ta, tb)
     if name in _sm90.KINDS:
         rec = _sm90.run(_sm90.KINDS[name], A, B, O, ta, tb, lda, ldb, ldc, M, N, K, alpha32, beta32, s, timed, epi)
