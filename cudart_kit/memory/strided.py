@@ -24,6 +24,38 @@ def tile_shape(itemsize: int) -> tuple[int, int, int]:
     """The transposed twins' tile (TD2 along d2, TD3 along d3, in elements) and block rows BY
     (a block is 32 x BY threads): mirrors Shape<T> in kernels/strided.cu."""
     return 32, 32, 4
+
+
+# The vectorized transposed twins (<op>_f32_tv, copy_b32_tv; 4-byte types): their tile and block
+# rows (mirror VShape) and staging mode per op family (mirror kVModeOp / kVModeCopy)
+VTILE = (64, 64, 8)
+VMODES = {"op": 1, "copy": 2}
+
+
+def vshared_bytes(mode: int, tile: int, nin: int, nstaged: int) -> int:
+    """Dynamic shared memory of a _tv launch: 4 * vshared_elems<MODE> in kernels/strided.cu
+    (MODE 0: a tile per staged input, 1: two, S >= 2: S tiles per input)."""
+    elems = nstaged * tile if mode == 0 else 2 * nstaged * tile if mode == 1 else mode * nin * tile
+    return 4 * elems
+
+
+def tv_ok(inner_str: list, staged: list, ptrs: list, outer_str: list | None = None) -> bool:
+    """Whether a _tv twin runs its vector path (mirror of vec_ok in kernels/strided.cu; any other
+    layout takes the <op>_t twin): every pointer 16-byte aligned; staged inputs s2 == +1, direct
+    inputs and the output s3 == +1; every other element stride (s0, s1, the other of s2 / s3,
+    and the strides of dimensions split into several launches) a multiple of 4; |s2| < 2^30 /
+    TD2 and |s3| < 2^30 / TD3."""
+    td2, td3, _ = VTILE
+    l2, l3 = (1 << 30) // td2, (1 << 30) // td3
+    if any(p % 16 for p in ptrs) or any(x % 4 for st in outer_str or () for x in st):
+        return False
+    for o, (s0, s1, s2, s3) in enumerate(inner_str):
+        unit, other = (s2, s3) if o < len(staged) and staged[o] else (s3, s2)
+        if unit != 1 or (other | s0 | s1) % 4 or not (-l2 < s2 < l2 and -l3 < s3 < l3):
+            return False
+    return True
+
+
 THREADS = 256
 _checked: set = set()
 _sm_count: dict = {}
@@ -66,15 +98,20 @@ def _contiguous(name: str, scalars: tuple, ptrs: list, n: int, itemsize: int, s:
     return fast_launch(kernel, blocks_for(-(-n // per), THREADS), THREADS, (*scalars, *ptrs, n), s, timed)
 
 
-def choose(name: str, inner: tuple, inner_str: list, ptrs: list, itemsize: int):
+def choose(name: str, inner: tuple, inner_str: list, ptrs: list, itemsize: int, outer_str: list | None = None):
     """Which twin of strided kernel ``name`` runs a 4-D layout (``inner`` dims, element strides per
-    operand, the output last), and how: (kernel name, dims, strides, flag arguments, block, tiles).
-    ``<name>v`` when every operand is rows of whole 16-byte vectors; ``<op>_t`` when an input's
-    unit stride is along d2 while the output's is along d3 (a transposed input); else ``name``."""
+    operand, the output last; ``outer_str``: each operand's strides of the dimensions launched
+    one by one), and how: (kernel name, dims, strides, flag arguments, block, tiles, dynamic
+    shared bytes). ``<name>v`` when every operand is rows of whole 16-byte vectors; when an
+    input's unit stride is along d2 while the output's is along d3 (a transposed input),
+    ``<op>_tv`` for 4-byte types on layouts that allow 16-byte accesses (tv_ok), else ``<op>_t``;
+    else ``name``."""
     flags: tuple = ()
+    smem = 0
     per = 16 // itemsize
     if (all(st[3] == 1 for st in inner_str) and inner[3] % per == 0 and all(p % 16 == 0 for p in ptrs)
-            and all(x % per == 0 for st in inner_str for x in st[:3])):
+            and all(x % per == 0 for st in inner_str for x in st[:3])
+            and all(x % per == 0 for st in outer_str or () for x in st)):
         # rows of whole 16-byte vectors (a row or column block, a stepped row view): 16-byte loads
         kname, inner = name + "v", inner[:3] + (inner[3] // per,)
         inner_str = [tuple(x // per for x in st[:3]) + (1,) for st in inner_str]
@@ -83,9 +120,16 @@ def choose(name: str, inner: tuple, inner_str: list, ptrs: list, itemsize: int):
     elif inner[2] > 1 and inner_str[-1][3] in (1, -1) and any(
             st[2] in (1, -1) and st[3] not in (1, -1) for st in inner_str[:-1]):
         # an input transposed relative to the output: staged through shared-memory tiles
-        kname = name[:-2] + "_t"
-        flags = tuple(np.int32(st[2] in (1, -1) and st[3] not in (1, -1)) for st in inner_str[:-1])
-        td2, td3, by = tile_shape(itemsize)
+        staged = [st[2] in (1, -1) and st[3] not in (1, -1) for st in inner_str[:-1]]
+        flags = tuple(np.int32(f) for f in staged)
+        if itemsize == 4 and tv_ok(inner_str, staged, ptrs, outer_str):
+            kname = name[:-2] + "_tv"
+            td2, td3, by = VTILE
+            mode = VMODES["copy" if name.startswith("copy_") else "op"]
+            smem = vshared_bytes(mode, td2 * td3, len(staged), sum(staged))
+        else:
+            kname = name[:-2] + "_t"
+            td2, td3, by = tile_shape(itemsize)
         bx = 32
         grid = -(-inner[3] // td3) * -(-inner[2] // td2) * inner[1] * inner[0]
     else:
@@ -93,7 +137,7 @@ def choose(name: str, inner: tuple, inner_str: list, ptrs: list, itemsize: int):
         bx, by = block_shape(inner[3], all(st[3] in (1, -1) for st in inner_str))
         # a 1-D layout runs the kernels' flat loop: one element per thread and step
         grid = -(-inner[3] // THREADS) if inner[:3] == (1, 1, 1) else tiles(inner, bx, by)
-    return kname, inner, inner_str, flags, (bx, by), grid
+    return kname, inner, inner_str, flags, (bx, by), grid, smem
 
 
 def launch_strided(name: str, scalars: tuple, ptrs: list, strides: list, shape: tuple, itemsize: int,
@@ -122,14 +166,17 @@ def launch_strided(name: str, scalars: tuple, ptrs: list, strides: list, shape: 
     outer = cshape[:-4] if nd > 4 else ()
     inner = (1,) * (4 - min(nd, 4)) + tuple(cshape[-4:])
     inner_str = [(0,) * (4 - min(nd, 4)) + st[-4:] for st in estr]
-    kname, inner, inner_str, flags, (bx, by), grid = choose(name, inner, inner_str, ptrs, itemsize)
+    outer_str = [st[:-4] for st in estr] if outer else None
+    kname, inner, inner_str, flags, (bx, by), grid, smem = choose(name, inner, inner_str, ptrs, itemsize, outer_str)
     kernel = kit_kernel("strided", kname)
-    key = (kname, dev.ordinal)
+    key = (kname, dev.ordinal, smem)
     if key not in _checked:
-        check_geometry(kernel, dev, 1, (bx, by))
+        check_geometry(kernel, dev, 1, (bx, by), smem)
         _checked.add(key)
+    if smem:  # the _tv twins (2 staged tiles: 64 KiB); the Kernel remembers the limit it set
+        kernel.ensure_dynamic_shared(dev, smem)
     grid = max(1, min(grid, sms * 16))
-    cfg = config((grid, 1, 1), (bx, by, 1), 0)
+    cfg = config((grid, 1, 1), (bx, by, 1), smem)
     start = begin_timing(s, timed)
     for idx in itertools.product(*(range(d) for d in outer)) if outer else [()]:
         pp = [p + sum(i * st[k] for k, i in enumerate(idx)) * itemsize for p, st in zip(ptrs, estr)]
@@ -137,4 +184,5 @@ def launch_strided(name: str, scalars: tuple, ptrs: list, strides: list, shape: 
         for st in inner_str:
             args += st
         do_launch(s, cfg, kernel, args)
-    return end_timing(label or name, s, start, {"grid": (grid, 1, 1), "block": (bx, by, 1), "shared_mem_bytes": 0})
+    return end_timing(label or name, s, start, {"grid": (grid, 1, 1), "block": (bx, by, 1), "shared_mem_bytes": smem,
+                                                   "kernel": kname})

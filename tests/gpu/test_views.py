@@ -321,3 +321,168 @@ def test_index_errors_leave_array_usable(stream):
         d.T.reshape(20)
     assert d[1:3].reshape(10).shape == (10,)
     np.testing.assert_array_equal(d.to_numpy(stream=stream), 0)
+
+
+# --- transposed operands: the _tv twins (4-byte types, 16-byte accesses) and their fallbacks ------
+# An operand of logical shape (..., R, C) lives inside a larger NaN-poisoned (or random) base:
+# one row of margin above and below, columns from c0 on, a row pitch past the view. "aligned":
+# pitch a multiple of 4 elements and c0 = 4 (every pointer and stride on the 16-byte grid: the
+# _tv twins); "odd": odd pitch, c0 = 1 (misaligned pointers, odd strides: the tmap twins).
+# Transposed operands are stored (..., C, R) and viewed with their last two axes swapped.
+TV_SIZES = [(1027, 2053), (70, 130), (1, 1029), (1029, 1), (3, 1027, 2053), (2, 65, 63)]
+
+
+def _tv_operand(rng, s, shape, transposed: bool, aligned: bool, poison: bool = False):
+    """(kit view, host copy of its values, device base, host mask of the view in the base)."""
+    lead, inner = tuple(shape[:-2]), tuple(shape[-2:])
+    if transposed:
+        inner = inner[::-1]
+    pitch = -(-(inner[1] + 4) // 4) * 4 if aligned else (inner[1] + 3) | 1
+    c0 = 4 if aligned else 1
+    bshape = lead + (inner[0] + 2, pitch)
+    host = np.full(bshape, np.nan, np.float32) if poison else rng.uniform(-2, 2, bshape).astype(np.float32)
+    base = ck.to_device(host, stream=s)
+    key = (Ellipsis, slice(1, 1 + inner[0]), slice(c0, c0 + inner[1]))
+    mask = np.zeros(bshape, bool)
+    mask[key] = True
+    v, hv = base[key], host[key]
+    if transposed:
+        axes = tuple(range(len(lead))) + (len(lead) + 1, len(lead))
+        v, hv = v.transpose(*axes), hv.transpose(axes)
+    assert v.shape == tuple(shape) and hv.shape == tuple(shape)
+    return v, hv, base, mask
+
+
+def _tv_expect(rec, op_kernel: str, shape, aligned: bool):
+    """The kernel a timed launch ran: <op>_tv for aligned layouts with a real transpose, the
+    tmap twin <op>_t for odd pitches (degenerate shapes collapse to other kernels)."""
+    if min(shape[-2:]) > 1:
+        assert rec.meta.get("kernel") == op_kernel + ("_tv" if aligned else "_t"), rec.meta
+
+
+def _tv_check_out(base, mask, s):
+    whole = base.to_numpy(stream=s)
+    assert np.isnan(whole[~mask]).all(), "a transposed op wrote outside its output view"
+    return whole
+
+
+@pytest.mark.parametrize("aligned", [True, False], ids=["aligned", "odd"])
+@pytest.mark.parametrize("which", ["x", "y", "out"])
+@pytest.mark.parametrize("op", BINARY)
+@pytest.mark.parametrize("shape", TV_SIZES, ids=lambda sh: "x".join(map(str, sh)))
+def test_transposed_binary_ops(stream, rng, shape, op, which, aligned):
+    """x.T + y, x + y.T, x + y -> out.T (and sub, mul, axpy) at edge-tile sizes, batched too,
+    into a poisoned output view: values against numpy, nothing outside the view written."""
+    s = stream
+    x, hx, _, _ = _tv_operand(rng, s, shape, which == "x", aligned)
+    y, hy, _, _ = _tv_operand(rng, s, shape, which == "y", aligned)
+    out, _, obase, omask = _tv_operand(rng, s, shape, which == "out", aligned, poison=True)
+    if op == "axpy":
+        got, rec = ops.axpy(1.5, x, y, out, stream=s, timed=True)
+    else:
+        got, rec = getattr(ops, op)(x, y, out, stream=s, timed=True)
+    assert got is out
+    whole = _tv_check_out(obase, omask, s)
+    res = whole[omask].reshape(out.shape if which != "out" else _swap(shape))
+    res = _swap_back(res) if which == "out" else res
+    np.testing.assert_allclose(res.astype(np.float64), _ref(op, hx, hy), rtol=2e-7, atol=1e-6)
+    _tv_expect(rec, f"{op}_f32", shape, aligned)
+
+
+def _swap(shape):
+    return tuple(shape[:-2]) + (shape[-1], shape[-2])
+
+
+def _swap_back(a):
+    return np.swapaxes(a, -1, -2)
+
+
+@pytest.mark.parametrize("aligned", [True, False], ids=["aligned", "odd"])
+@pytest.mark.parametrize("op", ["scale", "copy"])
+@pytest.mark.parametrize("shape", TV_SIZES, ids=lambda sh: "x".join(map(str, sh)))
+def test_transposed_unary_ops(stream, rng, shape, op, aligned):
+    """scale / copy of a transposed view into a poisoned output view (copies bit-exact)."""
+    s = stream
+    x, hx, _, _ = _tv_operand(rng, s, shape, True, aligned)
+    out, _, obase, omask = _tv_operand(rng, s, shape, False, aligned, poison=True)
+    if op == "scale":
+        got, rec = ops.scale(-0.75, x, out, stream=s, timed=True)
+    else:
+        got, rec = ops.copy(x, out, stream=s, timed=True)
+    assert got is out
+    whole = _tv_check_out(obase, omask, s)
+    res = whole[omask].reshape(shape)
+    if op == "copy":
+        np.testing.assert_array_equal(res.view(np.uint32), np.ascontiguousarray(hx).view(np.uint32))
+    else:
+        np.testing.assert_allclose(res.astype(np.float64), _ref(op, hx, None), rtol=2e-7, atol=1e-7)
+    _tv_expect(rec, "scale_f32" if op == "scale" else "copy_b32", shape, aligned)
+
+
+@pytest.mark.parametrize("case", ["x", "out", "scale", "copy", "ck_copy"])
+def test_transposed_large(stream, rng, case):
+    """8191 x 4097 (edge tiles along both axes, many tiles per block of the capped grid)."""
+    s = stream
+    shape = (8191, 4097)
+    x, hx, _, _ = _tv_operand(rng, s, shape, case != "out", True)
+    out, _, obase, omask = _tv_operand(rng, s, shape, case == "out", True, poison=True)
+    if case in ("x", "out"):
+        y, hy, _, _ = _tv_operand(rng, s, shape, False, True)
+        _, rec = ops.add(x, y, out, stream=s, timed=True)
+        ref = _ref("add", hx, hy)
+        # x + y -> out.T stages both inputs: 2 buffers x 2 tiles x 64 x 64 x 4 bytes (64 KiB)
+        assert rec.meta["shared_mem_bytes"] == (64 * 1024 if case == "out" else 32 * 1024)
+        assert rec.meta["block"] == (32, 8, 1)
+    elif case == "scale":
+        _, rec = ops.scale(-0.75, x, out, stream=s, timed=True)
+        ref = _ref("scale", hx, None)
+    elif case == "copy":
+        _, rec = ops.copy(x, out, stream=s, timed=True)
+        ref = hx
+    else:
+        ck.copy(out, x, stream=s)
+        rec, ref = None, hx
+    whole = _tv_check_out(obase, omask, s)
+    res = whole[omask].reshape(_swap(shape) if case == "out" else shape)
+    if case == "out":
+        res = _swap_back(res)
+    if case in ("copy", "ck_copy"):
+        np.testing.assert_array_equal(res, ref)
+    else:
+        np.testing.assert_allclose(res.astype(np.float64), ref, rtol=2e-7, atol=1e-7)
+    if rec is not None:
+        assert rec.meta["kernel"].endswith("_tv"), rec.meta
+        assert rec.sync().elapsed_ms() >= 0
+
+
+def test_transposed_fallbacks_pick_tmap(stream, rng):
+    """Layouts the vector twins cannot run get the tmap twins and stay correct: float64, a -1
+    unit stride (a transposed input reversed along its rows), a misaligned output pointer; a
+    negative row step of a transposed input and an aligned output view keep the vector twin."""
+    s = stream
+    hx = rng.uniform(-2, 2, (128, 72))
+    hy = rng.uniform(-2, 2, (72, 128))
+    dx, dy = ck.to_device(hx, stream=s), ck.to_device(hy, stream=s)
+    got, rec = ops.add(dx.T, dy, stream=s, timed=True)
+    np.testing.assert_allclose(got.to_numpy(stream=s), hx.T + hy, rtol=1e-15)
+    assert rec.meta["kernel"] == "add_f64_t"
+    hx32, hy32 = hx.astype(np.float32), hy.astype(np.float32)
+    fx, fy = ck.to_device(hx32, stream=s), ck.to_device(hy32, stream=s)
+    got, rec = ops.add(fx.T, fy, stream=s, timed=True)
+    np.testing.assert_allclose(got.to_numpy(stream=s), hx32.T + hy32, rtol=2e-7)
+    assert rec.meta["kernel"] == "add_f32_tv"
+    got, rec = ops.add(fx[:, ::-1].T, fy, stream=s, timed=True)  # the staged input has s2 == -1
+    np.testing.assert_allclose(got.to_numpy(stream=s), hx32[:, ::-1].T + hy32, rtol=2e-7)
+    assert rec.meta["kernel"] == "add_f32_t"
+    # a negative row step of the staged input (s2 == +1, s3 == -72): the vector twin
+    got, rec = ops.add(fx[::-1].T, fy, stream=s, timed=True)
+    np.testing.assert_allclose(got.to_numpy(stream=s), hx32[::-1].T + hy32, rtol=2e-7)
+    assert rec.meta["kernel"] == "add_f32_tv"
+    for c0, kernel in [(1, "add_f32_t"), (4, "add_f32_tv")]:
+        # an output view of row pitch 136 (aligned) at column c0: off / on the 16-byte grid
+        obase = ck.to_device(np.full((73, 136), np.nan, np.float32), stream=s)
+        got, rec = ops.add(fx.T, fy, obase[1:, c0:c0 + 128], stream=s, timed=True)
+        whole = obase.to_numpy(stream=s)
+        np.testing.assert_allclose(whole[1:, c0:c0 + 128], hx32.T + hy32, rtol=2e-7)
+        assert np.isnan(whole[0]).all() and np.isnan(whole[:, :c0]).all() and np.isnan(whole[:, c0 + 128:]).all()
+        assert rec.meta["kernel"] == kernel
