@@ -9,6 +9,10 @@
 // an Epi<T> (KIT_EPI) and switch at run time: plain() is two uniform branches. The Hopper kernels
 // come as twins instead: NAME never reads the parameters (KIT_EPI_OFF), NAME_epi applies them
 // (KIT_EPI); with the run-time switch the plain Hopper product ran 0.72x of cuBLAS instead of 0.88x.
+// The Hopper _epi twins put a finished tile's accumulators in shared memory and apply the epilogue
+// in a compact pass over its rows (coalesced 16-byte loads and stores, activation and bias source
+// chosen once per tile); a bias with one value per column or per row (or one value:
+// Epi::vector()) is staged in shared memory by the producer warpgroup meanwhile (Epi::stage).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -35,19 +39,64 @@ __device__ __forceinline__ float gelu_tanh(float x) {
 // ON = false: the plain twin of a kernel — plain() is a constant, so the compiler drops every
 // epilogue instruction and the kernel is the alpha / beta store alone (the four parameters unread).
 template <typename T, bool ON = true> struct Epi {
+  static constexpr bool enabled = ON;
   const T* bias;
   long long bias_sm, bias_sn;
   int act;
 
   __device__ __forceinline__ bool plain() const { return !ON || (bias == nullptr && act == ACT_NONE); }
-  // the value alpha * acc + beta * C of element (m, n) -> what is stored (before rounding)
-  // Branch-free (a predicated load and selects), so the compiler keeps one copy of an unrolled
-  // epilogue instead of one per bias / activation combination.
+  // A bias with one value per column (bias_sm == 0; a scalar too) or per row (bias_sn == 0): the
+  // Hopper kernels stage a tile's values in shared memory once (stage()) and read them from there
+  // (StagedBias).
+  __device__ __forceinline__ bool vector() const { return ON && bias != nullptr && (bias_sm == 0 || bias_sn == 0); }
+  __device__ __forceinline__ bool per_col() const { return bias_sm == 0; }
+  // sv[i] = bias of column n0 + i (per_col) or row m0 + i, for i < bn (bm), 0 past the matrix;
+  // thread t of the nt that share the work
+  __device__ __forceinline__ void stage(float* sv, int m0, int n0, int bm, int bn, int M, int N, int t,
+                                        int nt) const {
+    const bool col = per_col();
+    const int len = col ? bn : bm, first = col ? n0 : m0, limit = col ? N : M;
+    const long long step = col ? bias_sn : bias_sm;
+    for (int i = t; i < len; i += nt) sv[i] = first + i < limit ? to_f(bias[(long long)(first + i) * step]) : 0.0f;
+  }
+  // the activation alone: act(v); branch-free (selects), so the compiler keeps one copy of an
+  // unrolled epilogue instead of one per activation
+  __device__ __forceinline__ float activate(float v) const {
+    const float g = gelu_tanh(v), r = v < 0.0f ? 0.0f : v;
+    return act == ACT_GELU ? g : act == ACT_RELU ? r : v;
+  }
+  // the value alpha * acc + beta * C of element (m, n) -> what is stored (before rounding), the
+  // bias read from global memory (a predicated load)
   __device__ __forceinline__ float operator()(float v, int m, int n) const {
     const T* p = bias + ((long long)m * bias_sm + (long long)n * bias_sn);
     v += bias != nullptr ? to_f(*p) : 0.0f;
-    const float g = gelu_tanh(v), r = v < 0.0f ? 0.0f : v;
-    return act == ACT_GELU ? g : act == ACT_RELU ? r : v;
+    return activate(v);
+  }
+};
+
+// For the Hopper kernels' epilogue pass (a tile in shared memory, walked row by row): the
+// activation as a compile-time choice, and the bias as one of three sources.
+template <int ACT> __device__ __forceinline__ float activation(float v) {
+  if constexpr (ACT == ACT_GELU) return gelu_tanh(v);
+  else if constexpr (ACT == ACT_RELU) return v < 0.0f ? 0.0f : v;  // NaN stays NaN
+  else return v;
+}
+struct NoBias {
+  __device__ __forceinline__ float operator()(int, int) const { return 0.0f; }
+};
+// a vector() bias staged by Epi::stage for the tile whose first row is m0, first column n0
+struct StagedBias {
+  const float* sv;
+  int first;  // n0 (per column) or m0
+  bool col;
+  __device__ __forceinline__ float operator()(int m, int n) const { return sv[(col ? n : m) - first]; }
+};
+// any other bias: bias[m * sm + n * sn] from global memory
+template <typename T> struct DirectBias {
+  const T* bias;
+  long long sm, sn;
+  __device__ __forceinline__ float operator()(int m, int n) const {
+    return to_f(bias[(long long)m * sm + (long long)n * sn]);
   }
 };
 

@@ -286,8 +286,10 @@ def test_geometry_formulas_and_limits():
     assert H.threads == 128 * (1 + H.consumers) and H.bm == 64 * H.consumers
     assert H.producer_regs * 128 + H.consumer_regs * 128 * H.consumers <= 65536
     assert H.smem_optin == 227 * 1024
+    assert H.bias_floats >= max(H.bm, H.bn_wide)  # the staged bias: a tile's row or column
     for bn in (H.bn_narrow, H.bn_wide):
-        assert H.smem_bytes(bn) == H.stages * (H.bm + bn) * H.row_bytes + H.align_slack + 2 * H.stages * 8
+        assert H.smem_bytes(bn) == (H.stages * (H.bm + bn) * H.row_bytes + H.align_slack + 2 * H.stages * 8
+                                    + 4 * H.bias_floats)
         assert H.smem_bytes(bn) <= H.smem_optin
     assert H.bk(2) * 2 == H.bk(4) * 4 == H.row_bytes
     with pytest.raises(ValueError):

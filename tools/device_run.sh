@@ -7,7 +7,8 @@
 # compute-sanitizer memcheck/racecheck over tools/sanitize_gemm.py; "matrix" runs memcheck over
 # the bad-input matrix test; "nvtx" checks with ncu that the kit's NVTX ranges select its kernels
 # and measures their host cost; "stability" repeats bandwidth figures (tools/bench_stability.py);
-# "strided_memcheck" runs memcheck over the view tests (every strided kernel).
+# "strided_memcheck" runs memcheck over the view tests (every strided kernel); "epi_sanitize"
+# memcheck and racecheck over the matmul epilogue tests.
 set -uo pipefail
 OUT=${OUT:-/tmp/cudart_kit_out}
 mkdir -p "$OUT"
@@ -91,6 +92,17 @@ if has strided_memcheck; then
   CUDART_KIT_REQUIRE_GPU=1 timeout -k 10 ${MATRIX_TIMEOUT:-420} compute-sanitizer --tool memcheck --report-api-errors no \
     $PY -m pytest tests/gpu/test_views.py -q -p no:cacheprovider > "$OUT/sanitize_views.log" 2>&1
   summary+=("memcheck over the view tests (exit $?): $(grep -E '[0-9]+ (passed|failed)' "$OUT/sanitize_views.log" | tail -1) / $(grep -E 'ERROR SUMMARY' "$OUT/sanitize_views.log" | tail -1)")
+fi
+
+if has epi_sanitize; then
+  # memcheck over the epilogue tests (every kernel's bias / activation paths, the staged bias in
+  # shared memory included); racecheck over the SIMT and Hopper ones (the staging barriers)
+  CUDART_KIT_REQUIRE_GPU=1 timeout -k 10 ${MATRIX_TIMEOUT:-420} compute-sanitizer --tool memcheck --report-api-errors no \
+    $PY -m pytest tests/gpu/test_gemm_epilogue.py -q -p no:cacheprovider -k "${EPI_K:-not cublas}" > "$OUT/sanitize_epi_memcheck.log" 2>&1
+  summary+=("memcheck over the epilogue tests (exit $?): $(grep -E '[0-9]+ (passed|failed)' "$OUT/sanitize_epi_memcheck.log" | tail -1) / $(grep -E 'ERROR SUMMARY' "$OUT/sanitize_epi_memcheck.log" | tail -1)")
+  CUDART_KIT_REQUIRE_GPU=1 timeout -k 10 ${MATRIX_TIMEOUT:-420} compute-sanitizer --tool racecheck --report-api-errors no \
+    $PY -m pytest tests/gpu/test_gemm_epilogue.py -q -p no:cacheprovider -k "${EPI_RACE_K:-matches_numpy and (simt or sm90) and not 4097}" > "$OUT/sanitize_epi_racecheck.log" 2>&1
+  summary+=("racecheck over the SIMT / Hopper epilogue tests (exit $?): $(grep -E '[0-9]+ (passed|failed)' "$OUT/sanitize_epi_racecheck.log" | tail -1) / $(grep -E 'RACECHECK SUMMARY' "$OUT/sanitize_epi_racecheck.log" | tail -1)")
 fi
 
 if has nvtx; then

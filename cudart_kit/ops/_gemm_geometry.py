@@ -231,6 +231,7 @@ class Sm90:
     bk_tf32: int
     mn_box: int
     align_slack: int
+    bias_floats: int
     smem_bn128: int
     smem_bn256: int
     smem_optin: int
@@ -272,7 +273,7 @@ REPITCH = Repitch(threads=256, blocks_per_sm=32)
 EPILOGUE = Repitch(threads=256, blocks_per_sm=32)
 SM90 = Sm90(bm=128, bn_narrow=128, bn_wide=256, stages=4, threads=384, consumers=2, group_m=16, producer_regs=40,
             consumer_regs=232, row_bytes=128, bk_b16=64, bk_tf32=32, mn_box=64, align_slack=1024,
-            smem_bn128=132160, smem_bn256=197696, smem_optin=227 * 1024)
+            bias_floats=256, smem_bn128=133184, smem_bn256=198720, smem_optin=227 * 1024)
 
 # source file -> geometry block name -> its mirror
 TABLE = {

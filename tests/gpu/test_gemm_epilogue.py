@@ -52,6 +52,9 @@ def _bias(kind, M, N, dt, stream, rng):
     if kind == "col_stepped_reversed":
         h = rng.uniform(-2, 2, 2 * N + 1).astype(dt)
         return ck.to_device(h, stream=stream)[::-2][:N], np.broadcast_to(h[::-2][:N].astype(np.float64), (M, N))
+    if kind == "scalar":  # (1, 1): one value for every element (both strides 0)
+        h = rng.uniform(-2, 2, (1, 1)).astype(dt)
+        return ck.to_device(h, stream=stream), np.broadcast_to(h.astype(np.float64), (M, N))
     if kind == "full_T":
         h = rng.uniform(-2, 2, (N, M)).astype(dt)
         return ck.to_device(h, stream=stream).T, h.T.astype(np.float64)
@@ -61,7 +64,7 @@ def _bias(kind, M, N, dt, stream, rng):
 @pytest.mark.parametrize("algo", ALGOS)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("bias_kind,activation", [("col", "relu"), ("row", "gelu"), ("col_stepped_reversed", None),
-                                                  ("full_T", "gelu"), (None, "relu")])
+                                                  ("full_T", "gelu"), ("scalar", "gelu"), (None, "relu")])
 def test_epilogue_matches_numpy(algo, shape, bias_kind, activation, stream, rng):
     dt = _dtype(algo)
     M, N, K = shape
