@@ -417,16 +417,6 @@ def kernel_params(values: tuple, sizes: tuple):
     return (slots, ptrs), ctypes.addressof(ptrs)
 
 
-def launch_kernel(func, grid: tuple, block: tuple, shared_mem_bytes: int, stream, params_addr: int) -> None:
-    """cuLaunchKernel with pre-packed parameters (``func``: a CUfunction object, ``stream``: a
-    CUstream object, both made once by the caller)."""
-    d = driver()
-    (res,) = d.cuLaunchKernel(func, grid[0], grid[1], grid[2], block[0], block[1], block[2],
-                              shared_mem_bytes, stream, params_addr, 0)
-    if res != 0:
-        raise driver_error(res, "cuLaunchKernel")
-
-
 def function_handle(kernel_handle: int):
     """A CUfunction object for a CUkernel handle (the driver launches a CUkernel given as a
     CUfunction in the stream's context)."""

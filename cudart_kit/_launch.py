@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _driver as drv
 from .device import Device
-from .errors import ArgumentError, LaunchConfigError, translate
+from .errors import ArgumentError, LaunchConfigError, driver_error, translate
 from .event import begin_timing, end_timing
 from .module import Kernel
 from .stream import Stream, closed_stream_error
@@ -191,6 +191,24 @@ def config_1d(grid: int, block: int):
 
 
 
+_cu_launch = None  # cuda.bindings' cuLaunchKernel, looked up on the first direct launch
+
+
+def issue(args: tuple, name: str) -> None:
+    """cuLaunchKernel(*args) (a LaunchPlan.direct_args tuple); a failure raises the kit's
+    translated error naming kernel ``name``."""
+    global _cu_launch
+    f = _cu_launch
+    if f is None:
+        f = _cu_launch = drv.driver().cuLaunchKernel
+    try:
+        (res,) = f(*args)
+    except Exception as exc:
+        raise translate(exc, "cuLaunchKernel", f"launching {name}") from exc
+    if res:
+        raise driver_error(res, "cuLaunchKernel", f"launching {name}")
+
+
 class LaunchPlan:
     """A launch packed once: kernel, LaunchConfig and the argument tuple, with the positions of
     its per-call arguments (``slots``) rebound per call. Geometry and the argument count are
@@ -243,20 +261,34 @@ class LaunchPlan:
         self._raw = False
         return False
 
-    def _direct(self, stream: Stream) -> bool:
-        """Issue the packed arguments with cuLaunchKernel; False when this launch cannot."""
+    def direct_args(self, stream: Stream, remember: bool = True) -> "tuple | None":
+        """The whole argument tuple of ``cuLaunchKernel`` for this plan on ``stream`` (an open
+        kit Stream): ``issue(args)`` queues it. Made once per stream and kept with the plan when
+        ``remember`` (the plan then holds ``stream``); with ``remember=False`` nothing holds the
+        stream (a caller that checks the stream's life itself). None when the plan cannot launch
+        directly (rebindable slots, objects cuda.core must pack, a default-stream handle). The
+        tuple names the stream's handle: use it only while that stream exists."""
+        cu = self._cu
+        if cu is not None and cu[0] is stream and stream._core is not None:  # a handle is fixed for a Stream's life
+            return cu[1]
         raw = self._raw
         if raw is None:
             raw = self._pack()
-        if not raw or stream._handle <= 2 or stream._core is None:
+        if not raw or self.slots or stream._handle <= 2 or stream._core is None:
+            return None
+        g, b = self.grid, self.block
+        args = (raw[0], g[0], g[1], g[2], b[0], b[1], b[2], self.shared_mem_bytes,
+                drv.stream_handle_object(stream._handle), raw[2], 0)
+        if remember:
+            self._cu = (stream, args)
+        return args
+
+    def _direct(self, stream: Stream) -> bool:
+        """Issue the packed arguments with cuLaunchKernel; False when this launch cannot."""
+        args = self.direct_args(stream)
+        if args is None:
             return False
-        cu = self._cu
-        if cu is None or cu[0] is not stream:  # a kit Stream's handle is fixed for its life
-            cu = self._cu = (stream, drv.stream_handle_object(stream._handle))
-        try:
-            drv.launch_kernel(raw[0], self.grid, self.block, self.shared_mem_bytes, cu[1], raw[2])
-        except Exception as exc:
-            raise translate(exc, "cuLaunchKernel", f"launching {self.kernel.name}") from exc
+        issue(args, self.kernel.name)
         return True
 
     def launch(self, stream: Stream, ptrs=(), timed: bool = False):

@@ -14,7 +14,7 @@ from . import profiling as _prof
 from ._launch import blocks_for, check_geometry  # re-exported: public
 from .bench import BenchResult, benchmark  # the kit's one benchmark helper, re-exported
 from .device import Device
-from .errors import ArgumentError, ClosedError, DeviceMismatchError
+from .errors import ArgumentError, ClosedError, DeviceMismatchError, driver_error
 from .event import TimingRecord, begin_timing, end_timing
 from .module import Kernel
 from .stream import Stream, as_stream
@@ -139,9 +139,10 @@ def launch(kernel: Kernel, grid, block, *args, stream, shared_mem_bytes: int = 0
 
 class PreparedLaunch:
     """A launch whose geometry and arguments were checked once; ``launch(stream)`` re-issues it
-    with the arguments packed once into the driver's parameter array (a direct cuLaunchKernel,
-    cheaper than a bare cuda.core launch, which packs per call) plus one attribute read per
-    array argument. Default-stream handles (0, 1, 2) go through cuda.core's launch.
+    with the arguments packed once into the driver's parameter array (a direct cuLaunchKernel
+    with an argument tuple made once per stream; cuda.core's launch packs per call) plus one
+    attribute read per array argument. Default-stream handles (0, 1, 2) go through cuda.core's
+    launch.
 
     Lifetime of the array arguments: the prepared launch *holds* every kit Array, foreign array
     (through its kit wrapper, which keeps the foreign object alive) and cuda.core Buffer it
@@ -151,7 +152,7 @@ class PreparedLaunch:
     queued then. Arrays are recorded as used on each stream the launch runs on, once per stream.
     """
 
-    __slots__ = ("kernel", "device", "_plan", "_packed", "_arrays", "_checked", "_buffers", "_last_stream")
+    __slots__ = ("kernel", "device", "_plan", "_packed", "_arrays", "_checked", "_buffers", "_last_stream", "_fast")
 
     def __init__(self, kernel: Kernel, grid, block, *args, device: Device, shared_mem_bytes: int = 0):
         check_geometry(kernel, device, grid, block, shared_mem_bytes)
@@ -176,6 +177,7 @@ class PreparedLaunch:
         self.kernel = kernel
         self.device = device
         self._last_stream = None
+        self._fast = None  # (kit Stream, cuLaunchKernel argument tuple) once launched directly on it
         # The arguments never change: the launch core's plan packs them once into the driver's
         # void*[] and launches with cuLaunchKernel directly (cuda.core re-packs per call).
         self._plan = _launch.LaunchPlan(kernel, device, grid, block, self._packed, shared_mem_bytes=shared_mem_bytes)
@@ -192,6 +194,19 @@ class PreparedLaunch:
         """Queue the prepared launch on ``stream`` (asynchronous). Raises ClosedError for a closed
         stream or an argument array closed since :func:`prepare`, DeviceMismatchError for a
         stream of another device. Returns a TimingRecord when ``timed``, else None."""
+        fast = self._fast
+        if fast is not None and stream is fast[0] and stream._core is not None and not timed and not _prof.ENABLED:
+            # the stream of the last launch, still open (its arrays recorded on it already): the
+            # closed-array checks, then the driver call itself
+            for _, a in self._checked:
+                if not a.ptr:
+                    self._refuse_closed()
+            if self._buffers:
+                self._refuse_closed()
+            (res,) = _launch._cu_launch(*fast[1])
+            if res:
+                raise driver_error(res, "cuLaunchKernel", f"launching {self.kernel.name}")
+            return None
         if _prof.ENABLED:  # tested inline: the hot path pays one flag test, no wrapper
             with _prof.range("prepared.launch"):
                 return self._issue(stream, timed)
@@ -213,7 +228,11 @@ class PreparedLaunch:
                 a.record_stream(s)
             if s._capture is None:
                 self._last_stream = s
-        return self._plan.launch(s, (), timed)
+        rec = self._plan.launch(s, (), timed)
+        if s is self._last_stream and (self._fast is None or self._fast[0] is not s):
+            args = self._plan.direct_args(s)  # made by the launch just issued, if it went direct
+            self._fast = None if args is None or _launch._cu_launch is None else (s, args)
+        return rec
 
 
 class _ProbeStream:

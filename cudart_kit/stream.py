@@ -24,7 +24,7 @@ def closed_stream_error(stream: "Stream") -> ClosedError:
     return ClosedError(f"stream {stream!r} is closed: create a new one (Stream.create) or pass an open stream")
 
 
-def _foreign_handle(obj) -> int:
+def foreign_handle(obj) -> int:
     """The CUstream address of anything that names a stream."""
     proto = getattr(obj, "__cuda_stream__", None)
     if proto is not None:
@@ -116,7 +116,7 @@ class Stream:
             return obj
         from cuda.core import Stream as CoreStream
 
-        handle = _foreign_handle(obj)
+        handle = foreign_handle(obj)
         if device is None:
             if handle in (0, 1, 2):  # default streams belong to whatever context is current
                 dev = get_device(getattr(getattr(obj, "device", None), "index", None) or 0)
@@ -280,7 +280,7 @@ def as_stream(obj) -> Stream:
         ref, handle, dev, core = hit
         # the same live object still naming the same CUstream (so that stream still exists and
         # its device is unchanged): skip the driver query and the cuda.core wrapper (~20 us)
-        if ref() is obj and _foreign_handle(obj) == handle:
+        if ref() is obj and foreign_handle(obj) == handle:
             return Stream._wrap(core, dev, owned=False, owner=obj)
     s = Stream.adopt(obj)
     if not isinstance(obj, int) and s._core is not obj:  # raw handles can be reused: never cached

@@ -205,7 +205,7 @@ def test_stream_required_message():
 
 
 def test_stream_protocol_parsing():
-    from cudart_kit.stream import _foreign_handle
+    from cudart_kit.stream import foreign_handle
 
     class Proto:
         def __cuda_stream__(self):
@@ -217,12 +217,12 @@ def test_stream_protocol_parsing():
     class CupyLike:
         ptr = 77
 
-    assert _foreign_handle(Proto()) == 1234
-    assert _foreign_handle(TorchLike()) == 99
-    assert _foreign_handle(CupyLike()) == 77
-    assert _foreign_handle(5) == 5
+    assert foreign_handle(Proto()) == 1234
+    assert foreign_handle(TorchLike()) == 99
+    assert foreign_handle(CupyLike()) == 77
+    assert foreign_handle(5) == 5
     with pytest.raises(ck.StreamError):
-        _foreign_handle(True)
+        foreign_handle(True)
 
 
 def test_kernel_params_pack_each_value_at_its_width():
@@ -347,12 +347,14 @@ def test_launch_plan_issues_packed_arguments_directly(monkeypatch):
     monkeypatch.setattr(_driver, "function_handle", lambda h: ("CUfunction", h))
     monkeypatch.setattr(_driver, "stream_handle_object", lambda h: ("CUstream", h))
 
-    def launch_kernel(func, grid, block, smem, stream, addr):
+    def cu_launch(func, gx, gy, gz, bx, by, bz, smem, stream, addr, extra):
         slots = ctypes.cast(addr, ctypes.POINTER(ctypes.c_void_p))
-        direct.append((func, grid, block, smem, stream, [ctypes.string_at(slots[i], sz)
-                                                         for i, sz in enumerate((8, 4, 4, 8))]))
+        direct.append((func, (gx, gy, gz), (bx, by, bz), smem, stream, [ctypes.string_at(slots[i], sz)
+                                                                       for i, sz in enumerate((8, 4, 4, 8))]))
+        assert extra == 0
+        return (0,)
 
-    monkeypatch.setattr(_driver, "launch_kernel", launch_kernel)
+    monkeypatch.setattr(_launch, "_cu_launch", cu_launch)
 
     class Core:
         handle = 0x1234
@@ -378,10 +380,41 @@ def test_launch_plan_issues_packed_arguments_directly(monkeypatch):
     closed._core = None
     plan.launch(closed)  # a closed stream goes to do_launch, which refuses it
     assert len(core_sent) == 2 and len(direct) == 2
+    s._core = None  # closed after direct launches: its cached tuple is not used again
+    plan.launch(s)
+    assert len(core_sent) == 3 and len(direct) == 2
+    s._core = object()
     # rebinding, or an argument the packer does not know (a tensor map): cuda.core's launch
     rebind = LaunchPlan(kernel, dev, 3, 128, (0, np.int32(1), np.float32(1.0), 5), slots=(0,))
     rebind.launch(s, (0xC000,))
     assert core_sent[-1][0] == 0xC000
     other = LaunchPlan(kernel, dev, 3, 128, (object(), np.int32(1), np.float32(1.0), 5))
     other.launch(s)
-    assert len(core_sent) == 4 and len(direct) == 2
+    assert len(core_sent) == 5 and len(direct) == 2
+
+
+def test_direct_launch_failure_names_the_result_and_kernel(monkeypatch):
+    """A failed direct cuLaunchKernel raises the kit's driver error with the CUresult, the API and
+    the kernel, not a bare tuple or an unchecked result."""
+    from cudart_kit import _driver, _launch
+    from cudart_kit._launch import LaunchPlan
+
+    monkeypatch.setattr(_launch, "_limits_cache", {})
+    monkeypatch.setattr(_launch, "config", lambda g, b, smem: ("cfg", g, b, smem))
+    monkeypatch.setattr(_driver, "function_handle", lambda h: ("CUfunction", h))
+    monkeypatch.setattr(_driver, "stream_handle_object", lambda h: ("CUstream", h))
+    monkeypatch.setattr(_launch, "_cu_launch", lambda *a: (1,))  # CUDA_ERROR_INVALID_VALUE
+
+    class Core:
+        handle = 0x1234
+
+    class S:
+        _handle, _core = 0x5000, object()
+
+    kernel, dev = _PlanKernel(), _PlanDevice()
+    kernel.param_sizes = (8, 4, 4, 8)
+    kernel.core = Core()
+    plan = LaunchPlan(kernel, dev, 3, 128, (0xAB00, np.int32(-7), np.float32(0.5), 99))
+    with pytest.raises(ck.CudaDriverError, match="cuLaunchKernel") as info:
+        plan.launch(S())
+    assert info.value.code == 1 and kernel.name in str(info.value)

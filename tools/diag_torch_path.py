@@ -15,6 +15,9 @@ import torch
 
 import cudart_kit as ck
 from cudart_kit import ops
+import weakref
+
+from cudart_kit import _launch
 from cudart_kit.memory.foreign import op_operand, torch_facts, torch_facts_hold
 
 
@@ -44,6 +47,9 @@ def main() -> int:
         "t.data_ptr()": lambda: x.data_ptr(),
         "t.shape": lambda: x.shape,
         "t.stride()": lambda: x.stride(),
+        "t.size()": lambda: x.size(),
+        "t.numel()": lambda: x.numel(),
+        "weakref()": (lambda r: lambda: r())(weakref.ref(x)),
         "t.dtype": lambda: x.dtype,
         "t.is_contiguous()": lambda: x.is_contiguous(),
         "t._version": lambda: x._version,
@@ -51,6 +57,20 @@ def main() -> int:
         "op_operand(t) (cached Array)": lambda: op_operand(x),
     }
     out = {k: per_call_ns(f) for k, f in rows.items()}
+    # the launch floor: the driver call with its argument tuple made once, against cuda.core
+    from cuda.core import LaunchConfig, launch as core_launch
+
+    noop = ck.load_kit_module("bench").kernel("kit_noop")
+    prep = ck.prepare(noop, 1, 128, device=s.device)
+    prep.launch(s)
+    args = prep._plan.direct_args(s)
+    cfg = LaunchConfig(grid=1, block=128)
+    out["cuLaunchKernel(*args), empty kernel"] = per_call_ns(lambda: _launch._cu_launch(*args), n=5000)
+    s.sync()
+    out["prepared launch, empty kernel"] = per_call_ns(lambda: prep.launch(s), n=5000)
+    s.sync()
+    out["cuda.core launch, empty kernel"] = per_call_ns(lambda: core_launch(s.core, cfg, noop.core), n=5000)
+    s.sync()
     s.sync()
     with torch.cuda.stream(ts):
         out["torch.add(out=)"] = per_call_ns(lambda: torch.add(x, y, out=o), n=5000)

@@ -21,13 +21,14 @@ from .. import profiling as _prof
 from ..errors import DeviceMismatchError, DTypeError, ShapeError
 from ..event import TimingRecord
 from .._launch import LaunchPlan, blocks_for, check_geometry, config_1d, do_launch as _do_launch, fast_launch
+from .._launch import issue as _issue
 from ..memory import Array, bfloat16, closed_error, coerce, copy as _mem_copy, empty, memset
-from ..memory.foreign import op_operand, torch_facts, torch_facts_hold
+from ..memory.foreign import op_operand, torch_facts
 from ..memory import layout as L
 from ..memory.strided import element_aligned, launch_strided
 from ..memory.transfer import WIDTH_NAMES as _WIDTH, fill_pattern as _bits
 from ..module import Kernel, kit_kernel
-from ..stream import Stream, as_stream
+from ..stream import Stream, as_stream, foreign_handle
 
 __all__ = ["add", "sub", "mul", "axpy", "scale", "fill", "copy", "dot", "SUPPORTED_DTYPES", "BLOCK"]
 
@@ -177,6 +178,12 @@ def _config_for(grid: int):
 def _binary(base: str, x, y, out, stream, timed: bool):
     s = stream
     if type(s) is not Stream or s._core is None:  # one attribute read on the fast path
+        if out is not None and not timed and type(s) is not Stream:
+            # a foreign stream (a PyTorch stream object) with raw tensors: the plan is keyed by the
+            # stream object itself, valid while it is alive and names the same CUstream
+            plan = _tplans.get((base, id(x), id(y), id(out), id(s)))
+            if plan is not None and plan[0]() is s and foreign_handle(s) == plan[9] and _replay(plan, x, y, out):
+                return out
         s = as_stream(stream)
     # Fast path: contiguous kit Arrays (roots, views, wrapped foreign arrays) of one dtype, shape
     # and device (one interned signature, compared by identity), the very same memory or
@@ -214,9 +221,7 @@ def _binary(base: str, x, y, out, stream, timed: bool):
         # plan per (op, tensors, stream), reused while every tensor is the same live tensor with
         # the same pointer, shape, strides and dtype and the stream is the same open stream
         plan = _tplans.get((base, id(x), id(y), id(out), id(s)))
-        if (plan is not None and plan[0]() is s and s._handle == plan[1] and torch_facts_hold(x, plan[2])
-                and torch_facts_hold(y, plan[3]) and torch_facts_hold(out, plan[4])):
-            plan[5].launch(s)
+        if plan is not None and plan[0]() is s and _replay(plan, x, y, out):  # s is open: coerced above
             return out
         # their validated cached Arrays, then the same few checks; anything unusual goes the checked way
         xa, ya, oa = op_operand(x), op_operand(y), op_operand(out)
@@ -234,7 +239,8 @@ def _binary(base: str, x, y, out, stream, timed: bool):
                     n = xa.size
                     grid = (n + per_block - 1) // per_block
                     if s._handle > 2:  # default-stream handles take the generic launch each time
-                        _remember_torch(base, x, y, out, s, LaunchPlan(kernel, s.device, grid, BLOCK, (xp, yp, op_, n)))
+                        _remember_torch(base, x, y, out, stream, s,
+                                        LaunchPlan(kernel, s.device, grid, BLOCK, (xp, yp, op_, n)))
                     cfg = _configs.get(grid)
                     if cfg is None:
                         cfg = _config_for(grid)
@@ -246,16 +252,40 @@ def _binary(base: str, x, y, out, stream, timed: bool):
 _tplans: dict = {}  # (op, id(x), id(y), id(out), id(stream)) -> plan over raw PyTorch tensors
 
 
-def _remember_torch(base: str, x, y, out, s: Stream, plan: LaunchPlan) -> None:
-    """Keep ``plan`` for these tensors and stream. The entry holds weak references only (no
-    tensor or stream is kept alive) and the facts each use re-checks; ids reused by new objects
-    fail the weak-reference identity check."""
+def _replay(plan: tuple, x, y, out) -> bool:
+    """Launch a ``_tplans`` entry if x, y and out are still the live tensors it was made for, with
+    the data pointers, dtypes, shapes and strides it recorded (read inline: the hot path of a
+    framework's small ops); False, launching nothing, otherwise."""
+    fx, fy, fo = plan[4], plan[5], plan[6]
+    if not (plan[1]() is x and plan[2]() is y and plan[3]() is out
+            and x.data_ptr() == fx[0] and y.data_ptr() == fy[0] and out.data_ptr() == fo[0]
+            and x.dtype is fx[3] and y.dtype is fy[3] and out.dtype is fo[3]
+            and x.shape == fx[1] and y.shape == fy[1] and out.shape == fo[1]
+            and x.stride() == fx[2] and y.stride() == fy[2] and out.stride() == fo[2]):
+        return False
+    _issue(plan[7], plan[8].kernel.name)
+    return True
+
+
+def _remember_torch(base: str, x, y, out, stream, s: Stream, plan: LaunchPlan) -> None:
+    """Keep ``plan`` for these tensors and the stream the caller passed (``stream``: the kit
+    Stream ``s`` or the foreign stream object it was adopted from). The entry holds weak
+    references only (no tensor or stream is kept alive), the facts each use re-checks (data
+    pointer, shape, strides, dtype) and, for a foreign stream, its CUstream handle; ids reused by
+    new objects fail the weak-reference identity checks. Raw integer handles are never cached
+    (a handle can be reused), nor plans that cannot launch directly."""
     facts = (torch_facts(x), torch_facts(y), torch_facts(out))
-    if None in facts:
+    args = plan.direct_args(s, remember=False)  # the entry must not keep a foreign stream alive
+    if None in facts or args is None:
+        return
+    try:
+        ref = weakref.ref(stream)
+    except TypeError:
         return
     if len(_tplans) > 1024:
         _tplans.clear()
-    _tplans[(base, id(x), id(y), id(out), id(s))] = (weakref.ref(s), s._handle, *facts, plan)
+    _tplans[(base, id(x), id(y), id(out), id(stream))] = (
+        ref, facts[0][0], facts[1][0], facts[2][0], facts[0][1:], facts[1][1:], facts[2][1:], args, plan, s._handle)
 
 
 def _binary_checked(base: str, x, y, out, s: Stream, timed: bool):

@@ -376,10 +376,20 @@ def test_prepared_launch(user_artifacts, device, stream):
     del out
     gc.collect()
     assert ref() is not None
+    # a stream launched on before (the direct path caches its handle) and then closed is refused
+    s2 = ck.Stream.create(device)
+    p.launch(s2)
+    p.launch(s2)
+    s2.sync()
+    s2.close()
+    with pytest.raises(ck.ClosedError, match="is closed"):
+        p.launch(s2)
     p.launch(stream)
     ref().close()
     with pytest.raises(ck.ClosedError, match=r"^prepared launch of iota: argument 0 is closed"):
         p.launch(stream)
+    with pytest.raises(ck.ClosedError, match=r"^prepared launch of iota: argument 0 is closed"):
+        p.launch(stream)  # still refused, still usable for its error
 
 
 def test_prepared_launch_with_a_torch_tensor(user_artifacts, device, stream):

@@ -88,6 +88,22 @@ def test_new_dtype_through_data(stream, rng):
     _check(out, x, y, stream, rtol=1e-12)
 
 
+def test_same_bytes_reinterpreted_through_data(stream, rng):
+    """Same pointer, shape and strides, another dtype of the same width: refused by the plan (and
+    then by the op: int32 is not an add dtype), never run as float32."""
+    x, y = _t(rng, 999), _t(rng, 999)
+    out = _poisoned(x)
+    ops.add(x, y, out, stream=stream)
+    ops.add(x, y, out, stream=stream)
+    out.data = out.data.view(torch.int32)
+    with pytest.raises(ck.DTypeError):
+        ops.add(x, y, out, stream=stream)
+    out.data = out.data.view(torch.float32)  # back: the op runs (a fresh plan), correct
+    out.fill_(float("nan"))
+    ops.add(x, y, out, stream=stream)
+    _check(out, x, y, stream)
+
+
 def test_tensors_replaced_by_new_objects(stream, rng):
     """Dead tensors whose ids are reused must not revive a plan."""
     for _ in range(20):
@@ -137,3 +153,36 @@ def test_plan_does_not_keep_tensors_alive(stream, rng):
     del x, y, out
     gc.collect()
     assert all(r() is None for r in refs)
+
+
+def test_torch_stream_plans_follow_the_stream_object(device, rng):
+    """Plans over a PyTorch stream object are keyed by that object: a second stream object, a
+    tensor changed in place and the stream object dropped (not kept alive by the plan) each get
+    a correct result."""
+    import gc
+    import weakref
+
+    x, y = _t(rng, 2051), _t(rng, 2051)
+    out = _poisoned(x)
+    ts1, ts2 = torch.cuda.Stream(), torch.cuda.Stream()
+    torch.cuda.synchronize()
+    for _ in range(3):  # the first call plans, the next two replay
+        ops.add(x, y, out, stream=ts1)
+    ts1.synchronize()
+    want = x.double().cpu().numpy() + y.double().cpu().numpy()
+    np.testing.assert_allclose(out.double().cpu().numpy(), want, rtol=1e-6, atol=1e-6)
+    out.fill_(float("nan"))
+    x.set_(_t(rng, 2051))  # new storage, same object
+    torch.cuda.synchronize()
+    ops.add(x, y, out, stream=ts2)
+    ts2.synchronize()
+    out.fill_(float("nan"))
+    torch.cuda.synchronize()
+    ops.add(x, y, out, stream=ts1)  # ts1's plan must see x's new pointer
+    ts1.synchronize()
+    want = x.double().cpu().numpy() + y.double().cpu().numpy()
+    np.testing.assert_allclose(out.double().cpu().numpy(), want, rtol=1e-6, atol=1e-6)
+    ref = weakref.ref(ts1)
+    del ts1
+    gc.collect()
+    assert ref() is None, "a plan must not keep the stream object alive"
