@@ -136,6 +136,29 @@ __device__ __forceinline__ void fence_acc(float (&d)[NACC]) {
   for (int i = 0; i < NACC; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+// 16 bytes of a 16-bit type (8 elements, as 4 pairs) <-> floats
+template <typename Pair>
+__device__ __forceinline__ void load16_pairs(const void* p, float (&v)[8]) {
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const Pair h = *reinterpret_cast<const Pair*>(&w[k]);
+    v[2 * k] = __low2float(h);
+    v[2 * k + 1] = __high2float(h);
+  }
+}
+template <class X>
+__device__ __forceinline__ void store16_pairs(void* p, const float (&v)[8]) {
+  uint32_t w[4];
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const typename X::Pair h = X::pair(v[2 * k], v[2 * k + 1]);
+    w[k] = *reinterpret_cast<const uint32_t*>(&h);
+  }
+  *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 template <typename T> struct Mma;
 template <> struct Mma<__nv_bfloat16> {
   static constexpr int K = 16;
@@ -146,26 +169,10 @@ template <> struct Mma<__nv_bfloat16> {
   }
   __device__ static float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
   __device__ static __nv_bfloat16 round(float x) { return __float2bfloat16_rn(x); }
-  // 16 bytes (8 elements) <-> floats
-  __device__ static void load16(const __nv_bfloat16* p, float (&v)[8]) {
-    const uint4 u = *reinterpret_cast<const uint4*>(p);
-    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const __nv_bfloat162 h = *reinterpret_cast<const __nv_bfloat162*>(&w[k]);
-      v[2 * k] = __low2float(h);
-      v[2 * k + 1] = __high2float(h);
-    }
-  }
-  __device__ static void store16(__nv_bfloat16* p, const float (&v)[8]) {
-    uint32_t w[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
-      w[k] = *reinterpret_cast<const uint32_t*>(&h);
-    }
-    *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
-  }
+  using Pair = __nv_bfloat162;
+  __device__ static Pair pair(float x, float y) { return __floats2bfloat162_rn(x, y); }
+  __device__ static void load16(const __nv_bfloat16* p, float (&v)[8]) { load16_pairs<Pair>(p, v); }
+  __device__ static void store16(__nv_bfloat16* p, const float (&v)[8]) { store16_pairs<Mma>(p, v); }
 };
 template <> struct Mma<__half> {
   static constexpr int K = 16;
@@ -176,25 +183,10 @@ template <> struct Mma<__half> {
   }
   __device__ static float to_f(__half v) { return __half2float(v); }
   __device__ static __half round(float x) { return __float2half_rn(x); }
-  __device__ static void load16(const __half* p, float (&v)[8]) {
-    const uint4 u = *reinterpret_cast<const uint4*>(p);
-    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const __half2 h = *reinterpret_cast<const __half2*>(&w[k]);
-      v[2 * k] = __low2float(h);
-      v[2 * k + 1] = __high2float(h);
-    }
-  }
-  __device__ static void store16(__half* p, const float (&v)[8]) {
-    uint32_t w[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const __half2 h = __floats2half2_rn(v[2 * k], v[2 * k + 1]);
-      w[k] = *reinterpret_cast<const uint32_t*>(&h);
-    }
-    *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
-  }
+  using Pair = __half2;
+  __device__ static Pair pair(float x, float y) { return __floats2half2_rn(x, y); }
+  __device__ static void load16(const __half* p, float (&v)[8]) { load16_pairs<Pair>(p, v); }
+  __device__ static void store16(__half* p, const float (&v)[8]) { store16_pairs<Mma>(p, v); }
 };
 template <> struct Mma<float> {  // TF32 inputs (the tensor cores read the top 19 bits of each float)
   static constexpr int K = 8;
