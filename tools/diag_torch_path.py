@@ -18,7 +18,7 @@ from cudart_kit import ops
 import weakref
 
 from cudart_kit import _launch
-from cudart_kit.memory.foreign import op_operand, torch_facts, torch_facts_hold
+from cudart_kit.memory.foreign import op_operand
 
 
 def per_call_ns(fn, n: int = 20000, repeats: int = 5) -> float:
@@ -42,7 +42,6 @@ def main() -> int:
     ts = torch.cuda.ExternalStream(s.handle)
     ops.add(x, y, o, stream=s)  # the first torch object seen: the kit learns torch's types
     s.sync()
-    facts = torch_facts(x)
     rows = {
         "t.data_ptr()": lambda: x.data_ptr(),
         "t.shape": lambda: x.shape,
@@ -53,7 +52,6 @@ def main() -> int:
         "t.dtype": lambda: x.dtype,
         "t.is_contiguous()": lambda: x.is_contiguous(),
         "t._version": lambda: x._version,
-        "torch_facts_hold(t)": lambda: torch_facts_hold(x, facts),
         "op_operand(t) (cached Array)": lambda: op_operand(x),
     }
     out = {k: per_call_ns(f) for k, f in rows.items()}

@@ -16,7 +16,7 @@ from ..device import get_device
 from ..errors import ArgumentError, DeviceMismatchError, DTypeError, ShapeError, translate
 from ..stream import Stream, as_stream
 
-__all__ = ["asarray", "coerce", "is_device_object", "op_operand", "torch_facts", "torch_facts_hold"]
+__all__ = ["asarray", "coerce", "is_device_object", "op_operand", "torch_facts"]
 
 
 def is_device_object(obj) -> bool:
@@ -150,21 +150,12 @@ def op_operand(obj) -> "Array | None":
 
 
 def torch_facts(t) -> "tuple | None":
-    """What an op's launch plan over PyTorch tensor ``t`` depends on, for
-    :func:`torch_facts_hold`: (weak reference, data pointer, shape, strides, dtype); None when
-    ``t`` is not a torch tensor."""
+    """What an op's launch plan over PyTorch tensor ``t`` depends on (ops.vector re-checks each
+    on every call): (weak reference, data pointer, shape, strides, dtype); None when ``t`` is not
+    a torch tensor."""
     if _torch_tensor is None or not isinstance(t, _torch_tensor):
         return None
     return (weakref.ref(t), t.data_ptr(), t.shape, t.stride(), t.dtype)
-
-
-def torch_facts_hold(t, facts: tuple) -> bool:
-    """Whether tensor ``t`` is still the live tensor ``facts`` describe, at the same data
-    pointer with the same shape, strides and dtype: a plan made from them is not stale (a
-    tensor re-pointed with ``set_()``, resized, re-strided in place or given new ``.data``
-    fails one of the checks)."""
-    ref, ptr, shape, stride, dtype = facts
-    return ref() is t and t.data_ptr() == ptr and t.shape == shape and t.stride() == stride and t.dtype is dtype
 
 
 def coerce(obj, s: "Stream | None", what: str, hold: bool = True) -> Array:
