@@ -24,6 +24,11 @@ $PY -c "import cuda.core, cuda.bindings, numpy; print('cuda.core', cuda.core.__v
 $PY -c "import ml_dtypes, numpy; numpy.dtype(ml_dtypes.bfloat16); print('ml_dtypes', ml_dtypes.__version__)" 2>&1 | tail -1 | tee -a "$OUT/gpu.txt"
 
 if has install; then
+  # built kernels carried compressed (carry is limited to 64 MiB; xz packs the fatbins ~8x):
+  # tar -cJf .whl/artifacts.tar.xz -C cudart_kit _artifacts
+  if [ -f .whl/artifacts.tar.xz ]; then
+    rm -rf cudart_kit/_artifacts && tar -xJf .whl/artifacts.tar.xz -C cudart_kit && summary+=("artifacts: unpacked from .whl/artifacts.tar.xz")
+  fi
   # optional extras carried as wheels (e.g. nvmath-python for algo="cublas"): run with carry=[".whl"]
   if ls .whl/*.whl >/dev/null 2>&1; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -48,9 +53,12 @@ fi
 
 if has test; then
   # a hung kernel blocks inside a CUDA call where pytest-timeout cannot reach it: bound it from outside
-  CUDART_KIT_REQUIRE_GPU=1 timeout -k 10 ${TEST_TIMEOUT:-900} $PY -m pytest ${TESTS:-tests/gpu} -q -rfEs -p no:cacheprovider ${PYTEST_ARGS:-} \
+  # PYTHONFAULTHANDLER: a crash (also one at interpreter exit) prints every thread's Python stack
+  CUDART_KIT_REQUIRE_GPU=1 PYTHONFAULTHANDLER=1 timeout -k 10 ${TEST_TIMEOUT:-900} $PY -m pytest ${TESTS:-tests/gpu} -q -rfEs -p no:cacheprovider ${PYTEST_ARGS:-} \
     --junitxml="$OUT/gpu-tests.xml" 2>&1 | tee "$OUT/gpu-tests.log"
-  summary+=("gpu tests: $(grep -E '^(=+ )?[0-9]+ (passed|failed)|(passed|failed|error).* in [0-9.]+s' "$OUT/gpu-tests.log" | tail -1)")
+  rc=${PIPESTATUS[0]}
+  summary+=("gpu tests (pytest exit $rc): $(grep -E '^(=+ )?[0-9]+ (passed|failed)|(passed|failed|error).* in [0-9.]+s' "$OUT/gpu-tests.log" | tail -1)")
+  [ "$rc" -gt 1 ] && summary+=("pytest exit $rc: tail of the log: $(tail -c 1500 "$OUT/gpu-tests.log" | tr '\n' '|')")
 fi
 
 if has cli; then

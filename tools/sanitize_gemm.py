@@ -1,6 +1,8 @@
 """Small matmuls of every algorithm at odd shapes, eagerly and replayed from a CUDA graph (whose
 workspaces, the sm90 staging copies and cuBLAS's, belong to the graph), to run under
-compute-sanitizer:
+compute-sanitizer; then the fused epilogues (every bias shape, relu and gelu, beta on and off)
+of the SIMT and Hopper kernels at odd shapes (the Hopper twins' shared-memory tile pass and the
+producer warp's staged bias are what racecheck looks at):
 
     compute-sanitizer --tool memcheck python3 tools/sanitize_gemm.py
     compute-sanitizer --tool racecheck python3 tools/sanitize_gemm.py
@@ -51,3 +53,21 @@ for algo, dt in algos:
         s.sync()
         cap.graph.close()
     print(algo, "graph ok")
+
+# Fused epilogues: bias per column ((N,)), per row ((M, 1)), one value ((1, 1)), element-wise
+# ((M, N), through a transposed view too), each activation, with and without beta.
+epi_algos = [a for a in algos if a[0] in ("simt256", "tf32_sm90", "bf16_sm90", "fp16_sm90")]
+for algo, dt in epi_algos:
+    for (M, N, K) in ((67, 131, 45), (130, 257, 200)):
+        a = ck.to_device(rng.uniform(-1, 1, (M, K)).astype(dt), stream=s)
+        b = ck.to_device(rng.uniform(-1, 1, (K, N)).astype(dt), stream=s)
+        biases = [ck.to_device(rng.uniform(-1, 1, shape).astype(dt), stream=s)
+                  for shape in ((N,), (M, 1), (1, 1), (M, N))]
+        biases.append(ck.to_device(rng.uniform(-1, 1, (N, M)).astype(dt), stream=s).T)
+        for bias in biases:
+            for act in (None, "relu", "gelu"):
+                for beta in (0.0, 0.5):
+                    c = ck.to_device(rng.uniform(-1, 1, (M, N)).astype(dt), stream=s)
+                    matmul(a, b, c, alpha=1.5, beta=beta, bias=bias, activation=act, algo=algo, stream=s)
+    s.sync()
+    print(algo, "epilogue ok")
