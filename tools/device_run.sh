@@ -8,7 +8,7 @@
 # the bad-input matrix test; "nvtx" checks with ncu that the kit's NVTX ranges select its kernels
 # and measures their host cost; "stability" repeats bandwidth figures (tools/bench_stability.py);
 # "strided_memcheck" runs memcheck over the view tests (every strided kernel); "epi_sanitize"
-# memcheck and racecheck over the matmul epilogue tests.
+# memcheck and racecheck over the matmul epilogue tests; "diag" runs tools/diag_exit.sh.
 set -uo pipefail
 OUT=${OUT:-/tmp/cudart_kit_out}
 mkdir -p "$OUT"
@@ -82,11 +82,19 @@ fi
 
 if has sanitize; then
   # compute-sanitizer over small matmuls of every algorithm (tools/sanitize_gemm.py)
+  # (SANITIZE_MEMCHECK_ARGS / SANITIZE_RACECHECK_ARGS: e.g. "--parts epilogue --algos bf16_sm90")
   for tool in memcheck racecheck; do
+    targs=SANITIZE_${tool^^}_ARGS
     timeout -k 10 ${SANITIZE_TIMEOUT:-300} compute-sanitizer --tool $tool --report-api-errors no \
-      $PY tools/sanitize_gemm.py > "$OUT/sanitize_$tool.log" 2>&1
+      $PY tools/sanitize_gemm.py ${!targs:-} > "$OUT/sanitize_$tool.log" 2>&1
     summary+=("sanitize $tool (exit $?): $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize_$tool.log" | tail -1)")
   done
+fi
+
+if has diag; then
+  # the exit-time crash and the capture-under-memcheck failure (tools/diag_exit.sh)
+  timeout -k 10 ${DIAG_TIMEOUT:-240} bash tools/diag_exit.sh > "$OUT/diag.log" 2>&1
+  summary+=("diag (exit $?): $(grep -E '^RESULT' "$OUT/diag.log" | tr '\n' '|')")
 fi
 
 if has matrix; then

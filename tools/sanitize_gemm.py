@@ -8,23 +8,32 @@ producer warp's staged bias are what racecheck looks at):
     compute-sanitizer --tool racecheck python3 tools/sanitize_gemm.py
 """
 
+import argparse
+
 import numpy as np
 
 import cudart_kit as ck
 from cudart_kit.memory import bfloat16
 from cudart_kit.ops.gemm import SIMT, matmul
 
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("--parts", default="eager,graph,epilogue", help="comma list of eager, graph, epilogue")
+ap.add_argument("--algos", default="", help="comma list of algorithms (default: all this device runs)")
+opts = ap.parse_args()
+parts = set(opts.parts.split(","))
 s = ck.Stream.create(0)
 rng = np.random.default_rng(1)
 algos = [("naive", np.float32), ("tiled", np.float32), *((k, np.float32) for k in SIMT),
          ("tf32", np.float32), ("bf16", bfloat16), ("fp16", np.float16)]
 if s.device.compute_capability == (9, 0):  # the sm_90a kernels (wgmma + TMA) and their operand staging
     algos += [("tf32_sm90", np.float32), ("bf16_sm90", bfloat16), ("fp16_sm90", np.float16)]
+if opts.algos:
+    algos = [a for a in algos if a[0] in opts.algos.split(",")]
 # the stored layouts each algorithm reads: (transpose_a, transpose_b)
 LAYOUTS = {"simt256": ((False, False), (True, False), (False, True), (True, True)),
            "tf32_sm90": ((False, False), (False, True)), "bf16_sm90": ((False, False), (False, True)),
            "fp16_sm90": ((False, False), (False, True))}
-for algo, dt in algos:
+for algo, dt in algos if "eager" in parts else ():
     for (M, N, K) in ((1, 1, 1), (67, 131, 45), (130, 257, 33), (300, 520, 200)):
         for ta, tb in LAYOUTS.get(algo, ((False, False),)):
             a = ck.to_device(rng.uniform(-1, 1, (K, M) if ta else (M, K)).astype(dt), stream=s)
@@ -38,7 +47,7 @@ for algo, dt in algos:
 # once (checked path + cached plan) and replayed twice, so the sanitizer sees the graph-owned
 # workspaces (tf32_sm90's B^T and A's re-pitched copy, 16-bit re-pitched copies) being written
 # and read by replays.
-for algo, dt in algos:
+for algo, dt in algos if "graph" in parts else ():
     M, N, K = 67, 131, 45
     for ta, tb in LAYOUTS.get(algo, ((False, False),)):
         a = ck.to_device(rng.uniform(-1, 1, (K, M) if ta else (M, K)).astype(dt), stream=s)
@@ -56,7 +65,7 @@ for algo, dt in algos:
 
 # Fused epilogues: bias per column ((N,)), per row ((M, 1)), one value ((1, 1)), element-wise
 # ((M, N), through a transposed view too), each activation, with and without beta.
-epi_algos = [a for a in algos if a[0] in ("simt256", "tf32_sm90", "bf16_sm90", "fp16_sm90")]
+epi_algos = [a for a in algos if a[0] in ("simt256", "tf32_sm90", "bf16_sm90", "fp16_sm90") and "epilogue" in parts]
 for algo, dt in epi_algos:
     for (M, N, K) in ((67, 131, 45), (130, 257, 200)):
         a = ck.to_device(rng.uniform(-1, 1, (M, K)).astype(dt), stream=s)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Diagnostics for two failures seen on the H200 (2026-12-04), run by tools/device_run.sh's "diag"
+# stage: (1) pytest over tests/gpu dies with SIGSEGV at interpreter exit, after its summary
+# ("<no Python frame>"), when the nccl4py extra is installed (a run without it exited cleanly);
+# (2) under compute-sanitizer memcheck an sm90 matmul inside a graph capture fails allocating its
+# workspace (tools/diag_capture_side.py). One "RESULT name rc=N" line per experiment.
+PY=${PY:-python3}
+run() {
+  local name=$1; shift
+  CUDART_KIT_REQUIRE_GPU=1 PYTHONFAULTHANDLER=1 timeout -k 5 ${RUN_TIMEOUT:-120} "$@" > "/tmp/diag_$name.log" 2>&1
+  local rc=$?
+  echo "RESULT $name rc=$rc"
+  tail -${TAIL:-6} "/tmp/diag_$name.log"
+}
+run import_nccl $PY -c "import nccl.core"
+run nccl_and_context $PY -c "import nccl.core, cuda.core; cuda.core.Device(0).set_current()"
+run collectives $PY -m pytest tests/gpu/test_collectives.py -q -p no:cacheprovider
+if [ -f /tmp/diag_collectives.log ] && tail -3 /tmp/diag_collectives.log | grep -q "Segmentation\|Fatal Python"; then
+  # one process per test: which test leaves something that crashes at exit
+  i=0
+  for t in $($PY -m pytest tests/gpu/test_collectives.py -q --collect-only -p no:cacheprovider 2>/dev/null | grep "::"); do
+    i=$((i + 1)); echo "test $i: $t"
+    TAIL=0 RUN_TIMEOUT=60 run "one_$i" $PY -m pytest "$t" -q -p no:cacheprovider
+  done
+  if command -v gdb >/dev/null; then
+    gdb -batch -ex run -ex bt --args $PY -m pytest tests/gpu/test_collectives.py -q -p no:cacheprovider 2>&1 | tail -40
+  else
+    echo "no gdb on this machine"
+  fi
+fi
+run interop $PY -m pytest tests/gpu/test_interop.py -q -p no:cacheprovider
+run capture_plain $PY tools/diag_capture_side.py
+TAIL=40 run capture_memcheck compute-sanitizer --tool memcheck --report-api-errors no $PY tools/diag_capture_side.py
