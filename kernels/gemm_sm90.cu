@@ -58,21 +58,8 @@ struct sm90 {  // grid ceil(M / BM) * ceil(N / BN) CTAs (1-D), THREADS threads, 
   static constexpr int BIAS_FLOATS = 256;   // the epilogue's staged bias vector: max(BM, BN_WIDE) floats
   static constexpr int SMEM_BN128 = 133184;  // STAGES x (BM + BN) x ROW_BYTES + ALIGN_SLACK + 2 x STAGES barriers + 4 x BIAS_FLOATS
   static constexpr int SMEM_BN256 = 198720;
-  // the paired kernels (_128x2_): narrow tiles, two CTAs per SM, so one CTA's epilogue and
-  // prologue overlap the other's MMAs (short K, where a tile is mostly prologue and epilogue).
-  // The producer is one warp after the consumer warpgroups and no setmaxnreg: ptxas compiles
-  // the wgmmas within the launch bound's registers (65536 / (2 x PAIR_THREADS)), and 384
-  // threads would leave 80, fewer than TF32's m64n128k8 needs.
-  static constexpr int PAIR_STAGES = 3;
-  static constexpr int PAIR_THREADS = 288;
-  static constexpr int SMEM_PAIR = 100400;   // as SMEM_BN128 with PAIR_STAGES
   static constexpr int SMEM_OPTIN = 227 * 1024;  // the H100 / H200 per-block opt-in limit
-  static constexpr int SMEM_SM = 228 * 1024;     // ... and per multiprocessor (1 KiB of it reserved per CTA)
-  __host__ __device__ static constexpr int smem(int bn, int minb = 1) {
-    return minb == 2 ? SMEM_PAIR : bn == BN_WIDE ? SMEM_BN256 : SMEM_BN128;
-  }
-  __host__ __device__ static constexpr int stages(int minb) { return minb == 2 ? PAIR_STAGES : STAGES; }
-  __host__ __device__ static constexpr int threads(int minb) { return minb == 2 ? PAIR_THREADS : THREADS; }
+  __host__ __device__ static constexpr int smem(int bn) { return bn == BN_WIDE ? SMEM_BN256 : SMEM_BN128; }
 };
 // </geometry>
 static_assert(sm90::THREADS == 128 * (1 + sm90::CONSUMERS) && sm90::BM == 64 * sm90::CONSUMERS,
@@ -91,15 +78,12 @@ static_assert(sm90::SMEM_BN128 == sm90::STAGES * (sm90::BM + sm90::BN_NARROW) * 
 static_assert(sm90::BIAS_FLOATS >= sm90::BM && sm90::BIAS_FLOATS >= sm90::BN_WIDE, "sm90: the staged bias holds a row or column of a tile");
 static_assert(sm90::SMEM_BN256 <= sm90::SMEM_OPTIN && sm90::SMEM_BN128 <= sm90::SMEM_OPTIN,
               "sm90: fits the 227 KiB opt-in shared memory");
-static_assert(sm90::SMEM_PAIR == sm90::PAIR_STAGES * (sm90::BM + sm90::BN_NARROW) * sm90::ROW_BYTES + sm90::ALIGN_SLACK +
-                                     2 * sm90::PAIR_STAGES * 8 + 4 * sm90::BIAS_FLOATS &&
-              2 * (sm90::SMEM_PAIR + 1024) <= sm90::SMEM_SM, "sm90: two paired CTAs fit one multiprocessor");
-static_assert(sm90::PAIR_THREADS == 128 * sm90::CONSUMERS + 32, "sm90: the paired kernels: the consumer warpgroups, then one producer warp");
 }  // namespace geo
 
 namespace {
 
-constexpr int BM = geo::sm90::BM, GROUP_M = geo::sm90::GROUP_M, THREADS = geo::sm90::THREADS;
+constexpr int BM = geo::sm90::BM, STAGES = geo::sm90::STAGES, GROUP_M = geo::sm90::GROUP_M,
+              THREADS = geo::sm90::THREADS;
 constexpr int BIAS_BAR = 1;  // named barrier: the producer's staged bias -> the consumers' epilogue
 constexpr int TILE_BAR = 2;  // named barrier of the consumer warpgroups: the epilogue tile in shared memory
 constexpr int TILE_PAD = 8;  // floats of padding per tile row: the fragments' float2 stores hit 32 distinct banks
@@ -274,7 +258,7 @@ __device__ __forceinline__ void epilogue_pass(const float* ts, int ct, int m0, i
 }
 
 // TA: A stored K x M (layout "t": MN-major); TB: B stored N x K (layout "t": K-major)
-template <typename T, int BN, int TA, int TB, int MINB, class E>
+template <typename T, int BN, int TA, int TB, class E>
 __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensorMap* tmB, int M, int N, int K,
                                           float alpha, float beta, T* C, int ldc, const E epi) {
   using X = Mma<T>;
@@ -283,12 +267,10 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   constexpr int BK = G::ROW_BYTES / sizeof(T);  // one swizzled 128-byte row of K (K-major) / BK rows (MN-major)
   static_assert(BK == (sizeof(T) == 4 ? G::BK_TF32 : G::BK_B16), "sm90: the table's BK");
   static_assert(BN == G::BN_NARROW || BN == G::BN_WIDE, "sm90: a tile width of the table");
-  static_assert(MINB == 1 || (MINB == 2 && BN == G::BN_NARROW), "sm90: only the narrow tiles pair up");
-  constexpr int STAGES = G::stages(MINB);
   constexpr int A_BYTES = BM * BK * sizeof(T), B_BYTES = BN * BK * sizeof(T), STAGE = A_BYTES + B_BYTES;
   constexpr int CHUNK = G::MN_BOX * BK * sizeof(T);  // one 64-wide MN-major box (8 KiB)
   constexpr int NACC = BN / 2;
-  static_assert(STAGES * STAGE + G::ALIGN_SLACK + 2 * STAGES * sizeof(uint64_t) + 4 * G::BIAS_FLOATS == G::smem(BN, MINB),
+  static_assert(STAGES * STAGE + G::ALIGN_SLACK + 2 * STAGES * sizeof(uint64_t) + 4 * G::BIAS_FLOATS == G::smem(BN),
                 "sm90: the table's shared-memory bytes");
 
   extern __shared__ __align__(1024) uint8_t smem_raw[];
@@ -303,10 +285,7 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   const int first_m = (id / group) * GROUP_M, gsize = min(tiles_m - first_m, GROUP_M);
   const int m0 = (first_m + (id % group) % gsize) * BM, n0 = ((id % group) / gsize) * BN;
   const int ktiles = (K + BK - 1) / BK;
-  // warpgroup 0 produces and 1.. consume (MINB 1); the consumer warpgroups, then a producer warp (MINB 2)
-  constexpr bool PAIR = MINB == 2;
-  constexpr int FIRST_CONSUMER = PAIR ? 0 : 128, PRODUCER = PAIR ? 128 * G::CONSUMERS : 0;
-  const bool producer = PAIR ? threadIdx.x >= PRODUCER : threadIdx.x < 128;
+  const int wg = threadIdx.x / 128;
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
@@ -318,15 +297,15 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   }
   __syncthreads();
 
-  if (producer) {  // ---- producer
-    if constexpr (!PAIR) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(G::PRODUCER_REGS));
-    if (!PAIR && epi.vector() && threadIdx.x / 32 == 1) {
+  if (wg == 0) {  // ---- producer
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(G::PRODUCER_REGS));
+    if (epi.vector() && threadIdx.x / 32 == 1) {
       // warp 1, idle otherwise: the tile's bias values into shared memory while the MMAs run;
       // bar.arrive releases them to the consumers' bar.sync before their epilogue
       epi.stage(sv, m0, n0, BM, BN, M, N, threadIdx.x % 32, 32);
       asm volatile("bar.arrive %0, %1;" ::"n"(BIAS_BAR), "n"(32 + 128 * G::CONSUMERS) : "memory");
     }
-    if (threadIdx.x == PRODUCER) {
+    if (threadIdx.x == 0) {
       for (int kt = 0; kt < ktiles; ++kt) {
         const int s = kt % STAGES;
         if (kt >= STAGES) mbar_wait(&empty[s], ((kt / STAGES) - 1) & 1);
@@ -352,9 +331,8 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   }
 
   // ---- consumers
-  if constexpr (!PAIR) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(G::CONSUMER_REGS));
-  const int ct = threadIdx.x - FIRST_CONSUMER;  // 0 .. 255 over the consumer warpgroups
-  const int cw = ct / 128;  // rows cw*64 .. cw*64+63 of the tile
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(G::CONSUMER_REGS));
+  const int cw = wg - 1;  // rows cw*64 .. cw*64+63 of the tile
   const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
   float d[NACC];
 #pragma unroll
@@ -398,6 +376,7 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
       *reinterpret_cast<float2*>(ts + (r0 + 8 * h) * S + 8 * j + 2 * (lane % 4)) =
           make_float2(alpha * d[4 * j + 2 * h], alpha * d[4 * j + 2 * h + 1]);
   asm volatile("bar.sync %0, %1;" ::"n"(TILE_BAR), "n"(128 * G::CONSUMERS) : "memory");
+  const int ct = threadIdx.x - 128;  // 0 .. 255 over the consumer warpgroups
   if constexpr (!E::enabled) {  // the plain twin: alpha * acc + beta * C
     epilogue_pass<T, BN, kit_epi::ACT_NONE>(ts, ct, m0, n0, M, N, beta, C, ldc, kit_epi::NoBias{});
   } else {  // the _epi twin: activation and bias source chosen once per tile
@@ -408,7 +387,7 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
     };
     if (epi.bias == nullptr) {
       run(kit_epi::NoBias{});
-    } else if (!PAIR && epi.vector()) {  // the paired kernels read every bias from global memory
+    } else if (epi.vector()) {
       asm volatile("bar.sync %0, %1;" ::"n"(BIAS_BAR), "n"(32 + 128 * G::CONSUMERS) : "memory");
       run(kit_epi::StagedBias{sv, epi.per_col() ? n0 : m0, epi.per_col()});
     } else {
@@ -419,45 +398,35 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
 
 }  // namespace
 
-// gemm_sm90_<type>_<BN>_<layout> (layout: nn, nt, tn, tt, as above) and the paired
-// gemm_sm90_<type>_128x2_<layout> (MINB 2: two CTAs per SM); dynamic shared memory
-// geo::sm90::smem(BN, MINB), grid ceil(M / BM) * ceil(N / BN) CTAs (1-D), geo::sm90::threads(MINB) threads.
-#define KIT_SM90_KERNEL(NAME, T, BN, TA, TB, MINB)                                                          \
-  extern "C" __global__ void __launch_bounds__(geo::sm90::threads(MINB), MINB)                               \
+// gemm_sm90_<type>_<BN>_<layout> (layout: nn, nt, tn, tt, as above); dynamic shared memory
+// geo::sm90::SMEM_BN<BN>, grid ceil(M / BM) * ceil(N / BN) CTAs (1-D), THREADS threads.
+#define KIT_SM90_KERNEL(NAME, T, BN, TA, TB)                                                                \
+  extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
       NAME(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M, int N, \
            int K, float alpha, float beta, T* C, int ldc, KIT_EPI_PARAMS(T)) {                               \
-    gemm_sm90<T, BN, TA, TB, MINB>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc, KIT_EPI_OFF(T));              \
+    gemm_sm90<T, BN, TA, TB>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc, KIT_EPI_OFF(T));                    \
   }                                                                                                          \
-  extern "C" __global__ void __launch_bounds__(geo::sm90::threads(MINB), MINB)                               \
+  extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
       NAME##_epi(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M,  \
                  int N, int K, float alpha, float beta, T* C, int ldc, KIT_EPI_PARAMS(T)) {                  \
-    gemm_sm90<T, BN, TA, TB, MINB>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc, KIT_EPI(T));                  \
+    gemm_sm90<T, BN, TA, TB>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc, KIT_EPI(T));                        \
   }
 
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_nn, __nv_bfloat16, 256, 0, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_nt, __nv_bfloat16, 256, 0, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_tn, __nv_bfloat16, 256, 1, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_tt, __nv_bfloat16, 256, 1, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_nn, __nv_bfloat16, 128, 0, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_nt, __nv_bfloat16, 128, 0, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_tn, __nv_bfloat16, 128, 1, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_tt, __nv_bfloat16, 128, 1, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128x2_nn, __nv_bfloat16, 128, 0, 0, 2)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128x2_nt, __nv_bfloat16, 128, 0, 1, 2)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128x2_tn, __nv_bfloat16, 128, 1, 0, 2)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128x2_tt, __nv_bfloat16, 128, 1, 1, 2)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_nn, __half, 256, 0, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_nt, __half, 256, 0, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_tn, __half, 256, 1, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_tt, __half, 256, 1, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_nn, __half, 128, 0, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_nt, __half, 128, 0, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_tn, __half, 128, 1, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_tt, __half, 128, 1, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_128x2_nn, __half, 128, 0, 0, 2)
-KIT_SM90_KERNEL(gemm_sm90_f16_128x2_nt, __half, 128, 0, 1, 2)
-KIT_SM90_KERNEL(gemm_sm90_f16_128x2_tn, __half, 128, 1, 0, 2)
-KIT_SM90_KERNEL(gemm_sm90_f16_128x2_tt, __half, 128, 1, 1, 2)
-KIT_SM90_KERNEL(gemm_sm90_tf32_256_nt, float, 256, 0, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_tf32_128_nt, float, 128, 0, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_tf32_128x2_nt, float, 128, 0, 1, 2)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_nn, __nv_bfloat16, 256, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_nt, __nv_bfloat16, 256, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_tn, __nv_bfloat16, 256, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_tt, __nv_bfloat16, 256, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_nn, __nv_bfloat16, 128, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_nt, __nv_bfloat16, 128, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_tn, __nv_bfloat16, 128, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_tt, __nv_bfloat16, 128, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_nn, __half, 256, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_nt, __half, 256, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_tn, __half, 256, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_tt, __half, 256, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_nn, __half, 128, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_nt, __half, 128, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_tn, __half, 128, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_tt, __half, 128, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_tf32_256_nt, float, 256, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_tf32_128_nt, float, 128, 0, 1)

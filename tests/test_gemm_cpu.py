@@ -189,7 +189,7 @@ def test_kernel_names_speak_the_layout_vocabulary():
             flags = {"SIMT256_KERNEL": args[0:2], "KIT_WMMA_CP": args[1:3], "KIT_SM90_KERNEL": args[2:4]}[macro]
             assert tuple(f in ("true", "1") for f in flags) == geo.layout_flags(layout), (name, args)
             checked += 1
-    assert checked == 4 + 12 + 2 * 27  # the Hopper kernels (3 tilings x 9 kind/layouts) with their epilogue twins
+    assert checked == 4 + 12 + 2 * 18  # the Hopper kernels with their epilogue twins
 
 
 def test_python_names_every_kernel_and_only_those():
@@ -199,17 +199,14 @@ def test_python_names_every_kernel_and_only_those():
             "transpose_f32", "repitch_b16", "repitch_b32"}
     gemm |= {geo.SIMT256.kernel(lay) for lay in geo.LAYOUTS}
     gemm |= {geo.Wmma.cp_kernel(algo, lay) for algo in ("tf32", "bf16", "fp16") for lay in geo.LAYOUTS}
-    tilings = ((128, False), (256, False), (128, True))
-    sm90 = {geo.SM90.kernel(kind, bn, lay, pair) for kind in ("bf16", "f16") for bn, pair in tilings for lay in geo.LAYOUTS}
-    sm90 |= {geo.SM90.kernel("tf32", bn, "nt", pair) for bn, pair in tilings}
+    sm90 = {geo.SM90.kernel(kind, bn, lay) for kind in ("bf16", "f16") for bn in (128, 256) for lay in geo.LAYOUTS}
+    sm90 |= {geo.SM90.kernel("tf32", bn, "nt") for bn in (geo.SM90.bn_narrow, geo.SM90.bn_wide)}
     gemm |= {"epilogue_f32", "epilogue_bf16", "epilogue_fp16"}  # the epilogue as a pass (after cuBLAS)
     sm90 |= {n + "_epi" for n in sm90}
     assert set(_declared("gemm.cu")) == gemm
     assert set(_declared("gemm_sm90.cu")) == sm90
     with pytest.raises(ValueError, match="K-major"):
         geo.SM90.kernel("tf32", 128, "nn")
-    with pytest.raises(ValueError, match="paired"):
-        geo.SM90.kernel("bf16", 256, "nn", pair=True)
 
 
 # --- the geometry table against the kernel sources ---------------------------------------------
@@ -297,15 +294,6 @@ def test_geometry_formulas_and_limits():
     assert H.bk(2) * 2 == H.bk(4) * 4 == H.row_bytes
     with pytest.raises(ValueError):
         H.smem_bytes(192)
-    # the paired kernels: a shallower ring, two CTAs (each with its 1 KiB reserve) per multiprocessor,
-    # the consumer warpgroups then one producer warp, and the epilogue tile fits the ring
-    assert H.smem_bytes(H.bn_narrow, True) == H.smem_pair == (H.pair_stages * (H.bm + H.bn_narrow) * H.row_bytes
-                                                              + H.align_slack + 2 * H.pair_stages * 8 + 4 * H.bias_floats)
-    assert 2 * (H.smem_pair + 1024) <= H.smem_sm and H.pair_threads == 128 * H.consumers + 32
-    assert H.bm * (H.bn_narrow + 8) * 4 <= H.pair_stages * (H.bm + H.bn_narrow) * H.row_bytes
-    assert H.block_threads(True) == H.pair_threads and H.block_threads(False) == H.threads
-    with pytest.raises(ValueError):
-        H.smem_bytes(H.bn_wide, True)
 
 
 def test_launch_geometry_from_the_table():
@@ -359,21 +347,9 @@ def test_sm90_device_rule_and_tiles():
     b200 = SimpleNamespace(ordinal=1, name="B200", compute_capability=(10, 0))
     assert g.unsupported(h100) is None
     assert "compute capability 9.0" in g.unsupported(b200) and "B200" in g.unsupported(b200)
-    assert g.pick_tiles(8192, 8192, 8192, 2, 132) == (256, False)
-    assert g.pick_tiles(1024, 1024, 1024, 2, 132) == (128, False)   # 32 wide tiles would leave 100 SMs idle
-    assert g.pick_tiles(1024, 1024, 1024, 2, 16) == (256, False)    # the SM count is the device's, not a constant
-    # short K (K * itemsize <= PAIR_MAX_K_BYTES): the paired narrow kernels, two CTAs per SM
-    assert g.pick_tiles(4096, 4096, 256, 2, 132) == (128, True)
-    assert g.pick_tiles(4096, 4096, 512, 2, 132) == (128, True)
-    assert g.pick_tiles(4096, 4096, 513, 2, 132) == (256, False)
-    assert g.pick_tiles(4096, 4096, 256, 4, 132) == (128, True)     # TF32: K <= 256
-    assert g.pick_tiles(4096, 4096, 257, 4, 132) == (256, False)
-    for forced, want in (("256", (256, False)), ("128", (128, False)), ("128x2", (128, True))):
-        g.FORCE_TILES = forced
-        try:
-            assert g.pick_tiles(4096, 4096, 256, 2, 132) == want
-        finally:
-            g.FORCE_TILES = None
+    assert g.pick_bn(8192, 8192, 132) == 256
+    assert g.pick_bn(1024, 1024, 132) == 128          # 32 wide tiles would leave 100 SMs idle
+    assert g.pick_bn(1024, 1024, 16) == 256           # the SM count is the device's, not a constant
     assert g._tma_ld(3, 1, 2) == 8 and g._tma_ld(3, 5, 2) == 3
 
 
@@ -828,10 +804,9 @@ def _emulated(monkeypatch):
             ta, tb = layout_of_name(name)
             kind = tma[1]
             dt = {"tf32": np.float32, "f16": np.float16, "bf16": None}[kind]
-            tiles = name.split("_")[3]
-            bn, pair = int(tiles.removesuffix("x2")), tiles.endswith("x2")
-            assert (grid, block, smem) == ((geo.SM90.tiles(M, N, bn), 1, 1), (geo.SM90.block_threads(pair), 1, 1),
-                                           geo.SM90.smem_bytes(bn, pair))
+            bn = int(name.split("_")[3])
+            assert (grid, block, smem) == ((geo.SM90.tiles(M, N, bn), 1, 1), (geo.SM90.threads, 1, 1),
+                                           geo.SM90.smem_bytes(bn))
             assert tma[3] == ((K, M) if ta else (M, K)) and tmb[3] == ((N, K) if tb else (K, N))
             bk = geo.SM90.bk(4 if kind == "tf32" else 2)
             assert tma[5] == ((bk, geo.SM90.mn_box) if ta else (geo.SM90.bm, bk))

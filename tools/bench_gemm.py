@@ -60,8 +60,6 @@ def main(argv=None) -> int:
     p.add_argument("--min-time-ms", type=float, default=100.0, help="measured GPU time per figure, at least")
     p.add_argument("--json", default=None)
     p.add_argument("--algos", default="", help="comma-separated subset of the algorithms (default: all)")
-    p.add_argument("--tiles", default="", help="comma list of sm90 tile configurations to force, each its own row "
-                   "(auto, 256, 128, 128x2; default: auto only)")
     p.add_argument("--host", action=argparse.BooleanOptionalAction, default=True,
                    help="also time the host cost of one small call (default: on)")
     p.add_argument("--host-only", action="store_true", help="skip the TFLOP/s table: host costs only")
@@ -142,20 +140,12 @@ def main(argv=None) -> int:
             pass
         if M * N * K <= 2048 ** 3:
             runs = {"naive": lambda st: matmul(a32, b32, c32, algo="naive", stream=st), **runs}
-        from cudart_kit.ops import _gemm_sm90
-
         for algo, fn in runs.items():
-            for tiles in (args.tiles.split(",") if args.tiles and "_sm90" in algo else ["auto"]):
-                _gemm_sm90.FORCE_TILES = None if tiles == "auto" else tiles
-                label = algo if tiles == "auto" else f"{algo}[{tiles}]"
-                try:
-                    ms, tf, noisy, spread = bench(fn, label)
-                finally:
-                    _gemm_sm90.FORCE_TILES = None
-                pms, ptf, pnoisy, _ = peers[PEER[algo]]
-                rows.append({"M": M, "N": N, "K": K, "algo": label, "ms": ms, "tflops": tf, "spread": spread,
-                             "noisy": noisy, "peer": PEER[algo], "peer_tflops": ptf, "peer_noisy": pnoisy,
-                             "ratio": tf / ptf})
+            ms, tf, noisy, spread = bench(fn, algo)
+            pms, ptf, pnoisy, _ = peers[PEER[algo]]
+            rows.append({"M": M, "N": N, "K": K, "algo": algo, "ms": ms, "tflops": tf, "spread": spread,
+                         "noisy": noisy, "peer": PEER[algo], "peer_tflops": ptf, "peer_noisy": pnoisy,
+                         "ratio": tf / ptf})
         for a in (a32, b32, c32, a16, b16, c16, h16a, h16b, h16c, b32t, b16t):
             a.close()
 
@@ -211,11 +201,11 @@ def main(argv=None) -> int:
         print(f"\nmatmul on {dev.name}: TFLOP/s (median of >= {args.repeat} event-timed samples and >= "
               f"{args.min_time_ms:g} ms per figure, random data; ~: noisy) and ratio to cuBLAS measured in the "
               "same run")
-        print(f"{'M x N x K':>18} {'algo':20} {'ms':>9} {'TFLOP/s':>8} {'cuBLAS':>7} {'TFLOP/s':>8} {'ratio':>6}")
+        print(f"{'M x N x K':>18} {'algo':12} {'ms':>9} {'TFLOP/s':>8} {'cuBLAS':>7} {'TFLOP/s':>8} {'ratio':>6}")
     else:
         print(f"\nmatmul on {dev.name}")
     for r in rows:
-        print(f"{r['M']:>6}x{r['N']:>5}x{r['K']:>5} {r['algo']:20} {r['ms']:9.3f} {r['tflops']:7.1f}"
+        print(f"{r['M']:>6}x{r['N']:>5}x{r['K']:>5} {r['algo']:12} {r['ms']:9.3f} {r['tflops']:7.1f}"
               f"{'~' if r['noisy'] else ' '} {r['peer']:>7} {r['peer_tflops']:7.1f}{'~' if r['peer_noisy'] else ' '} "
               f"{r['ratio']:6.3f}")
     if host:

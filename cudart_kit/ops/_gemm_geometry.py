@@ -215,9 +215,7 @@ class Repitch:
 @dataclass(frozen=True)
 class Sm90:
     """gemm_sm90_<kind>_<bn>_<layout>: wgmma + TMA, a bm x bn tile per CTA (bn one of bn_narrow,
-    bn_wide), a ring of ``stages``, dynamic shared memory ``smem_bn<bn>``, ``threads`` threads.
-    The paired kernels gemm_sm90_<kind>_128x2_<layout> (``pair=True``): narrow tiles, two CTAs
-    per multiprocessor, a ring of ``pair_stages``, ``smem_pair`` bytes, ``pair_threads`` threads."""
+    bn_wide), a ring of ``stages``, dynamic shared memory ``smem_bn<bn>``."""
 
     bm: int
     bn_narrow: int
@@ -236,34 +234,24 @@ class Sm90:
     bias_floats: int
     smem_bn128: int
     smem_bn256: int
-    pair_stages: int
-    pair_threads: int
-    smem_pair: int
     smem_optin: int
-    smem_sm: int
 
     def bk(self, itemsize: int) -> int:
         return self.bk_tf32 if itemsize == 4 else self.bk_b16
 
-    def smem_bytes(self, bn: int, pair: bool = False) -> int:
-        if bn not in (self.bn_narrow, self.bn_wide) or (pair and bn != self.bn_narrow):
-            raise ValueError(f"the sm90 kernels have tiles {self.bn_narrow} and {self.bn_wide} wide (paired: "
-                             f"{self.bn_narrow}), not {bn}")
-        return self.smem_pair if pair else getattr(self, f"smem_bn{bn}")
-
-    def block_threads(self, pair: bool = False) -> int:
-        return self.pair_threads if pair else self.threads
+    def smem_bytes(self, bn: int) -> int:
+        if bn not in (self.bn_narrow, self.bn_wide):
+            raise ValueError(f"the sm90 kernels have tiles {self.bn_narrow} and {self.bn_wide} wide, not {bn}")
+        return getattr(self, f"smem_bn{bn}")
 
     def tiles(self, M: int, N: int, bn: int) -> int:
         return _cdiv(M, self.bm) * _cdiv(N, bn)
 
-    def kernel(self, kind: str, bn: int, layout: str, pair: bool = False) -> str:
+    def kernel(self, kind: str, bn: int, layout: str) -> str:
         layout_flags(layout)
         if kind == "tf32" and layout != "nt":
             raise ValueError("the TF32 sm90 kernel reads K-major operands only: layout 'nt'")
-        if pair and bn != self.bn_narrow:
-            raise ValueError(f"the paired sm90 kernels have {self.bn_narrow}-wide tiles, not {bn}")
-        return f"gemm_sm90_{kind}_{bn}{'x2' if pair else ''}_{layout}"
+        return f"gemm_sm90_{kind}_{bn}_{layout}"
 
 
 LIMITS = Limits(portable_smem_optin=99 * 1024, static_smem=48 * 1024)
@@ -285,8 +273,7 @@ REPITCH = Repitch(threads=256, blocks_per_sm=32)
 EPILOGUE = Repitch(threads=256, blocks_per_sm=32)
 SM90 = Sm90(bm=128, bn_narrow=128, bn_wide=256, stages=4, threads=384, consumers=2, group_m=16, producer_regs=40,
             consumer_regs=232, row_bytes=128, bk_b16=64, bk_tf32=32, mn_box=64, align_slack=1024,
-            bias_floats=256, smem_bn128=133184, smem_bn256=198720, pair_stages=3, pair_threads=288,
-            smem_pair=100400, smem_optin=227 * 1024, smem_sm=228 * 1024)
+            bias_floats=256, smem_bn128=133184, smem_bn256=198720, smem_optin=227 * 1024)
 
 # source file -> geometry block name -> its mirror
 TABLE = {

@@ -50,29 +50,21 @@ def unsupported(dev):
     return None
 
 
-TILES = ("256", "128", "128x2")  # tile configurations: wide, narrow, narrow paired (two CTAs per SM)
-FORCE_TILES = None  # tests and benchmarks set one of TILES to run it whatever the problem
-PAIR_MAX_K_BYTES = 1024  # the paired kernels from here down (K * itemsize): see pick_tiles
+FORCE_BN = None  # tests set 128 or 256 to run one tile shape whatever the problem size
 
 
-def pick_tiles(M: int, N: int, K: int, itemsize: int, sms: int) -> tuple[int, bool]:
-    """(tile width, paired) for an M x N x K product on a GPU of ``sms`` multiprocessors.
-
-    Short K (K * itemsize <= PAIR_MAX_K_BYTES, i.e. K <= 512 for 16-bit types, 256 for TF32): the
-    paired narrow kernels, two CTAs per SM, whose prologues and epilogues overlap each other's
-    MMAs (a tile of a short product is mostly prologue and epilogue). Otherwise the wide tiles
-    (128 x 256) unless the narrow ones (128 x 128) fill the SMs' waves clearly better (small
-    problems). Cost model: waves x tile width, the narrower tile charged 10 % more per FLOP (it
-    reloads A twice as often); on the H100 (132 SMs) this picks 256 from 2048^2 up and 128 at 1024^2."""
-    if FORCE_TILES is not None:
-        return (SM90.bn_narrow, True) if FORCE_TILES == "128x2" else (int(FORCE_TILES), False)
-    if K * itemsize <= PAIR_MAX_K_BYTES:
-        return SM90.bn_narrow, True
+def pick_bn(M: int, N: int, sms: int) -> int:
+    """The wide tiles (128 x 256) unless the narrow ones (128 x 128) fill the ``sms``
+    multiprocessors' waves clearly better (small problems). Cost model: waves x tile width, the
+    narrower tile charged 10 % more per FLOP (it reloads A twice as often); on the H100 (132
+    SMs) this picks 256 from 2048^2 up and 128 at 1024^2."""
+    if FORCE_BN is not None:
+        return FORCE_BN
     wide, narrow = SM90.bn_wide, SM90.bn_narrow
 
     def cost(bn, per_flop):
         return -(-SM90.tiles(M, N, bn) // sms) * bn * per_flop
-    return (wide if cost(wide, 1.0) <= cost(narrow, 1.1) else narrow), False
+    return wide if cost(wide, 1.0) <= cost(narrow, 1.1) else narrow
 
 
 # --- TMA descriptors ----------------------------------------------------------------------------
@@ -280,22 +272,21 @@ def _setup(kind: str, layout: str, M: int, N: int, K: int, lda: int, ldb: int, l
     K; an MN-major one in boxes of SM90.mn_box elements of M or N."""
     ta, tb = layout[0] == "t", layout[1] == "t"
     it = _ITEMSIZE[kind]
-    bk, box = SM90.bk(it), SM90.mn_box
-    bn, pair = pick_tiles(M, N, K, it, dev.multiprocessor_count)
-    kern = kit_kernel("gemm_sm90", SM90.kernel(kind, bn, layout, pair) + ("_epi" if epi else ""))
+    bk, bn, box = SM90.bk(it), pick_bn(M, N, dev.multiprocessor_count), SM90.mn_box
+    kern = kit_kernel("gemm_sm90", SM90.kernel(kind, bn, layout) + ("_epi" if epi else ""))
     args = (None, None, np.int32(M), np.int32(N), np.int32(K), np.float32(1), np.float32(0), 0, np.int32(ldc),
             *NO_EPILOGUE)
-    plan = LaunchPlan(kern, dev, SM90.tiles(M, N, bn), SM90.block_threads(pair), args, slots=_SLOTS,
-                      shared_mem_bytes=SM90.smem_bytes(bn, pair))
+    plan = LaunchPlan(kern, dev, SM90.tiles(M, N, bn), SM90.threads, args, slots=_SLOTS,
+                      shared_mem_bytes=SM90.smem_bytes(bn))
     a_shape, b_shape = ((K, M) if ta else (M, K)), ((N, K) if tb else (K, N))
     geo_a = (a_shape, _tma_ld(lda, a_shape[0], it), (bk, box) if ta else (SM90.bm, bk))
     geo_b = (b_shape, _tma_ld(ldb, b_shape[0], it), (bn, bk) if tb else (bk, box))
-    return plan, (f"{bn}x2" if pair else str(bn)), geo_a, geo_b
+    return plan, bn, geo_a, geo_b
 
 
 def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb: int, ldc: int,
         M: int, N: int, K: int, alpha32, beta32, s, timed: bool, epi: tuple = NO_EPILOGUE):
-    """gemm_sm90_<kind>_<tiles>_<layout> on s (tiles from :func:`pick_tiles`), after any transpose / re-pitch of the operands.
+    """gemm_sm90_<kind>_<BN>_<layout> on s, after any transpose / re-pitch of the operands.
     ``ta``/``tb``: A stored K x M / B stored N x K (the layout letters "t"), pitches lda / ldb
     as classified from the operands' strides; ``ldc``: out's row pitch; ``epi``: the kernel's
     last four parameters (bias array or 0, its strides along M and N, activation code)."""
@@ -307,15 +298,15 @@ def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb
     try:
         a_ptr, lda, a_k = _operand(kind, A, K if ta else M, M if ta else K, lda, not ta, s, keep)
         b_ptr, ldb, b_k = _operand(kind, B, N if tb else K, K if tb else N, ldb, bool(tb), s, keep)
-        plan, tiles, geo_a, geo_b = _setup(kind, layout_name(not a_k, b_k), M, N, K, lda, ldb, ldc, dev,
-                                           epi is not NO_EPILOGUE)
+        plan, bn, geo_a, geo_b = _setup(kind, layout_name(not a_k, b_k), M, N, K, lda, ldb, ldc, dev,
+                                        epi is not NO_EPILOGUE)
         tmA, tmB = tensor_map(dev, kind, a_ptr, *geo_a), tensor_map(dev, kind, b_ptr, *geo_b)
         bias = epi[0] if type(epi[0]) is int else _pointer_of(epi[0], s, "matmul: bias")
         plan.launch(s, (tmA, tmB, alpha32, beta32, o_ptr, bias, *epi[1:]))
     finally:
         for w in keep:  # queued before the kernel on s: freed in s's order after it
             release(w, s)
-    return end_timing(plan.kernel.name, s, start, {"tiles": tiles}) if timed else None
+    return end_timing(plan.kernel.name, s, start, {"bn": bn}) if timed else None
 
 
 def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev, epi: tuple | None = None):
@@ -324,7 +315,7 @@ def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev, epi: t
     TMA-aligned, or None. As in :func:`run`, a TF32 B stored K x N is transposed into a
     :func:`workspace` on the stream first (a TF32 A stored K x M gets no plan), so the plan works
     inside a graph capture too. It looks the tensor maps up by pointer and launches; it declines
-    (returns False) when FORCE_TILES has changed since it was made. ``epi``: the epilogue's last three
+    (returns False) when FORCE_BN has changed since it was made. ``epi``: the epilogue's last three
     parameters come from it (bias strides, activation; the plan runs the ``_epi`` twin) and the
     bias pointer from each call's ``bias``."""
     it = _ITEMSIZE[kind]
@@ -335,7 +326,7 @@ def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev, epi: t
             (not transpose_b and b_rows > 1 and (b_pitch * it) % 16):
         return None
     ldt = -(-K // 4) * 4  # TF32: B^T (N x K) rows padded to 16 bytes, made by transpose_f32
-    plan, _, geo_a, geo_b = _setup(kind, layout_name(ta, tb or transpose_b), M, N, K, a_pitch,
+    plan, bn, geo_a, geo_b = _setup(kind, layout_name(ta, tb or transpose_b), M, N, K, a_pitch,
                                     ldt if transpose_b else b_pitch, N, dev, epi is not None)
     tail = NO_EPILOGUE[1:] if epi is None else tuple(epi[1:])
     if transpose_b:
@@ -345,10 +336,10 @@ def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev, epi: t
         # transpose_f32(in, rows, cols, ldi, out, ldo), as in _transposed: in and out are the slots
         t_plan = LaunchPlan(kit_kernel("gemm", "transpose_f32"), dev, t_grid, TRANSPOSE.block,
                             (0, np.int32(K), np.int32(N), np.int32(N), 0, np.int32(ldt)), slots=(0, 4))
-    ordinal, forced = dev.ordinal, FORCE_TILES
+    ordinal, forced = dev.ordinal, FORCE_BN
 
     def go(a: Array, b: Array, out: Array, alpha, beta, s, bias: Array | None = None) -> bool:
-        if FORCE_TILES != forced:
+        if FORCE_BN != forced:
             return False
         if bias is not None and bias.stream is not s:
             bias.record_stream(s)

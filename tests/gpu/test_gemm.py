@@ -173,26 +173,23 @@ def test_wmma_cp_partial_chunks(algo, dt, stream, rng):
 
 
 @pytest.mark.parametrize("algo", SM90)
-@pytest.mark.parametrize("tiles", ["128", "256", "128x2"])
+@pytest.mark.parametrize("bn", [128, 256])
 @pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
-def test_sm90_tiles_and_layouts(algo, tiles, ta, tb, stream, rng, monkeypatch):
-    """Every tile configuration (wide, narrow, narrow paired two per SM), every operand layout
-    (each a different kernel or staging path), several CTAs and many k-tiles around the ring (4
-    stages, 3 paired), ragged edges in M, N and K."""
+def test_sm90_tiles_and_layouts(algo, bn, ta, tb, stream, rng, monkeypatch):
+    """Both tile widths, every operand layout (each a different kernel or staging path), several
+    CTAs and many k-tiles around the 4-stage ring, ragged edges in M, N and K."""
     from cudart_kit.ops import _gemm_sm90
 
-    monkeypatch.setattr(_gemm_sm90, "FORCE_TILES", tiles)
+    monkeypatch.setattr(_gemm_sm90, "FORCE_BN", bn)
     assert run(algo, 333, 700, 1031, stream, rng, alpha=-0.5, beta=0.25, ta=ta, tb=tb) < TOL[algo]
 
 
 @pytest.mark.parametrize("algo", SM90)
-@pytest.mark.parametrize("tiles", ["128", "128x2"])
-def test_sm90_many_tiles(algo, tiles, stream, rng, monkeypatch):
-    """More tiles than SMs (16 x 15 tiles of 128 x 128; paired: two CTAs per SM in flight), and
-    the single-row / single-column edge."""
+def test_sm90_many_tiles(algo, stream, rng, monkeypatch):
+    """More tiles than SMs (16 x 15 tiles of 128 x 128), and the single-row / single-column edge."""
     from cudart_kit.ops import _gemm_sm90
 
-    monkeypatch.setattr(_gemm_sm90, "FORCE_TILES", tiles)
+    monkeypatch.setattr(_gemm_sm90, "FORCE_BN", 128)
     assert run(algo, 2000, 1900, 200, stream, rng, alpha=1.25, beta=-1.0) < TOL[algo]
     assert run(algo, 1, 4096, 1, stream, rng) < TOL[algo]
 
@@ -639,13 +636,13 @@ def test_view_operands_larger(algo, case, stream, rng):
 
 
 @pytest.mark.parametrize("algo", SM90)
-@pytest.mark.parametrize("tiles", ["128", "256", "128x2"])
+@pytest.mark.parametrize("bn", [128, 256])
 @pytest.mark.parametrize("case", ["a_block", "T_of_blocks", "T_and_flags"])
-def test_view_operands_sm90_every_tiling(algo, tiles, case, stream, rng, monkeypatch):
-    """The Hopper kernels on views in every tile configuration, several k-tiles around the ring."""
+def test_view_operands_sm90_both_tiles(algo, bn, case, stream, rng, monkeypatch):
+    """The Hopper kernels on views at both tile widths, several k-tiles around the ring."""
     from cudart_kit.ops import _gemm_sm90
 
-    monkeypatch.setattr(_gemm_sm90, "FORCE_TILES", tiles)
+    monkeypatch.setattr(_gemm_sm90, "FORCE_BN", bn)
     assert _views_run(algo, case, "row_block", stream, rng, M=333, N=517, K=301) < TOL[algo]
 
 

@@ -14,10 +14,7 @@ from cudart_kit.ops.gemm import SIMT, matmul
 
 from test_gemm import DT, PORTABLE, SM90, TOL
 
-# the Hopper algorithms in each tile configuration (wide, narrow, narrow paired: their epilogues
-# differ: the paired kernels read every bias from global memory, the others stage a vector bias)
-SM90_TILED = [f"{a}@{t}" for a in SM90 for t in ("256", "128", "128x2")]
-ALGOS = PORTABLE + SM90_TILED + ["cublas"]
+ALGOS = PORTABLE + SM90 + ["cublas"]
 SHAPES = [(1, 1, 1), (127, 129, 131), (1000, 77, 300), (4097, 4095, 33)]
 
 
@@ -68,12 +65,7 @@ def _bias(kind, M, N, dt, stream, rng):
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("bias_kind,activation", [("col", "relu"), ("row", "gelu"), ("col_stepped_reversed", None),
                                                   ("full_T", "gelu"), ("scalar", "gelu"), (None, "relu")])
-def test_epilogue_matches_numpy(algo, shape, bias_kind, activation, stream, rng, monkeypatch):
-    if "@" in algo:
-        from cudart_kit.ops import _gemm_sm90
-
-        algo, tiles = algo.split("@")
-        monkeypatch.setattr(_gemm_sm90, "FORCE_TILES", tiles)
+def test_epilogue_matches_numpy(algo, shape, bias_kind, activation, stream, rng):
     dt = _dtype(algo)
     M, N, K = shape
     ah = rng.uniform(-1, 1, (M, K)).astype(dt)
