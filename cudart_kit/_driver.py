@@ -177,6 +177,15 @@ def stream_query(stream: int) -> bool:
     raise driver_error(res, "cuStreamQuery")
 
 
+def stream_is_capturing(stream: int) -> bool:
+    """cuStreamIsCapturing: True while the stream is being captured into a graph (also when the
+    query itself fails, e.g. the legacy stream during another stream's global-mode capture: the
+    caller then treats the stream as one it must not queue work on)."""
+    d = driver()
+    res, status = d.cuStreamIsCapturing(d.CUstream(stream))
+    return res != d.CUresult.CUDA_SUCCESS or status != d.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_NONE
+
+
 def stream_priority_range() -> tuple[int, int]:
     """(least, greatest) priority of the current context. Lower numbers are higher priority."""
     least, greatest = call("cuCtxGetStreamPriorityRange")

@@ -18,6 +18,7 @@ from . import _census
 from . import _driver as drv
 from .errors import ClosedError, CudaOutOfMemoryError, DeviceMismatchError, StreamError, translate
 from .memory import check_open
+from .memory.alloc import flush_deferred
 from .stream import Stream, as_stream
 
 __all__ = ["capture", "Capture", "Graph"]
@@ -145,7 +146,10 @@ class Capture:
         cap._core = None
         with self._parent.device.activate():
             try:
-                gb.end_building()
+                try:
+                    gb.end_building()
+                finally:
+                    flush_deferred()  # arrays dropped during the capture whose frees had to wait for its end
                 if exc_type is not None:
                     return False
                 core = gb.complete()
@@ -163,6 +167,7 @@ class Capture:
                 seen.add(id(a))
                 arrays.append(a)
         self.graph = Graph(core, self._parent.device, arrays, len(self._arrays))
+        self._arrays = []  # the graph holds them now; a Capture kept around must not
         return False
 
 

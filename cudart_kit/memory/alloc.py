@@ -4,6 +4,7 @@ with frees ordered after every stream that used the memory, and the memory censu
 
 from __future__ import annotations
 
+import threading
 import weakref
 
 import numpy as np
@@ -74,10 +75,52 @@ def _order_after(alloc_stream: Stream, used: set) -> Stream | None:
     return free_on
 
 
-def _release_pool(buf, device: Device, alloc_stream: Stream, used: set, kind: str, nbytes: int) -> None:
-    """Finalizer for device-pool and pinned arrays: never raises, never holds the Array."""
+# Frees that had to wait: an array dropped while a stream its free must be ordered on is being
+# captured into a graph (the driver would turn the free, or the event that orders it, into nodes
+# of someone else's graph, and refuses to free non-graph memory there). Retried by the next free
+# and when a kit capture ends (graph.Capture.__exit__ calls flush_deferred).
+_deferred: list = []
+_deferred_lock = threading.Lock()
+
+
+def _capturing(alloc_stream: Stream, used: set) -> bool:
+    return any(not s.is_closed and drv.stream_is_capturing(s._handle) for s in (alloc_stream, *used))
+
+
+def flush_deferred() -> int:
+    """Free the deferred arrays whose streams are no longer being captured; returns how many
+    are still waiting. Never raises."""
+    if not _deferred:
+        return 0
+    with _deferred_lock:
+        items = _deferred[:]
+        _deferred.clear()
+    for item in items:
+        if item[0] == "managed":
+            _free_managed(*item[1:])
+        else:
+            _free_pool(*item)
+    return len(_deferred)
+
+
+def _release_pool(buf, device: Device, alloc_stream: Stream, used: set, kind: str, nbytes: int,
+                  in_graph: bool = False) -> None:
+    """Finalizer for device-pool and pinned arrays: never raises, never holds the Array. A graph
+    allocation (``in_graph``: made inside a capture) is freed on its capture stream, which records
+    the free into the graph when it happens during the capture."""
+    _free_pool(buf, device, alloc_stream, used, kind, nbytes, in_graph)
+    if _deferred:
+        flush_deferred()
+
+
+def _free_pool(buf, device: Device, alloc_stream: Stream, used: set, kind: str, nbytes: int,
+               in_graph: bool = False) -> None:
     try:
         with device.activate():
+            if not in_graph and _capturing(alloc_stream, used):
+                with _deferred_lock:
+                    _deferred.append((buf, device, alloc_stream, used, kind, nbytes))
+                return
             free_on = _order_after(alloc_stream, used)
             if free_on is None:
                 drv.call("cuCtxSynchronize")
@@ -90,21 +133,29 @@ def _release_pool(buf, device: Device, alloc_stream: Stream, used: set, kind: st
                 buf.close(free_on.core)
     except Exception:
         pass
-    finally:
-        _count(kind, nbytes, -1)
+    _count(kind, nbytes, -1)
 
 
 def _release_managed(ptr: int, device: Device, alloc_stream: Stream, used: set, nbytes: int) -> None:
+    _free_managed(ptr, device, alloc_stream, used, nbytes)
+    if _deferred:
+        flush_deferred()
+
+
+def _free_managed(ptr: int, device: Device, alloc_stream: Stream, used: set, nbytes: int) -> None:
     try:
         with device.activate():
+            if _capturing(alloc_stream, used):
+                with _deferred_lock:
+                    _deferred.append(("managed", ptr, device, alloc_stream, used, nbytes))
+                return
             for s in [alloc_stream, *used]:
                 if not s.is_closed:
                     s.sync()
             drv.mem_free(ptr)
     except Exception:
         pass
-    finally:
-        _count("managed", nbytes, -1)
+    _count("managed", nbytes, -1)
 
 
 def empty(shape, dtype=np.float32, *, stream, kind: str = "device", device=None, _in_graph: bool = False,
@@ -157,7 +208,7 @@ def empty(shape, dtype=np.float32, *, stream, kind: str = "device", device=None,
             # cuda.core's pools refuse capturing streams: a graph allocation node instead
             buf = _graph_allocate(dev, s, nbytes)
             arr = Array._make(int(buf.handle), shape, dtype, strides, kind, dev, s, buf=buf, used=used)
-            arr._finalizer = weakref.finalize(arr, _release_pool, buf, dev, s, used, kind, nbytes)
+            arr._finalizer = weakref.finalize(arr, _release_pool, buf, dev, s, used, kind, nbytes, True)
         else:
             buf = _allocate(dev, s, nbytes, kind, _pool)
             arr = Array._make(int(buf.handle), shape, dtype, strides, kind, dev, s, buf=buf, used=used)
