@@ -3,17 +3,22 @@ launch, the kit's launch paths, CuPy RawKernel and PyTorch, all in the same run.
 
 Host cost = wall time of N back-to-back launches on one stream / N (the GPU work is empty or
 tiny, so the host is the bottleneck); "wall" adds the final sync. Each path warms up for
---warmup-ms of wall time (at least 1,000 calls: caches, lazy loading, CPU clocks), then the
-median of --rounds rounds of N launches is reported with its spread ((p90 - p10) / median over
-the rounds; ``~`` marks a spread above 5 %). These are host-time figures by design, so they use
-wall clocks, not cudart_kit.bench's event timing.
+--warmup-ms of wall time (at least 1,000 calls: caches, lazy loading, CPU clocks). Then the paths
+are timed in interleaved rounds: each round times N calls of every path, in an order rotated
+from round to round, so a drift of the machine (clocks, other tenants) falls on all paths alike.
+Reported per path: the median over the --rounds rounds and its spread ((p90 - p10) / median;
+``~`` marks a spread above 5 %), and the ratio to the bare 4-argument cuda.core launch as the
+median of the per-round ratios (each round's two figures taken minutes closer than two paths
+timed one after the other). These are host-time figures by design, so they use wall clocks, not
+cudart_kit.bench's event timing.
 
-    python tools/bench_launch.py [--n 20000] [--rounds 5] [--warmup-ms 100] [--graph-kernels 1000] [--json out.json]
+    python tools/bench_launch.py [--n 4000] [--rounds 15] [--warmup-ms 100] [--graph-kernels 1000] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -53,10 +58,35 @@ def per_launch_us(fn, n: int, sync, rounds: int = 5, warmup_ms: float = 100.0) -
     return statistics.median(hosts), statistics.median(walls), relative_spread(hosts)
 
 
+def interleaved(paths, n: int, rounds: int, warmup_ms: float) -> dict:
+    """{key: (host µs list, wall µs list)} over ``rounds`` rounds; ``paths``: (key, fn, sync)."""
+    for _, fn, sync in paths:  # warm-up, as per_launch_us
+        chunk = max(1, min(n, 1000))
+        t_end, k = time.perf_counter() + warmup_ms / 1e3, 0
+        while k < chunk or time.perf_counter() < t_end:
+            fn()
+            k += 1
+            if k % chunk == 0:
+                sync()
+        sync()
+    out = {key: ([], []) for key, _, _ in paths}
+    for r in range(rounds):
+        for key, fn, sync in paths[r % len(paths):] + paths[:r % len(paths)]:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            t1 = time.perf_counter()
+            sync()
+            t2 = time.perf_counter()
+            out[key][0].append((t1 - t0) / n * 1e6)
+            out[key][1].append((t2 - t0) / n * 1e6)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=20000)
-    p.add_argument("--rounds", type=int, default=5, help="rounds of --n launches per path (median)")
+    p.add_argument("--n", type=int, default=4000, help="launches per path per round")
+    p.add_argument("--rounds", type=int, default=15, help="interleaved rounds (median)")
     p.add_argument("--warmup-ms", type=float, default=100.0, help="wall time of untimed calls first, per path")
     p.add_argument("--graph-kernels", type=int, default=1000)
     p.add_argument("--json", default=None)
@@ -76,14 +106,15 @@ def main(argv=None) -> int:
     sc = s.core
     N = args.n
     rows = {}
+    paths, labels = [], {}
+    contexts = []  # CuPy's and PyTorch's current-stream contexts, entered while the paths are timed
 
     def timed(fn, n, sync):
         return per_launch_us(fn, n, sync, rounds=args.rounds, warmup_ms=args.warmup_ms)
 
     def row(key, label, fn, sync=s.sync):
-        host, wall, spread = timed(fn, N, sync)
-        rows[key] = {"label": label, "host_us": host, "wall_us": wall, "spread": spread,
-                     "noisy": spread > MAX_SPREAD}
+        paths.append((key, fn, sync))
+        labels[key] = label
 
     row("core_empty", "cuda.core launch, empty kernel", lambda: core_launch(sc, cfg, noop.core))
     xp, yp, op_ = x.ptr, y.ptr, o.ptr
@@ -107,9 +138,9 @@ def main(argv=None) -> int:
             if (n == 0xFFFFFFFFFFFFFFFFull) o[0] = x[0] + y[0]; }''', "k")
         cx, cy, co = cp.asarray(x), cp.asarray(y), cp.asarray(o)
         ext = cp.cuda.ExternalStream(s.handle)
-        with ext:
-            row("cupy_raw", "CuPy RawKernel, 4 args", lambda: raw((1,), (128,), (cx, cy, co, np.uint64(n_el))))
-            row("cupy_add", "CuPy add(out=), 1024 el", lambda: cp.add(cx, cy, out=co))
+        contexts.append(lambda: ext)
+        row("cupy_raw", "CuPy RawKernel, 4 args", lambda: raw((1,), (128,), (cx, cy, co, np.uint64(n_el))))
+        row("cupy_add", "CuPy add(out=), 1024 el", lambda: cp.add(cx, cy, out=co))
     except ImportError:
         pass
     try:
@@ -118,20 +149,35 @@ def main(argv=None) -> int:
         tx, ty = torch.from_dlpack(x), torch.from_dlpack(y)
         to = torch.from_dlpack(o)
         tstream = torch.cuda.ExternalStream(s.handle)
-        with torch.cuda.stream(tstream):
-            row("torch_add", "PyTorch add(out=), 1024 el", lambda: torch.add(tx, ty, out=to))
+        contexts.append(lambda: torch.cuda.stream(tstream))
+        row("torch_add", "PyTorch add(out=), 1024 el", lambda: torch.add(tx, ty, out=to))
         # foreign arrays passed to kit ops: wrapped once, raw, raw with a PyTorch stream object
         wx, wy, wo = ck.asarray(tx), ck.asarray(ty), ck.asarray(to)
         row("kit_add_wrapped", "kit ops.add on ck.asarray(tensor)s", lambda: ops.add(wx, wy, wo, stream=s))
         row("kit_add_torch", "kit ops.add on raw PyTorch tensors", lambda: ops.add(tx, ty, to, stream=s))
         row("kit_add_torch_stream", "kit ops.add, raw tensors, stream=torch stream",
             lambda: ops.add(tx, ty, to, stream=tstream), sync=tstream.synchronize)
+        # the framework idiom: a new torch Stream object per call (not yet a cached plan: it re-adopts)
+        row("kit_add_torch_current", "kit ops.add, raw, stream=torch.cuda.current_stream()",
+            lambda: ops.add(tx, ty, to, stream=torch.cuda.current_stream()), sync=tstream.synchronize)
+        row("torch_current_stream", "torch.cuda.current_stream() alone", lambda: torch.cuda.current_stream())
         row("kit_asarray", "ck.asarray(tensor) alone", lambda: ck.asarray(tx))
         row("kit_as_stream", "ck.as_stream(torch stream) alone", lambda: ck.as_stream(tstream))
         vx, vy, vo = x[1:], y[1:], o[1:]
         row("kit_add_view", "kit ops.add on 1-D views x[1:]", lambda: ops.add(vx, vy, vo, stream=s))
     except ImportError:
         pass
+
+    with contextlib.ExitStack() as st:
+        for ctx in contexts:
+            st.enter_context(ctx())
+        figures = interleaved(paths, N, args.rounds, args.warmup_ms)
+    base_rounds = figures["core_4arg"][0]
+    for key, (hosts, walls) in figures.items():
+        spread = relative_spread(hosts)
+        rows[key] = {"label": labels[key], "host_us": statistics.median(hosts), "wall_us": statistics.median(walls),
+                     "spread": spread, "noisy": spread > MAX_SPREAD,
+                     "x_core_4arg": statistics.median(h / b for h, b in zip(hosts, base_rounds))}
 
     # graphs: the same small op captured G times, replayed
     G = args.graph_kernels
@@ -153,21 +199,22 @@ def main(argv=None) -> int:
     reps = max(20, N // G)
     host, wall, spread = timed(lambda: kit_graph.replay(s), reps, s.sync)
     rows["kit_graph"] = {"label": f"kit graph replay ({G} ops.add)", "host_us": host / G, "wall_us": wall / G,
-                         "spread": spread, "noisy": spread > MAX_SPREAD}
+                         "spread": spread, "noisy": spread > MAX_SPREAD, "x_core_4arg": None}
     host, wall, spread = timed(lambda: bare_graph.launch(sc), reps, s.sync)
     rows["core_graph"] = {"label": f"bare cuda.core graph ({G} add_f32)", "host_us": host / G, "wall_us": wall / G,
-                          "spread": spread, "noisy": spread > MAX_SPREAD}
+                          "spread": spread, "noisy": spread > MAX_SPREAD, "x_core_4arg": None}
     # kernels per second through each path (wall)
     for r in rows.values():
         r["kernels_per_s"] = 1e6 / r["wall_us"]
 
-    base = rows["core_4arg"]["host_us"]
-    print(f"\nlaunch overhead on {dev.name}: host µs per launch ({N} back-to-back launches), ratio to a "
-          "bare 4-arg cuda.core launch")
-    print(f"{'path':44} {'host µs':>8} {'wall µs':>8} {'x core':>7} {'kernels/s':>10} {'spread':>7}")
+    print(f"\nlaunch overhead on {dev.name}: host µs per launch ({N} back-to-back launches per round, "
+          f"{args.rounds} interleaved rounds), x core = median of the per-round ratios to a bare 4-arg "
+          "cuda.core launch")
+    print(f"{'path':52} {'host µs':>8} {'wall µs':>8} {'x core':>7} {'kernels/s':>10} {'spread':>7}")
     for r in rows.values():
         mark = "~" if r["noisy"] else " "
-        print(f"{r['label']:44} {r['host_us']:7.3f}{mark} {r['wall_us']:8.3f} {r['host_us'] / base:7.2f} "
+        x = f"{r['x_core_4arg']:7.2f}" if r["x_core_4arg"] is not None else f"{'':7}"
+        print(f"{r['label']:52} {r['host_us']:7.3f}{mark} {r['wall_us']:8.3f} {x} "
               f"{r['kernels_per_s']:10.0f} {100 * r['spread']:6.1f}%")
     kg, cg = rows["kit_graph"], rows["core_graph"]
     print(f"graph replay of {G} kernels: host µs per replay kit {kg['host_us'] * G:.2f} vs bare cuda.core "

@@ -12,6 +12,9 @@ run() {
   echo "RESULT $name rc=$rc"
   tail -${TAIL:-6} "/tmp/diag_$name.log"
 }
+# DIAG_PARTS: which experiments (default all): nccl interop capture
+part() { [[ " ${DIAG_PARTS:-nccl interop capture} " == *" $1 "* ]]; }
+if part nccl; then
 run import_nccl $PY -c "import nccl.core"
 run nccl_and_context $PY -c "import nccl.core, cuda.core; cuda.core.Device(0).set_current()"
 run collectives $PY -m pytest tests/gpu/test_collectives.py -q -p no:cacheprovider
@@ -28,8 +31,16 @@ if [ -f /tmp/diag_collectives.log ] && tail -3 /tmp/diag_collectives.log | grep 
     echo "no gdb on this machine"
   fi
 fi
+fi
+if part interop; then
 run interop $PY -m pytest tests/gpu/test_interop.py -q -p no:cacheprovider
-if tail -3 /tmp/diag_interop.log | grep -q "Segmentation\|Fatal Python"; then
+if [ -n "${INTEROP_QUICK:-}" ]; then
+  # the short form: the JAX / numba test alone, then the file without the nvtx wheel, without any extra
+  TAIL=3 run interop_jax_numba_only $PY -m pytest tests/gpu/test_interop.py -q -p no:cacheprovider -k numba_and_jax
+  rm -rf /tmp/site_no_nvtx && mkdir -p /tmp/site_no_nvtx && (cd /tmp/site && for f in *; do case "$f" in nvtx*) ;; *) ln -s "/tmp/site/$f" "/tmp/site_no_nvtx/$f";; esac; done)
+  TAIL=3 PYTHONPATH="/tmp/site_no_nvtx:$PWD" run interop_without_nvtx $PY -m pytest tests/gpu/test_interop.py -q -p no:cacheprovider
+  TAIL=3 PYTHONPATH="$PWD" run interop_no_extras $PY -m pytest tests/gpu/test_interop.py -q -p no:cacheprovider
+elif tail -3 /tmp/diag_interop.log | grep -q "Segmentation\|Fatal Python"; then
   # 2026-12-04: test_interop.py alone crashes at exit with every extra installed. Which test, and
   # does it need the nvtx / nccl4py / nvmath wheels on the path (/tmp/site)?
   i=0
@@ -48,5 +59,8 @@ if tail -3 /tmp/diag_interop.log | grep -q "Segmentation\|Fatal Python"; then
     echo "no gdb on this machine"
   fi
 fi
+fi
+if part capture; then
 run capture_plain $PY tools/diag_capture_side.py
 TAIL=40 run capture_memcheck compute-sanitizer --tool memcheck --report-api-errors no $PY tools/diag_capture_side.py
+fi
