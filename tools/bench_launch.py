@@ -176,8 +176,18 @@ def main(argv=None) -> int:
     for key, (hosts, walls) in figures.items():
         spread = relative_spread(hosts)
         rows[key] = {"label": labels[key], "host_us": statistics.median(hosts), "wall_us": statistics.median(walls),
-                     "spread": spread, "noisy": spread > MAX_SPREAD,
+                     "spread": spread, "noisy": spread > MAX_SPREAD, "rounds_us": hosts,
                      "x_core_4arg": statistics.median(h / b for h, b in zip(hosts, base_rounds))}
+    # issue 13's bars, each its own pair compared round by round (median of the per-round ratios)
+    bars = {}
+    for name, (a, b, bar) in {"kit ops.add / bare 4-arg cuda.core launch": ("kit_op_add", "core_4arg", 0.93),
+                              "prepared empty / bare empty cuda.core launch": ("kit_prepared_empty", "core_empty", 1.0),
+                              "ops.add raw tensors / torch.add(out=)": ("kit_add_torch", "torch_add", 1.0),
+                              "ops.add stream=torch stream / torch.add(out=)": ("kit_add_torch_stream", "torch_add", 1.0)
+                              }.items():
+        if a in figures and b in figures:
+            ratio = statistics.median(x / y for x, y in zip(figures[a][0], figures[b][0]))
+            bars[name] = {"ratio": ratio, "bar": bar, "met": ratio <= bar}
 
     # graphs: the same small op captured G times, replayed
     G = args.graph_kernels
@@ -216,6 +226,8 @@ def main(argv=None) -> int:
         x = f"{r['x_core_4arg']:7.2f}" if r["x_core_4arg"] is not None else f"{'':7}"
         print(f"{r['label']:52} {r['host_us']:7.3f}{mark} {r['wall_us']:8.3f} {x} "
               f"{r['kernels_per_s']:10.0f} {100 * r['spread']:6.1f}%")
+    for name, b in bars.items():
+        print(f"bar {name}: {b['ratio']:.2f}x (<= {b['bar']:.2f}: {'met' if b['met'] else 'NOT met'})")
     kg, cg = rows["kit_graph"], rows["core_graph"]
     print(f"graph replay of {G} kernels: host µs per replay kit {kg['host_us'] * G:.2f} vs bare cuda.core "
           f"{cg['host_us'] * G:.2f} ({kg['host_us'] / cg['host_us']:.2f}x); wall per kernel "
@@ -223,7 +235,7 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": dev.name, "n": N, "rounds": args.rounds, "warmup_ms": args.warmup_ms,
-                       "graph_kernels": G, "rows": rows}, f, indent=2)
+                       "graph_kernels": G, "rows": rows, "bars": bars}, f, indent=2)
     s.close()
     return 0
 
