@@ -33,10 +33,8 @@ from cudart_kit.bench import relative_spread
 MAX_SPREAD = 0.05
 
 
-def per_launch_us(fn, n: int, sync, rounds: int = 5, warmup_ms: float = 100.0) -> tuple[float, float, float]:
-    """(host µs per call, wall µs per call incl. the final sync, spread of the host figure):
-    medians over ``rounds`` rounds of ``n`` calls, after ``warmup_ms`` of wall time of calls
-    (at least min(n, 1000) of them)."""
+def _warm(fn, n: int, sync, warmup_ms: float) -> None:
+    """Untimed calls for ``warmup_ms`` of wall time, at least min(n, 1000) of them."""
     chunk = max(1, min(n, 1000))
     t_end, k = time.perf_counter() + warmup_ms / 1e3, 0
     while k < chunk or time.perf_counter() < t_end:
@@ -45,41 +43,39 @@ def per_launch_us(fn, n: int, sync, rounds: int = 5, warmup_ms: float = 100.0) -
         if k % chunk == 0:
             sync()  # the GPU keeps up with the warm-up: no unbounded queue of work behind it
     sync()
-    hosts, walls = [], []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        t1 = time.perf_counter()
-        sync()
-        t2 = time.perf_counter()
-        hosts.append((t1 - t0) / n * 1e6)
-        walls.append((t2 - t0) / n * 1e6)
-    return statistics.median(hosts), statistics.median(walls), relative_spread(hosts)
+
+
+def _batch(fn, n: int, sync) -> tuple[float, float]:
+    """(host µs per call, wall µs per call incl. the final sync) of ``n`` calls back to back."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    t1 = time.perf_counter()
+    sync()
+    t2 = time.perf_counter()
+    return (t1 - t0) / n * 1e6, (t2 - t0) / n * 1e6
+
+
+def per_launch_us(fn, n: int, sync, rounds: int = 5, warmup_ms: float = 100.0) -> tuple[float, float, float]:
+    """(host µs per call, wall µs per call incl. the final sync, spread of the host figure):
+    medians over ``rounds`` rounds of ``n`` calls, after ``warmup_ms`` of wall time of calls
+    (at least min(n, 1000) of them)."""
+    _warm(fn, n, sync, warmup_ms)
+    hosts, walls = zip(*(_batch(fn, n, sync) for _ in range(rounds)))
+    return statistics.median(hosts), statistics.median(walls), relative_spread(list(hosts))
 
 
 def interleaved(paths, n: int, rounds: int, warmup_ms: float) -> dict:
-    """{key: (host µs list, wall µs list)} over ``rounds`` rounds; ``paths``: (key, fn, sync)."""
-    for _, fn, sync in paths:  # warm-up, as per_launch_us
-        chunk = max(1, min(n, 1000))
-        t_end, k = time.perf_counter() + warmup_ms / 1e3, 0
-        while k < chunk or time.perf_counter() < t_end:
-            fn()
-            k += 1
-            if k % chunk == 0:
-                sync()
-        sync()
+    """{key: (host µs list, wall µs list)} over ``rounds`` rounds, every path timed once per
+    round in an order rotated per round; ``paths``: (key, fn, sync)."""
+    for _, fn, sync in paths:
+        _warm(fn, n, sync, warmup_ms)
     out = {key: ([], []) for key, _, _ in paths}
     for r in range(rounds):
         for key, fn, sync in paths[r % len(paths):] + paths[:r % len(paths)]:
-            t0 = time.perf_counter()
-            for _ in range(n):
-                fn()
-            t1 = time.perf_counter()
-            sync()
-            t2 = time.perf_counter()
-            out[key][0].append((t1 - t0) / n * 1e6)
-            out[key][1].append((t2 - t0) / n * 1e6)
+            host, wall = _batch(fn, n, sync)
+            out[key][0].append(host)
+            out[key][1].append(wall)
     return out
 
 
