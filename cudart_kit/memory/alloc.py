@@ -4,7 +4,6 @@ with frees ordered after every stream that used the memory, and the memory censu
 
 from __future__ import annotations
 
-import threading
 import weakref
 
 import numpy as np
@@ -78,9 +77,9 @@ def _order_after(alloc_stream: Stream, used: set) -> Stream | None:
 # Frees that had to wait: an array dropped while a stream its free must be ordered on is being
 # captured into a graph (the driver would turn the free, or the event that orders it, into nodes
 # of someone else's graph, and refuses to free non-graph memory there). Retried by the next free
-# and when a kit capture ends (graph.Capture.__exit__ calls flush_deferred).
-_deferred: list = []
-_deferred_lock = threading.Lock()
+# and when a kit capture ends (graph.Capture.__exit__ calls flush_deferred). No lock: a finalizer
+# may run inside any allocation, also inside the flush; list append and pop are atomic.
+_deferred: list = []  # ("pool", buf, ...) / ("managed", ptr, ...): _free_pool / _free_managed's arguments
 
 
 def _capturing(alloc_stream: Stream, used: set) -> bool:
@@ -90,16 +89,14 @@ def _capturing(alloc_stream: Stream, used: set) -> bool:
 def flush_deferred() -> int:
     """Free the deferred arrays whose streams are no longer being captured; returns how many
     are still waiting. Never raises."""
-    if not _deferred:
-        return 0
-    with _deferred_lock:
-        items = _deferred[:]
-        _deferred.clear()
-    for item in items:
-        if item[0] == "managed":
-            _free_managed(*item[1:])
-        else:
-            _free_pool(*item)
+    items = []
+    for _ in range(len(_deferred)):  # only what is waiting now: a free deferred again stays for later
+        try:
+            items.append(_deferred.pop())
+        except IndexError:  # another thread's flush took it
+            break
+    for tag, *args in items:
+        (_free_managed if tag == "managed" else _free_pool)(*args)
     return len(_deferred)
 
 
@@ -118,8 +115,7 @@ def _free_pool(buf, device: Device, alloc_stream: Stream, used: set, kind: str, 
     try:
         with device.activate():
             if not in_graph and _capturing(alloc_stream, used):
-                with _deferred_lock:
-                    _deferred.append((buf, device, alloc_stream, used, kind, nbytes))
+                _deferred.append(("pool", buf, device, alloc_stream, used, kind, nbytes))
                 return
             free_on = _order_after(alloc_stream, used)
             if free_on is None:
@@ -146,8 +142,7 @@ def _free_managed(ptr: int, device: Device, alloc_stream: Stream, used: set, nby
     try:
         with device.activate():
             if _capturing(alloc_stream, used):
-                with _deferred_lock:
-                    _deferred.append(("managed", ptr, device, alloc_stream, used, nbytes))
+                _deferred.append(("managed", ptr, device, alloc_stream, used, nbytes))
                 return
             for s in [alloc_stream, *used]:
                 if not s.is_closed:
