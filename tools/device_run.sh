@@ -8,7 +8,8 @@
 # the bad-input matrix test; "nvtx" checks with ncu that the kit's NVTX ranges select its kernels
 # and measures their host cost; "stability" repeats bandwidth figures (tools/bench_stability.py);
 # "strided_memcheck" runs memcheck over the view tests (every strided kernel); "epi_sanitize"
-# memcheck and racecheck over the matmul epilogue tests; "diag" runs tools/diag_exit.sh.
+# memcheck and racecheck over the matmul epilogue tests; "diag" runs tools/diag_exit.sh; "ncu_gemm"
+# profiles the Hopper BF16 kernel next to cuBLAS's at NCU_SHAPE (tools/profile_gemm.py).
 set -uo pipefail
 OUT=${OUT:-/tmp/cudart_kit_out}
 mkdir -p "$OUT"
@@ -136,6 +137,16 @@ if has nvtx; then
   summary+=("ncu --nvtx-include cudart_kit@overlap:kernel/ (exit $?): profiled kernels: ${ks:-none}")
   $PY tools/check_nvtx.py cost > "$OUT/nvtx_cost.json" 2>&1
   summary+=("nvtx host cost: $(tail -1 "$OUT/nvtx_cost.json")")
+fi
+
+if has ncu_gemm; then
+  # Nsight Compute on the Hopper BF16 kernel and cuBLAS's at one shape (NCU_SHAPE, default the short-K
+  # 4096x4096x256 where the kit runs 0.70x): throughput, occupancy, launch, warp stalls, memory, tail
+  timeout -k 10 ${NCU_TIMEOUT:-300} ncu --clock-control none -k "regex:gemm|nvjet|xmma|cutlass" \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+    --section MemoryWorkloadAnalysis --section SchedulerStats --section ComputeWorkloadAnalysis \
+    $PY tools/profile_gemm.py bf16_sm90 torch_bf16 --shape "${NCU_SHAPE:-4096x4096x256}" > "$OUT/ncu_gemm.txt" 2>&1
+  summary+=("ncu over bf16_sm90 and cuBLAS at ${NCU_SHAPE:-4096x4096x256} (exit $?): $(grep -c 'Duration' "$OUT/ncu_gemm.txt") kernels profiled")
 fi
 
 if has stability; then

@@ -40,6 +40,10 @@ if [ -n "${INTEROP_QUICK:-}" ]; then
   rm -rf /tmp/site_no_nvtx && mkdir -p /tmp/site_no_nvtx && (cd /tmp/site && for f in *; do case "$f" in nvtx*) ;; *) ln -s "/tmp/site/$f" "/tmp/site_no_nvtx/$f";; esac; done)
   TAIL=3 PYTHONPATH="/tmp/site_no_nvtx:$PWD" run interop_without_nvtx $PY -m pytest tests/gpu/test_interop.py -q -p no:cacheprovider
   TAIL=3 PYTHONPATH="$PWD" run interop_no_extras $PY -m pytest tests/gpu/test_interop.py -q -p no:cacheprovider
+  # the one test that crashes alone, and its body as a script in both import orders
+  TAIL=2 run stream_order_test $PY -m pytest tests/gpu/test_interop.py::test_stream_order_torch_kit_torch -q -p no:cacheprovider
+  TAIL=2 run script_torch_first $PY tools/diag_torch_exit.py exact
+  TAIL=2 run script_kit_first $PY tools/diag_torch_exit.py kitfirst
 elif tail -3 /tmp/diag_interop.log | grep -q "Segmentation\|Fatal Python"; then
   # 2026-12-04: test_interop.py alone crashes at exit with every extra installed. Which test, and
   # does it need the nvtx / nccl4py / nvmath wheels on the path (/tmp/site)?

@@ -6,16 +6,26 @@ at interpreter exit on the H200 (2026-12-04). Variant (argv[1]) of its pattern, 
   clear   as "op", then the kit's caches of foreign objects cleared before exit
   fixture as "op" inside the GPU tests' fixture: a kit Stream created first, synced and closed after
   fixture_open  as "fixture" without the close
+  exact   the test's body with its fixtures' objects, PyTorch imported first (exited cleanly)
+  kitfirst  as "exact", but the kit initialises CUDA before PyTorch is imported, as under pytest
+            (the conftest's report header calls ck.get_device(0) before any test imports torch)
 """
 import sys
 
 import numpy as np
-import torch
-
-import cudart_kit as ck
-from cudart_kit import ops
 
 v = sys.argv[1]
+if v == "kitfirst":
+    import cudart_kit as ck
+
+    ck.get_device(0)
+    v = "exact"
+
+import torch  # noqa: E402
+
+import cudart_kit as ck  # noqa: E402
+from cudart_kit import ops  # noqa: E402
+
 if v == "exact":  # the test's body, with its fixtures' objects
     rng = np.random.default_rng(1)
     kstream = ck.Stream.create(ck.get_device(0))
