@@ -52,10 +52,16 @@ def blocks_for(n: int, per_block: int) -> int:
 
 
 def _dim3(v, what: str) -> tuple[int, int, int]:
-    if isinstance(v, (int, np.integer)):
+    """A grid or block as three ints: an integer, or a tuple / list of 1 to 3 integers (numpy
+    integers too). ArgumentError (a TypeError) for anything else (a float, a string, a bool),
+    never a silent truncation; LaunchConfigError for a count or a dimension out of range."""
+    if type(v) is int or (isinstance(v, np.integer) and not isinstance(v, np.bool_)):
         t = (int(v), 1, 1)
     else:
-        t = tuple(int(x) for x in v)
+        if not isinstance(v, (tuple, list)):
+            raise ArgumentError(f"{what} must be an integer or a tuple of 1 to 3 integers, got {v!r} "
+                                f"({type(v).__name__})")
+        t = tuple(_whole(x, f"{what}[{i}]") for i, x in enumerate(v))
         if not 1 <= len(t) <= 3:
             raise LaunchConfigError(f"{what} must have 1 to 3 dimensions, got {v!r}")
         t = t + (1,) * (3 - len(t))

@@ -13,7 +13,7 @@ from . import memory as mem
 from . import profiling as _prof
 from ._launch import blocks_for, check_geometry  # re-exported: public
 from .bench import BenchResult, benchmark  # the kit's one benchmark helper, re-exported
-from .device import Device
+from .device import Device, get_device
 from .errors import ArgumentError, ClosedError, DeviceMismatchError, driver_error
 from .event import TimingRecord, begin_timing, end_timing
 from .module import Kernel
@@ -246,8 +246,10 @@ class _ProbeStream:
         self.held: list = []
 
 
-def prepare(kernel: Kernel, grid, block, *args, device: Device, shared_mem_bytes: int = 0) -> PreparedLaunch:
-    """Check once, launch many times: see :class:`PreparedLaunch`."""
-    return PreparedLaunch(kernel, grid, block, *args, device=device, shared_mem_bytes=shared_mem_bytes)
+def prepare(kernel: Kernel, grid, block, *args, device, shared_mem_bytes: int = 0) -> PreparedLaunch:
+    """Check once, launch many times: see :class:`PreparedLaunch`. ``device``: a Device or
+    anything :func:`get_device` takes (an ordinal)."""
+    dev = device if isinstance(device, Device) or hasattr(device, "ordinal") else get_device(device)
+    return PreparedLaunch(kernel, grid, block, *args, device=dev, shared_mem_bytes=shared_mem_bytes)
 
 

@@ -104,6 +104,12 @@ def test_blocks_for_and_dims():
         _dim3((1, 2, 3, 4), "block")
     with pytest.raises(ck.LaunchConfigError, match=">= 1"):
         _dim3((0, 1), "block")
+    assert _dim3([np.int64(3), 2], "grid") == (3, 2, 1)
+    # never a silent truncation or a string read as digits: ArgumentError (a TypeError) naming it
+    for bad, where in (((2.5,), r"grid\[0\] must be an integer, got 2.5"), ("4", "grid must be an integer or a tuple"),
+                       (2.5, "got 2.5 \\(float\\)"), (True, "got True \\(bool\\)"), ((1, "2"), r"grid\[1\]")):
+        with pytest.raises(ck.ArgumentError, match=where):
+            _dim3(bad, "grid")
 
 
 class _FakeKernel:

@@ -1115,6 +1115,10 @@ def test_matmul_bias_dtype_activation_and_overlap_errors(monkeypatch):
     out = _wrap(big[:5], s.device)
     with pytest.raises(DTypeError, match=r"bias must be float32 \(out's dtype\), got float64"):
         gemm.matmul(a, b, out, bias=_wrap(host.array(np.ones(7)), s.device), stream=s)
+    with pytest.raises(DTypeError, match=r"^matmul: out is float64 but a and b are float32; out must be 5x7 float32"):
+        gemm.matmul(a, b, _wrap(host.array(np.ones((5, 7))), s.device), stream=s)
+    with pytest.raises(ShapeError, match=r"^matmul: out must be 5x7 float32, got \(5, 6\)"):
+        gemm.matmul(a, b, _wrap(host.array(np.ones((5, 6), np.float32)), s.device), stream=s)
     with pytest.raises(ValueError, match=r"activation must be one of \(None, 'relu', 'gelu'\), got 'tanh'"):
         gemm.matmul(a, b, out, activation="tanh", stream=s)
     with pytest.raises(ShapeError, match="bias overlaps out"):  # a row of out itself

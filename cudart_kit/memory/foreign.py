@@ -161,11 +161,14 @@ def torch_facts(t) -> "tuple | None":
 def coerce(obj, s: "Stream | None", what: str, hold: bool = True) -> Array:
     """asarray with an already-coerced stream; errors name the argument as ``what``. With
     ``hold=False`` (the ops' operands, used only during the call) a PyTorch tensor's Array may
-    come from a validated cache and does not keep the tensor alive."""
+    come from a validated cache and does not keep the tensor alive — except while ``s`` is being
+    captured: the graph keeps what its work touches alive, so the Array must hold the tensor."""
     if isinstance(obj, Array):
         if obj.ptr == 0 and obj.nbytes:
             raise closed_error(obj, what)
         return obj
+    if not hold and s is not None and s._capture is not None:
+        hold = True
     if _torch_kind(obj):
         arr = _from_torch(obj, what, obj) if hold else _cached_torch(obj, what)
         if arr is not None:

@@ -317,8 +317,9 @@ def classify(shape, strides, itemsize: int, ptr: int = 0, *, what: str = "matmul
     if rows == 0 or cols == 0:  # nothing is read; the caller refuses empty problems by their sizes
         return Stored(False, max(cols, 1))
     if ptr % it:
-        raise ShapeError(f"{what} starts at byte address {ptr:#x}, not a multiple of its {it}-byte elements: "
-                         "the kernels read whole, aligned elements; copy it into an aligned array first")
+        raise ShapeError(f"{what} has shape ({rows}, {cols}) and strides ({s0}, {s1}) bytes ({it}-byte elements) "
+                         f"but starts at byte address {ptr:#x}, not a multiple of its {it}-byte elements: the kernels "
+                         "read whole, aligned elements; copy it into an aligned array first")
 
     def pitch(s: int, extent: int) -> int | None:  # elements between rows/columns, if usable
         return s // it if s > 0 and s % it == 0 and s // it >= extent else None

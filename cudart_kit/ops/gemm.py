@@ -222,8 +222,10 @@ def _matmul(a, b, out, alpha, beta, algo: str, transpose_a, transpose_b, allow_t
         ldc = N
     else:
         O = asarray(out, stream=s, name="matmul: out")
-        if O.shape != (M, N) or O.dtype != A.dtype:
+        if O.shape != (M, N):
             raise ShapeError(f"matmul: out must be {M}x{N} {A.dtype}, got {O.shape} {O.dtype}")
+        if O.dtype != A.dtype:
+            raise DTypeError(f"matmul: out is {O.dtype} but a and b are {A.dtype}; out must be {M}x{N} {A.dtype}")
         row_major = f"a row-major out (strides (ldc*{it}, {it}) with ldc >= {N})"
         tc, ldc = layout_of(O, "out", f"the {name} kernel writes {row_major}")
         if tc:  # unit stride along M, not along N (a single row is row-major whatever its row stride)

@@ -216,10 +216,11 @@ def _binary(base: str, x, y, out, stream, timed: bool):
                 cfg = _config_for(grid)
             _do_launch(s, cfg, kernel, (xp, yp, op_, n))
             return out
-    elif out is not None and not timed:
+    elif out is not None and not timed and s._capture is None:
         # raw foreign tensors (the kit's first users pass PyTorch tensors straight in): a launch
         # plan per (op, tensors, stream), reused while every tensor is the same live tensor with
-        # the same pointer, shape, strides and dtype and the stream is the same open stream
+        # the same pointer, shape, strides and dtype and the stream is the same open stream (not
+        # inside a kit capture: there the checked path makes the graph hold the tensors)
         plan = _tplans.get((base, id(x), id(y), id(out), id(s)))
         if plan is not None and plan[0]() is s and _replay(plan, x, y, out):  # s is open: coerced above
             return out

@@ -85,3 +85,35 @@ def test_capture_object_kept_across_captures(device, stream, rng):
         got = c.to_numpy(stream=stream).astype(np.float64)
         assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 5e-3
         cap.graph.close()
+
+
+def test_capture_holds_raw_torch_tensors(device, stream, rng):
+    """The graph keeps every array its work touches alive (docs/embedding.md), raw PyTorch tensors
+    passed to the ops included: dropped after the capture, they live until the graph is closed,
+    and replays read them, not freed memory."""
+    import weakref
+
+    torch = pytest.importorskip("torch")
+    n = 4099
+    xh, yh = rng.uniform(-1, 1, n).astype(np.float32), rng.uniform(-1, 1, n).astype(np.float32)
+    x, y = torch.from_numpy(xh).cuda(), torch.from_numpy(yh).cuda()
+    out, out2, out3 = (torch.full((n,), float("nan"), device="cuda") for _ in range(3))
+    torch.cuda.synchronize()
+    with ck.graph.capture(stream) as cap:
+        ops.add(x, y, out, stream=cap.stream)      # the binary ops' raw-tensor path
+        ops.scale(2.0, x, out2, stream=cap.stream)  # the other ops' operand path
+        ck.copy(out3, y, stream=cap.stream)         # copies
+    refs = [weakref.ref(t) for t in (x, y, out, out2, out3)]
+    del x, y, out, out2, out3
+    gc.collect()
+    assert all(r() is not None for r in refs), "a tensor the graph uses was collected"
+    cap.graph.replay(stream)
+    stream.sync()
+    got = [r().cpu().numpy() for r in refs[2:]]
+    np.testing.assert_array_equal(got[0], xh + yh)
+    np.testing.assert_array_equal(got[1], np.float32(2.0) * xh)
+    np.testing.assert_array_equal(got[2], yh)
+    cap.graph.close()
+    del got
+    gc.collect()
+    assert all(r() is None for r in refs), "the closed graph still holds the tensors"

@@ -726,7 +726,8 @@ def test_view_layouts_refused_with_what_the_kernel_needs(device, stream, rng):
         matmul(A[:30, :30], BB[:, :20], BB[:, 15:35], algo="simt", stream=stream)
     raw = ck.empty((40 * 30 * 4 + 4,), np.uint8, stream=stream)
     odd = raw[1:1 + 40 * 30 * 4].view(np.float32).reshape(40, 30)  # starts 1 byte off a float boundary
-    with pytest.raises(ck.ShapeError, match=r"^matmul: a starts at byte address 0x[0-9a-f]+, not a multiple of its "
+    with pytest.raises(ck.ShapeError, match=r"^matmul: a has shape \(40, 30\) and strides \(120, 4\) bytes \(4-byte "
+                                            r"elements\) but starts at byte address 0x[0-9a-f]+, not a multiple of its "
                                             r"4-byte elements"):
         matmul(odd, B[:, :10], out, algo="simt", stream=stream)
     assert np.isnan(out.to_numpy(stream=stream)).all()

@@ -207,6 +207,9 @@ def test_copy_refusals(stream):
         ck.copy(ck.empty(9, np.float32, stream=s), a[0], stream=s)
     with pytest.raises(ValueError, match="overlap"):  # interleaved rows: the memory ranges overlap
         ck.copy(a[::2], a[1::2], stream=s)
+    with pytest.raises(ValueError, match="overlap"):  # the same start, another layout: would race
+        ck.copy(a, a.T, stream=s)
+    ck.copy(a, a, stream=s)  # the very same view: a copy onto itself, allowed
     with pytest.raises(ck.ShapeError, match="zero stride"):
         ck.copy(_Broadcast(a), a, stream=s)
     np.testing.assert_array_equal(a.to_numpy(stream=s).shape, (8, 8))  # still usable
