@@ -179,11 +179,12 @@ class Kernel:
             except Exception as exc:
                 raise translate(exc, "cuKernelGetAttribute") from exc
 
-    def preload(self, device: Device) -> None:
+    def preload(self, device: "Device | int | None" = None) -> None:
         """Load this kernel's code into ``device``'s context (cuKernelGetFunction + cuFuncLoad),
-        so its first launch there does not wait for queued work (see :meth:`Module.preload`)."""
+        so its first launch there does not wait for queued work (see :meth:`Module.preload`).
+        ``device``: a Device, an ordinal or None (device 0), as :meth:`Module.preload`."""
         d = drv.driver()
-        with device.activate():
+        with get_device(device).activate():
             fn = drv.call("cuKernelGetFunction", d.CUkernel(int(self.core.handle)))
             drv.call("cuFuncLoad", fn)
 

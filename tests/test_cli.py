@@ -532,6 +532,22 @@ def test_bandwidth_rows_and_sweep():
     cli.print_bandwidth(doc, cli.Printer(out, rich=False))
     text = out.getvalue()
     assert "Device 0: NVIDIA H100" in text and "Against the peers at 2 KiB" in text
+    # a figure flagged noisy shows "~" after its GB/s in the text tables (docs/cli.md), not in the CSV
+    doc["results"][0]["noisy"] = True
+    assert cli.bandwidth_rows(doc)[0][3].endswith("~") and not cli.bandwidth_rows(doc)[1][3].endswith("~")
+    assert cli.bandwidth_sweep(doc, 0)[1][0][1].endswith("~")
+    assert "~" not in cli.bandwidth_csv(doc)
+
+
+def test_missing_package_messages():
+    """A missing core dependency says how to install the kit's dependencies; a missing optional
+    extra keeps its own message (which names the extra to install)."""
+    from cudart_kit.cli.app import _classify
+
+    code, msg = _classify(ModuleNotFoundError("No module named 'numpy'", name="numpy"))
+    assert code == 1 and "pip install cuda-core cuda-bindings numpy" in msg
+    code, msg = _classify(ImportError("plotting needs matplotlib: pip install 'cudart-kit[plot]'"))
+    assert code == 1 and msg == "a package is missing: plotting needs matplotlib: pip install 'cudart-kit[plot]'"
 
 
 def test_bandwidth_text_concurrent():

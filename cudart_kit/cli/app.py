@@ -51,8 +51,11 @@ def _classify(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED, "interrupted"
     if isinstance(exc, ImportError):
-        return EXIT_FAIL, (f"a required package is missing ({exc}); install cudart-kit with its "
-                           "dependencies: pip install cuda-core cuda-bindings numpy")
+        core = (getattr(exc, "name", None) or "").split(".")[0] in ("cuda", "numpy")
+        if core or "pip install" not in str(exc):
+            return EXIT_FAIL, (f"a required package is missing ({exc}); install cudart-kit with its "
+                               "dependencies: pip install cuda-core cuda-bindings numpy")
+        return EXIT_FAIL, f"a package is missing: {exc}"  # an optional extra: its own message says what to run
     if isinstance(exc, OSError):
         return EXIT_FAIL, (f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
     if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):

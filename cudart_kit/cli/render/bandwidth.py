@@ -47,6 +47,12 @@ def _peer_text(peer: dict | None) -> tuple[str, str]:
 BANDWIDTH_HEADERS = ["dev", "copy", "size", "GB/s", "us/copy", "peer", "of peer"]
 
 
+def _gbps_text(r: dict) -> str:
+    """A figure's GB/s for the text tables, ``~`` after it when it was flagged noisy (the CSV
+    and JSON keep the number and the ``noisy`` field)."""
+    return f"{r['gbps']:.1f}{'~' if r.get('noisy') else ''}"
+
+
 def bandwidth_rows(doc: dict, only_bytes: int | None = None) -> list[list]:
     """Long-form rows (one per figure); ``only_bytes`` keeps one size."""
     from ...bandwidth import format_size
@@ -57,7 +63,7 @@ def bandwidth_rows(doc: dict, only_bytes: int | None = None) -> list[list]:
             continue
         peer, ratio = _peer_text(r.get("peer"))
         rows.append([r["device"], _label(r["direction"], r["memory"]), format_size(r["bytes"]),
-                     f"{r['gbps']:.1f}", f"{r['median_ms'] * 1e3:.2f}", peer, ratio])
+                     _gbps_text(r), f"{r['median_ms'] * 1e3:.2f}", peer, ratio])
     return rows
 
 
@@ -72,9 +78,8 @@ def bandwidth_sweep(doc: dict, device: int) -> tuple[list[str], list[list]]:
         label = _label(r["direction"], r["memory"])
         if label not in columns:
             columns.append(label)
-        by_size.setdefault(r["bytes"], {})[label] = r["gbps"]
-    rows = [[format_size(n)] + [("-" if c not in vals else f"{vals[c]:.1f}") for c in columns]
-            for n, vals in sorted(by_size.items())]
+        by_size.setdefault(r["bytes"], {})[label] = _gbps_text(r)
+    rows = [[format_size(n)] + [vals.get(c, "-") for c in columns] for n, vals in sorted(by_size.items())]
     return ["size"] + [f"{c} GB/s" for c in columns], rows
 
 
