@@ -42,7 +42,14 @@ class Module:
         refusal (CUDA_ERROR_NO_BINARY_FOR_GPU) surfaces at the first kernel lookup.
 
         Loading is context-independent (cuLibraryLoad*); PTX is JIT-compiled by the driver for
-        the device it is first used on. The bytes that were checked are the bytes loaded."""
+        the device it is first used on. The bytes that were checked are the bytes loaded; a
+        fatbin's compressed entries are expanded and checked too (:func:`image.validate`)."""
+        return cls._load(source, kind, name, device, expand=True)
+
+    @classmethod
+    def _load(cls, source, kind: str | None, name: str | None, device, *, expand: bool) -> "Module":
+        """Module.load; ``expand=False`` for the kit's own artifacts, whose bytes build.ensure has
+        just matched against the manifest's SHA-256 (their compressed entries are not re-expanded)."""
         from cuda.core import ObjectCode
 
         is_bytes = isinstance(source, (bytes, bytearray, memoryview))
@@ -60,7 +67,7 @@ class Module:
         if kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
         # A malformed image can crash the driver (SIGSEGV on a truncated cubin): check it first.
-        info = image.validate(payload, kind, label=label)
+        info = image.validate(payload, kind, label=label, expand=expand)
         drv.driver()  # a clear NoDriverError before cuda.core tries to load
         if device is not None:
             image.check_arch(info, *get_device(device).compute_capability, label=label)
@@ -229,7 +236,7 @@ def load_kit_module(name: str) -> Module:
             from . import build
 
             path = build.ensure(name)
-            mod = _kit_modules[name] = Module.load(path, kind="fatbin", name=f"cudart_kit:{name}")
+            mod = _kit_modules[name] = Module._load(path, "fatbin", f"cudart_kit:{name}", None, expand=False)
     return mod
 
 

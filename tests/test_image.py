@@ -359,6 +359,24 @@ def test_select_and_check_arch(art):
 
 # ---------------------------------------------------------------- Module.load refuses before the driver
 
+def test_module_load_expands_compressed_entries(art):
+    """A corrupt LZ4-compressed cubin passes the bounds checks alone (validate's default); the
+    loader expands and checks it, so it is refused before the driver sees it."""
+    fat = bytearray(art["fatbin_lz4"])
+    for i, (o, h, p, _) in enumerate(_entries(fat)):
+        csize, = struct.unpack_from("<I", fat, o + 16)
+        if image.validate(art["fatbin_lz4"]).entries[i].kind == "cubin":
+            fat[o + h:o + h + csize] = bytes(csize)  # the compressed bytes zeroed, sizes intact
+            break
+    else:
+        pytest.fail("no compressed cubin entry")
+    image.validate(bytes(fat))  # bounds only: accepted
+    with pytest.raises(InvalidImageError, match=rf"fatbin entry {i} \(cubin sm_\w+\).*|LZ4"):
+        image.validate(bytes(fat), expand=True)
+    with pytest.raises(InvalidImageError, match="^<fatbin bytes>: .*LZ4|^<fatbin bytes>: fatbin entry"):
+        ck.Module.load(bytes(fat))
+
+
 def test_module_load_validates_first(art, tmp_path):
     with pytest.raises(InvalidImageError, match="^<cubin bytes>: cubin truncated"):
         ck.Module.load(art["cubin"][:1000])
