@@ -131,10 +131,12 @@ def copy(dst, src, *, stream, timed: bool = False) -> TimingRecord:
     if not dst_host and not src_host and nbytes:
         dr = L.extent(d.shape, d.strides, itemsize)
         sr = L.extent(sa.shape, sa.strides, itemsize)
-        same = d.ptr == sa.ptr and tuple(d.shape) == tuple(sa.shape) and tuple(d.strides) == tuple(sa.strides)
+        same = d.ptr == sa.ptr and ((tuple(d.shape) == tuple(sa.shape) and tuple(d.strides) == tuple(sa.strides))
+                                     or (d.c_contiguous and sa.c_contiguous))
         if not same and L.overlaps((d.ptr + dr[0], d.ptr + dr[1]), (sa.ptr + sr[0], sa.ptr + sr[1])):
-            # (the very same view is a copy onto itself, element by element: allowed; a transpose
-            # of itself, or any other view sharing memory, would race)
+            # (the very same view, or the same contiguous bytes under another shape, is a copy of
+            # each element onto itself: allowed; a transpose of itself, or any other view sharing
+            # memory, would race)
             raise ValueError("copy: dst and src overlap in memory; copy through a separate array")
     start = begin_timing(s, timed)
     direction = ("H2D" if src_host else "D2H" if dst_host else
