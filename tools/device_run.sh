@@ -140,13 +140,17 @@ if has nvtx; then
 fi
 
 if has ncu_gemm; then
-  # Nsight Compute on the Hopper BF16 kernel and cuBLAS's at one shape (NCU_SHAPE, default the short-K
-  # 4096x4096x256 where the kit runs 0.70x): throughput, occupancy, launch, warp stalls, memory, tail
-  timeout -k 10 ${NCU_TIMEOUT:-300} ncu --clock-control none -k "regex:gemm|nvjet|xmma|cutlass" \
-    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-    --section MemoryWorkloadAnalysis --section SchedulerStats --section ComputeWorkloadAnalysis \
-    $PY tools/profile_gemm.py bf16_sm90 torch_bf16 --shape "${NCU_SHAPE:-4096x4096x256}" > "$OUT/ncu_gemm.txt" 2>&1
-  summary+=("ncu over bf16_sm90 and cuBLAS at ${NCU_SHAPE:-4096x4096x256} (exit $?): $(grep -c 'Duration' "$OUT/ncu_gemm.txt") kernels profiled")
+  # Nsight Compute on the Hopper BF16 kernel and cuBLAS's at each shape of NCU_SHAPE (default the
+  # short-K 4096x4096x256 where the kit runs 0.70x, and 4096^3): throughput, occupancy, launch, warp
+  # stalls, memory, scheduler, tail
+  for shape in ${NCU_SHAPE:-4096x4096x256 4096x4096x4096}; do
+    timeout -k 10 ${NCU_TIMEOUT:-200} ncu --clock-control none -k "regex:gemm|nvjet|xmma|cutlass" \
+      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+      --section MemoryWorkloadAnalysis --section SchedulerStats --section ComputeWorkloadAnalysis \
+      --section SourceCounters \
+      $PY tools/profile_gemm.py bf16_sm90 torch_bf16 --shape "$shape" > "$OUT/ncu_gemm_$shape.txt" 2>&1
+    summary+=("ncu over bf16_sm90 and cuBLAS at $shape (exit $?): $(grep -c 'Duration' "$OUT/ncu_gemm_$shape.txt") kernels profiled")
+  done
 fi
 
 if has stability; then

@@ -44,6 +44,14 @@ if [ -n "${INTEROP_QUICK:-}" ]; then
   TAIL=2 run stream_order_test $PY -m pytest tests/gpu/test_interop.py::test_stream_order_torch_kit_torch -q -p no:cacheprovider
   TAIL=2 run script_torch_first $PY tools/diag_torch_exit.py exact
   TAIL=2 run script_kit_first $PY tools/diag_torch_exit.py kitfirst
+  # the same test under pytest, PyTorch imported before pytest (and so before the kit's header)
+  TAIL=2 run pytest_torch_first $PY -c "import torch, sys, pytest; sys.exit(pytest.main(['tests/gpu/test_interop.py::test_stream_order_torch_kit_torch', '-q', '-p', 'no:cacheprovider']))"
+  # a native backtrace of the crash
+  if command -v gdb >/dev/null; then
+    TAIL=60 run gdb_stream_order gdb -batch -ex run -ex bt -ex "info threads" -ex "thread apply all bt 8" --args $PY -m pytest tests/gpu/test_interop.py::test_stream_order_torch_kit_torch -q -p no:cacheprovider
+  else
+    echo "no gdb on this machine"
+  fi
 elif tail -3 /tmp/diag_interop.log | grep -q "Segmentation\|Fatal Python"; then
   # 2026-12-04: test_interop.py alone crashes at exit with every extra installed. Which test, and
   # does it need the nvtx / nccl4py / nvmath wheels on the path (/tmp/site)?
