@@ -257,8 +257,53 @@ __device__ __forceinline__ void epilogue_pass(const float* ts, int ct, int m0, i
   }
 }
 
-// TA: A stored K x M (layout "t": MN-major); TB: B stored N x K (layout "t": K-major)
-template <typename T, int BN, int TA, int TB, class E>
+// The persistent kernels' epilogue, straight from the accumulator fragments (rows r and r + 8 of
+// the tile, r = 16 * warp + lane / 4 inside the consumer's 64 rows; columns 8j + 2 (lane % 4) (+1)):
+// alpha * acc + beta * C, then the _epi twin's bias and activation (Epi::operator(): the bias read
+// from global memory, the activation by selects), rounded once; pairs of elements stored together
+// where out's rows and start allow it, one by one otherwise. No shared memory: the ring keeps
+// filling with the next tile's stages meanwhile.
+template <typename T, int BN, class E>
+__device__ __forceinline__ void store_fragments(const float (&d)[BN / 2], int row0, int col0, int M, int N,
+                                                float alpha, float beta, T* C, int ldc, const E& epi) {
+  using X = Mma<T>;
+  const bool pairs = ldc % 2 == 0 && reinterpret_cast<uintptr_t>(C) % (2 * sizeof(T)) == 0;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = row0 + 8 * h;
+    if (row >= M) break;
+    T* crow = C + (size_t)row * ldc;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const int col = col0 + 8 * j;
+      if (col >= N) break;
+      const bool two = col + 1 < N;
+      float v0 = alpha * d[4 * j + 2 * h], v1 = alpha * d[4 * j + 2 * h + 1];
+      if (beta != 0.0f) {
+        v0 = fmaf(beta, X::to_f(crow[col]), v0);
+        if (two) v1 = fmaf(beta, X::to_f(crow[col + 1]), v1);
+      }
+      if constexpr (E::enabled) {
+        v0 = epi(v0, row, col);
+        if (two) v1 = epi(v1, row, col + 1);  // never reads bias past column N - 1
+      }
+      if (two && pairs) {
+        if constexpr (sizeof(T) == 4) *reinterpret_cast<float2*>(crow + col) = make_float2(v0, v1);
+        else *reinterpret_cast<typename X::Pair*>(crow + col) = X::pair(v0, v1);
+      } else {
+        crow[col] = X::round(v0);
+        if (two) crow[col + 1] = X::round(v1);
+      }
+    }
+  }
+}
+
+// TA: A stored K x M (layout "t": MN-major); TB: B stored N x K (layout "t": K-major).
+// PERSIST: a persistent grid (gridDim.x <= the tile count, typically one CTA per SM): each CTA
+// walks the tiles blockIdx.x, blockIdx.x + gridDim.x, ... in the same grouped order; the producer
+// runs on into the next tile's stages while the consumers finish a tile (the ring's barriers count
+// stages over all of a CTA's tiles) and the epilogue stores from the registers (store_fragments).
+template <typename T, int BN, int TA, int TB, bool PERSIST, class E>
 __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensorMap* tmB, int M, int N, int K,
                                           float alpha, float beta, T* C, int ldc, const E epi) {
   using X = Mma<T>;
@@ -280,10 +325,15 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   float* sv = reinterpret_cast<float*>(empty + STAGES);  // the staged bias (E::vector())
 
   // grouped tile order: GROUP_M row-tiles side by side share B tiles in L2
-  const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
-  const int id = blockIdx.x, group = GROUP_M * tiles_n;
-  const int first_m = (id / group) * GROUP_M, gsize = min(tiles_m - first_m, GROUP_M);
-  const int m0 = (first_m + (id % group) % gsize) * BM, n0 = ((id % group) / gsize) * BN;
+  const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN, tiles = tiles_m * tiles_n;
+  const int group = GROUP_M * tiles_n;
+  auto origin = [&](int id, int& tm0, int& tn0) {
+    const int first_m = (id / group) * GROUP_M, gsize = min(tiles_m - first_m, GROUP_M);
+    tm0 = (first_m + (id % group) % gsize) * BM;
+    tn0 = ((id % group) / gsize) * BN;
+  };
+  int m0, n0;
+  origin(blockIdx.x, m0, n0);
   const int ktiles = (K + BK - 1) / BK;
   const int wg = threadIdx.x / 128;
 
@@ -299,32 +349,43 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
 
   if (wg == 0) {  // ---- producer
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(G::PRODUCER_REGS));
-    if (epi.vector() && threadIdx.x / 32 == 1) {
+    if (!PERSIST && epi.vector() && threadIdx.x / 32 == 1) {
       // warp 1, idle otherwise: the tile's bias values into shared memory while the MMAs run;
       // bar.arrive releases them to the consumers' bar.sync before their epilogue
       epi.stage(sv, m0, n0, BM, BN, M, N, threadIdx.x % 32, 32);
       asm volatile("bar.arrive %0, %1;" ::"n"(BIAS_BAR), "n"(32 + 128 * G::CONSUMERS) : "memory");
     }
     if (threadIdx.x == 0) {
-      for (int kt = 0; kt < ktiles; ++kt) {
-        const int s = kt % STAGES;
-        if (kt >= STAGES) mbar_wait(&empty[s], ((kt / STAGES) - 1) & 1);
+      // stage `it` of the CTA's sequence (over all its tiles): k-tile kt of the tile at (tm0, tn0)
+      auto load = [&](int it, int kt, int tm0, int tn0) {
+        const int s = it % STAGES;
+        if (it >= STAGES) mbar_wait(&empty[s], ((it / STAGES) - 1) & 1);
         uint8_t* a = smem + s * STAGE;
         uint8_t* b = a + A_BYTES;
         const int k0 = kt * BK;
         mbar_expect_tx(&full[s], STAGE);
         if constexpr (MN_A) {
 #pragma unroll
-          for (int j = 0; j < BM / G::MN_BOX; ++j) tma_load_2d(a + j * CHUNK, tmA, &full[s], m0 + G::MN_BOX * j, k0);
+          for (int j = 0; j < BM / G::MN_BOX; ++j) tma_load_2d(a + j * CHUNK, tmA, &full[s], tm0 + G::MN_BOX * j, k0);
         } else {
-          tma_load_2d(a, tmA, &full[s], k0, m0);
+          tma_load_2d(a, tmA, &full[s], k0, tm0);
         }
         if constexpr (MN_B) {
 #pragma unroll
-          for (int j = 0; j < BN / G::MN_BOX; ++j) tma_load_2d(b + j * CHUNK, tmB, &full[s], n0 + G::MN_BOX * j, k0);
+          for (int j = 0; j < BN / G::MN_BOX; ++j) tma_load_2d(b + j * CHUNK, tmB, &full[s], tn0 + G::MN_BOX * j, k0);
         } else {
-          tma_load_2d(b, tmB, &full[s], k0, n0);
+          tma_load_2d(b, tmB, &full[s], k0, tn0);
         }
+      };
+      if constexpr (PERSIST) {
+        int it = 0;
+        for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+          int tm0, tn0;
+          origin(tile, tm0, tn0);
+          for (int kt = 0; kt < ktiles; ++kt, ++it) load(it, kt, tm0, tn0);
+        }
+      } else {
+        for (int kt = 0; kt < ktiles; ++kt) load(kt, kt, m0, n0);
       }
     }
     return;
@@ -335,31 +396,48 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   const int cw = wg - 1;  // rows cw*64 .. cw*64+63 of the tile
   const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
   float d[NACC];
+  // the k-tiles of one tile, stages it0 .. it0 + ktiles - 1 of the CTA's sequence, into d (zeroed
+  // first); each stage but the last is handed back to the producer as soon as its MMAs are done
+  auto mma_tile = [&](int it0) {
 #pragma unroll
-  for (int i = 0; i < NACC; ++i) d[i] = 0.0f;
-
-  for (int kt = 0; kt < ktiles; ++kt) {
-    const int s = kt % STAGES;
-    mbar_wait(&full[s], (kt / STAGES) & 1);
-    const uint8_t* a = smem + s * STAGE + cw * (BM / 2) * 128;  // 64 rows of 128 B (K-major) == one chunk (MN-major)
-    const uint8_t* b = smem + s * STAGE + A_BYTES;
-    fence_acc(d);
-    wgmma_fence();
+    for (int i = 0; i < NACC; ++i) d[i] = 0.0f;
+    for (int kt = 0; kt < ktiles; ++kt) {
+      const int it = it0 + kt, s = it % STAGES;
+      mbar_wait(&full[s], (it / STAGES) & 1);
+      const uint8_t* a = smem + s * STAGE + cw * (BM / 2) * 128;  // 64 rows of 128 B (K-major) == one chunk (MN-major)
+      const uint8_t* b = smem + s * STAGE + A_BYTES;
+      fence_acc(d);
+      wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < BK / X::K; ++kk) {
-      // K-major: the next k-slice starts 32 bytes further along the swizzled row;
-      // MN-major: X::K rows of 128 bytes further down each chunk
-      const uint64_t da = MN_A ? smem_desc(a + kk * X::K * 128, CHUNK, 1024) : smem_desc(a + kk * 32, 16, 1024);
-      const uint64_t db = MN_B ? smem_desc(b + kk * X::K * 128, CHUNK, 1024) : smem_desc(b + kk * 32, 16, 1024);
-      X::template run<BN, MN_A, MN_B>(d, da, db);
+      for (int kk = 0; kk < BK / X::K; ++kk) {
+        // K-major: the next k-slice starts 32 bytes further along the swizzled row;
+        // MN-major: X::K rows of 128 bytes further down each chunk
+        const uint64_t da = MN_A ? smem_desc(a + kk * X::K * 128, CHUNK, 1024) : smem_desc(a + kk * 32, 16, 1024);
+        const uint64_t db = MN_B ? smem_desc(b + kk * X::K * 128, CHUNK, 1024) : smem_desc(b + kk * 32, 16, 1024);
+        X::template run<BN, MN_A, MN_B>(d, da, db);
+      }
+      wgmma_commit();
+      wgmma_wait<1>();  // the MMAs of stage it-1 are done: hand that stage back to the producer
+      fence_acc(d);
+      if (kt > 0 && lane == 0) mbar_arrive(&empty[(it - 1) % STAGES]);
     }
-    wgmma_commit();
-    wgmma_wait<1>();  // the MMAs of stage kt-1 are done: hand that stage back to the producer
+    wgmma_wait<0>();
     fence_acc(d);
-    if (kt > 0 && lane == 0) mbar_arrive(&empty[(kt - 1) % STAGES]);
+  };
+
+  if constexpr (PERSIST) {
+    int it = 0;
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, it += ktiles) {
+      int tm0, tn0;
+      origin(tile, tm0, tn0);
+      mma_tile(it);
+      if (lane == 0) mbar_arrive(&empty[(it + ktiles - 1) % STAGES]);  // the tile's last stage, too
+      store_fragments<T, BN>(d, tm0 + cw * 64 + warp * 16 + lane / 4, tn0 + 2 * (lane % 4), M, N, alpha, beta, C,
+                             ldc, epi);
+    }
+    return;
   }
-  wgmma_wait<0>();
-  fence_acc(d);
+  mma_tile(0);
 
   // ---- epilogue: every consumer's MMAs are done (so is every TMA load: each was waited for),
   // the ring is free: alpha * acc of the whole tile goes there (accumulator fragment: row
@@ -400,33 +478,44 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
 
 // gemm_sm90_<type>_<BN>_<layout> (layout: nn, nt, tn, tt, as above); dynamic shared memory
 // geo::sm90::SMEM_BN<BN>, grid ceil(M / BM) * ceil(N / BN) CTAs (1-D), THREADS threads.
-#define KIT_SM90_KERNEL(NAME, T, BN, TA, TB)                                                                \
+// gemm_sm90_<type>_<BN>p_<layout>: the persistent twins (PERSIST), any grid of 1 .. tile-count CTAs
+// (the host launches min(tiles, multiprocessors)).
+#define KIT_SM90_KERNEL(NAME, T, BN, TA, TB, PERSIST)                                                       \
   extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
       NAME(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M, int N, \
            int K, float alpha, float beta, T* C, int ldc, KIT_EPI_PARAMS(T)) {                               \
-    gemm_sm90<T, BN, TA, TB>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc, KIT_EPI_OFF(T));                    \
+    gemm_sm90<T, BN, TA, TB, PERSIST>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc, KIT_EPI_OFF(T));           \
   }                                                                                                          \
   extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
       NAME##_epi(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M,  \
                  int N, int K, float alpha, float beta, T* C, int ldc, KIT_EPI_PARAMS(T)) {                  \
-    gemm_sm90<T, BN, TA, TB>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc, KIT_EPI(T));                        \
+    gemm_sm90<T, BN, TA, TB, PERSIST>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc, KIT_EPI(T));               \
   }
 
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_nn, __nv_bfloat16, 256, 0, 0)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_nt, __nv_bfloat16, 256, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_tn, __nv_bfloat16, 256, 1, 0)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_tt, __nv_bfloat16, 256, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_nn, __nv_bfloat16, 128, 0, 0)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_nt, __nv_bfloat16, 128, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_tn, __nv_bfloat16, 128, 1, 0)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_tt, __nv_bfloat16, 128, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_nn, __half, 256, 0, 0)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_nt, __half, 256, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_tn, __half, 256, 1, 0)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_tt, __half, 256, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_nn, __half, 128, 0, 0)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_nt, __half, 128, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_tn, __half, 128, 1, 0)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_tt, __half, 128, 1, 1)
-KIT_SM90_KERNEL(gemm_sm90_tf32_256_nt, float, 256, 0, 1)
-KIT_SM90_KERNEL(gemm_sm90_tf32_128_nt, float, 128, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_nn, __nv_bfloat16, 256, 0, 0, false)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_nt, __nv_bfloat16, 256, 0, 1, false)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_tn, __nv_bfloat16, 256, 1, 0, false)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_tt, __nv_bfloat16, 256, 1, 1, false)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_nn, __nv_bfloat16, 128, 0, 0, false)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_nt, __nv_bfloat16, 128, 0, 1, false)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_tn, __nv_bfloat16, 128, 1, 0, false)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_tt, __nv_bfloat16, 128, 1, 1, false)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_nn, __half, 256, 0, 0, false)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_nt, __half, 256, 0, 1, false)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_tn, __half, 256, 1, 0, false)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_tt, __half, 256, 1, 1, false)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_nn, __half, 128, 0, 0, false)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_nt, __half, 128, 0, 1, false)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_tn, __half, 128, 1, 0, false)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_tt, __half, 128, 1, 1, false)
+KIT_SM90_KERNEL(gemm_sm90_tf32_256_nt, float, 256, 0, 1, false)
+KIT_SM90_KERNEL(gemm_sm90_tf32_128_nt, float, 128, 0, 1, false)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256p_nn, __nv_bfloat16, 256, 0, 0, true)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256p_nt, __nv_bfloat16, 256, 0, 1, true)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256p_tn, __nv_bfloat16, 256, 1, 0, true)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256p_tt, __nv_bfloat16, 256, 1, 1, true)
+KIT_SM90_KERNEL(gemm_sm90_f16_256p_nn, __half, 256, 0, 0, true)
+KIT_SM90_KERNEL(gemm_sm90_f16_256p_nt, __half, 256, 0, 1, true)
+KIT_SM90_KERNEL(gemm_sm90_f16_256p_tn, __half, 256, 1, 0, true)
+KIT_SM90_KERNEL(gemm_sm90_f16_256p_tt, __half, 256, 1, 1, true)
+KIT_SM90_KERNEL(gemm_sm90_tf32_256p_nt, float, 256, 0, 1, true)

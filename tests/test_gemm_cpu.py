@@ -189,7 +189,7 @@ def test_kernel_names_speak_the_layout_vocabulary():
             flags = {"SIMT256_KERNEL": args[0:2], "KIT_WMMA_CP": args[1:3], "KIT_SM90_KERNEL": args[2:4]}[macro]
             assert tuple(f in ("true", "1") for f in flags) == geo.layout_flags(layout), (name, args)
             checked += 1
-    assert checked == 4 + 12 + 2 * 18  # the Hopper kernels with their epilogue twins
+    assert checked == 4 + 12 + 2 * (18 + 9)  # the Hopper kernels (and persistent ones) with their epilogue twins
 
 
 def test_python_names_every_kernel_and_only_those():
@@ -201,12 +201,39 @@ def test_python_names_every_kernel_and_only_those():
     gemm |= {geo.Wmma.cp_kernel(algo, lay) for algo in ("tf32", "bf16", "fp16") for lay in geo.LAYOUTS}
     sm90 = {geo.SM90.kernel(kind, bn, lay) for kind in ("bf16", "f16") for bn in (128, 256) for lay in geo.LAYOUTS}
     sm90 |= {geo.SM90.kernel("tf32", bn, "nt") for bn in (geo.SM90.bn_narrow, geo.SM90.bn_wide)}
+    sm90 |= {geo.SM90.kernel(kind, geo.SM90.bn_wide, lay, persistent=True) for kind in ("bf16", "f16")
+             for lay in geo.LAYOUTS}
+    sm90.add(geo.SM90.kernel("tf32", geo.SM90.bn_wide, "nt", persistent=True))
     gemm |= {"epilogue_f32", "epilogue_bf16", "epilogue_fp16"}  # the epilogue as a pass (after cuBLAS)
     sm90 |= {n + "_epi" for n in sm90}
     assert set(_declared("gemm.cu")) == gemm
     assert set(_declared("gemm_sm90.cu")) == sm90
     with pytest.raises(ValueError, match="K-major"):
         geo.SM90.kernel("tf32", 128, "nn")
+    with pytest.raises(ValueError, match="256-wide"):
+        geo.SM90.kernel("bf16", 128, "nn", persistent=True)
+
+
+def test_sm90_grid_and_tile_choice(monkeypatch):
+    """One CTA per tile, or for the persistent kernels at most one per SM; the persistent kernel
+    only for the wide tiles and only when tiles outnumber the SMs (else the two are the same
+    schedule); the forcing switches tests and benchmarks use."""
+    from cudart_kit.ops import _gemm_sm90 as sm
+
+    S = geo.SM90
+    assert S.grid(4096, 4096, 256, False, 132) == 32 * 16 == S.tiles(4096, 4096, 256)
+    assert S.grid(4096, 4096, 256, True, 132) == 132
+    assert S.grid(300, 300, 256, True, 132) == S.tiles(300, 300, 256) == 3 * 2
+    assert S.kernel("bf16", 256, "tn", persistent=True) == "gemm_sm90_bf16_256p_tn"
+    monkeypatch.setattr(sm, "FORCE_BN", None)
+    monkeypatch.setattr(sm, "FORCE_PERSIST", True)
+    assert sm.pick_tile(4096, 4096, 256, 132) == (256, True)
+    assert sm.pick_tile(1024, 1024, 256, 132) == (128, False)  # narrow tiles: never persistent
+    monkeypatch.setattr(sm, "FORCE_PERSIST", False)
+    assert sm.pick_tile(4096, 4096, 256, 132) == (256, False)
+    monkeypatch.setattr(sm, "FORCE_PERSIST", None)
+    assert sm.pick_tile(2048, 2048, 256, 132)[1] is False  # 128 tiles <= 132 SMs: one tile per CTA anyway
+    assert sm.pick_tile(4096, 4096, 256, 132) == (256, sm.persistent_wins(4096, 4096, 256))
 
 
 # --- the geometry table against the kernel sources ---------------------------------------------

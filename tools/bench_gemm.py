@@ -4,6 +4,9 @@
     python tools/bench_gemm.py [--sizes 1024,2048,4096,8192] [--repeat 10] [--min-time-ms 100] [--json out.json]
     python tools/bench_gemm.py --host-only   # only the host cost per call (small shapes, cuBLAS at 256^3)
 
+Rows ``<algo>_p`` / ``<algo>_1t`` run the Hopper kernels' wide tiles with the persistent schedule
+forced on / off (one tile per CTA), next to the row of what matmul picks itself.
+
 GPU figures come from cudart_kit.bench.benchmark (warm-up by time until stable, at least
 --repeat samples and --min-time-ms of GPU time, a ``~`` marks a noisy figure); host costs are
 wall time per call after a time-based warm-up (median of rounds, spread reported). The 256^3 host
@@ -25,12 +28,17 @@ import numpy as np
 import cudart_kit as ck
 from cudart_kit.bench import benchmark, relative_spread
 from cudart_kit.memory import bfloat16
+from cudart_kit.ops import _gemm_sm90
 from cudart_kit.ops.gemm import SIMT, matmul
 
 # which cuBLAS row each algorithm is compared with ("_nt": B stored N x K, i.e. transpose_b=True)
 PEER = {"cublas": "sgemm", "cublas_bf16": "bf16", "naive": "sgemm", "tiled": "sgemm",
         **{k: "sgemm" for k in SIMT}, "simt_nt": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16",
         "tf32_sm90": "tf32", "tf32_sm90_nt": "tf32", "bf16_sm90": "bf16", "bf16_sm90_nt": "bf16", "fp16_sm90": "fp16"}
+# the Hopper kernels' wide tiles with the persistent schedule forced on (_p) or off (_1t: one tile
+# per CTA), next to what matmul picks by itself (_gemm_sm90.pick_tile)
+FORCED = {f"{k}_{tag}": (k, flag) for k in ("bf16_sm90", "fp16_sm90", "tf32_sm90_nt") for tag, flag in (("p", True), ("1t", False))}
+PEER.update({k: PEER[base] for k, (base, _) in FORCED.items()})
 
 
 def _host_us(call, s, n=2000, rounds=5, warmup_s=0.05) -> tuple[float, float]:
@@ -129,6 +137,7 @@ def main(argv=None) -> int:
                 "bf16_sm90_nt": lambda st: matmul(a16, b16t, c16, algo="bf16_sm90", transpose_b=True, stream=st),
                 "fp16_sm90": lambda st: matmul(h16a, h16b, h16c, algo="fp16_sm90", stream=st),
             })
+            runs.update({k: runs[base] for k, (base, _) in FORCED.items()})
         if args.algos:
             runs = {k: v for k, v in runs.items() if k in args.algos.split(",")}
         try:
@@ -141,7 +150,11 @@ def main(argv=None) -> int:
         if M * N * K <= 2048 ** 3:
             runs = {"naive": lambda st: matmul(a32, b32, c32, algo="naive", stream=st), **runs}
         for algo, fn in runs.items():
-            ms, tf, noisy, spread = bench(fn, algo)
+            _gemm_sm90.FORCE_BN, _gemm_sm90.FORCE_PERSIST = (256, FORCED[algo][1]) if algo in FORCED else (None, None)
+            try:
+                ms, tf, noisy, spread = bench(fn, algo)
+            finally:
+                _gemm_sm90.FORCE_BN = _gemm_sm90.FORCE_PERSIST = None
             pms, ptf, pnoisy, _ = peers[PEER[algo]]
             rows.append({"M": M, "N": N, "K": K, "algo": algo, "ms": ms, "tflops": tf, "spread": spread,
                          "noisy": noisy, "peer": PEER[algo], "peer_tflops": ptf, "peer_noisy": pnoisy,

@@ -12,7 +12,7 @@ run() {
   echo "RESULT $name rc=$rc"
   tail -${TAIL:-6} "/tmp/diag_$name.log"
 }
-# DIAG_PARTS: which experiments (default all): nccl interop capture
+# DIAG_PARTS: which experiments (default all but crash): nccl interop capture crash
 part() { [[ " ${DIAG_PARTS:-nccl interop capture} " == *" $1 "* ]]; }
 if part nccl; then
 run import_nccl $PY -c "import nccl.core"
@@ -71,6 +71,21 @@ elif tail -3 /tmp/diag_interop.log | grep -q "Segmentation\|Fatal Python"; then
     echo "no gdb on this machine"
   fi
 fi
+fi
+if [[ " ${DIAG_PARTS:-} " == *" crash "* ]]; then
+  # the exit crash of test_stream_order_torch_kit_torch: a native stack (no gdb on the device:
+  # an LD_PRELOAD SIGSEGV handler, tools/segv_backtrace.c), and which kit state it needs
+  T=tests/gpu/test_interop.py::test_stream_order_torch_kit_torch
+  if gcc -shared -fPIC -O0 -o /tmp/segv_bt.so tools/segv_backtrace.c -ldl; then
+    TAIL=70 LD_PRELOAD=/tmp/segv_bt.so run native_stack $PY -m pytest $T -q -p no:cacheprovider -p no:faulthandler
+  else
+    echo "no C compiler: no native stack"
+  fi
+  TAIL=2 run script_exactdel $PY tools/diag_torch_exit.py exactdel
+  TAIL=2 run pytest_no_capture $PY -m pytest $T -q -s -p no:cacheprovider
+  TAIL=2 run pytest_clear_adopted $PY -c "import atexit, sys, pytest; from cudart_kit import stream as st; atexit.register(st._adopted.clear); sys.exit(pytest.main(['$T', '-q', '-p', 'no:cacheprovider']))"
+  TAIL=2 run pytest_clear_tplans $PY -c "import atexit, sys, pytest; from cudart_kit.ops import vector as v; atexit.register(v._tplans.clear); sys.exit(pytest.main(['$T', '-q', '-p', 'no:cacheprovider']))"
+  TAIL=2 run pytest_clear_both $PY -c "import atexit, sys, pytest; from cudart_kit import stream as st; from cudart_kit.ops import vector as v; atexit.register(st._adopted.clear); atexit.register(v._tplans.clear); sys.exit(pytest.main(['$T', '-q', '-p', 'no:cacheprovider']))"
 fi
 if part capture; then
 run capture_plain $PY tools/diag_capture_side.py

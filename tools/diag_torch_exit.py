@@ -9,6 +9,8 @@ at interpreter exit on the H200 (2026-12-04). Variant (argv[1]) of its pattern, 
   exact   the test's body with its fixtures' objects, PyTorch imported first (exited cleanly)
   kitfirst  as "exact", but the kit initialises CUDA before PyTorch is imported, as under pytest
             (the conftest's report header calls ck.get_device(0) before any test imports torch)
+            (both exited cleanly on the H200, as did pytest with PyTorch imported first: crashed)
+  exactdel  as "exact", then the test's locals dropped and collected before exit, as under pytest
 """
 import sys
 
@@ -26,6 +28,9 @@ import torch  # noqa: E402
 import cudart_kit as ck  # noqa: E402
 from cudart_kit import ops  # noqa: E402
 
+dropall = v == "exactdel"
+if dropall:
+    v = "exact"
 if v == "exact":  # the test's body, with its fixtures' objects
     rng = np.random.default_rng(1)
     kstream = ck.Stream.create(ck.get_device(0))
@@ -40,6 +45,11 @@ if v == "exact":  # the test's body, with its fixtures' objects
     ts.synchronize()
     ref = (2.0 * (x.double() * 3.0 + 1.0)).sum().item()
     print("exact", abs(z.item() - ref) <= 1e-4 * abs(ref) + 1e-2)
+    if dropall:  # as under pytest: the test's locals die before the interpreter exits
+        import gc
+
+        del x, ts, y, out, z
+        gc.collect()
     kstream.sync()
     kstream.close()
     sys.exit(0)

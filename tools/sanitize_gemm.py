@@ -2,7 +2,8 @@
 workspaces, the sm90 staging copies and cuBLAS's, belong to the graph), to run under
 compute-sanitizer; then the fused epilogues (every bias shape, relu and gelu, beta on and off)
 of the SIMT and Hopper kernels at odd shapes (the Hopper twins' shared-memory tile pass and the
-producer warp's staged bias are what racecheck looks at):
+producer warp's staged bias are what racecheck looks at); then the persistent wide Hopper kernels
+on a few CTAs (many tiles each: the ring's barriers carried from tile to tile):
 
     compute-sanitizer --tool memcheck python3 tools/sanitize_gemm.py
     compute-sanitizer --tool racecheck python3 tools/sanitize_gemm.py
@@ -17,7 +18,8 @@ from cudart_kit.memory import bfloat16
 from cudart_kit.ops.gemm import SIMT, matmul
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-ap.add_argument("--parts", default="eager,graph,epilogue", help="comma list of eager, graph, epilogue")
+ap.add_argument("--parts", default="eager,graph,epilogue,persistent",
+                help="comma list of eager, graph, epilogue, persistent")
 ap.add_argument("--algos", default="", help="comma list of algorithms (default: all this device runs)")
 opts = ap.parse_args()
 parts = set(opts.parts.split(","))
@@ -80,3 +82,25 @@ for algo, dt in epi_algos:
                     matmul(a, b, c, alpha=1.5, beta=beta, bias=bias, activation=act, algo=algo, stream=s)
     s.sync()
     print(algo, "epilogue ok")
+
+# The persistent wide Hopper kernels: several tiles per CTA (3 CTAs), ragged edges, plain and
+# fused, pair stores (even pitch) and element stores (odd pitch)
+if s.device.compute_capability == (9, 0) and "persistent" in parts:
+    from cudart_kit.ops import _gemm_sm90
+
+    _gemm_sm90.FORCE_BN, _gemm_sm90.FORCE_PERSIST = 256, 3
+    for algo, dt in algos:
+        if not algo.endswith("_sm90"):
+            continue
+        for (M, N, K) in ((300, 520, 200), (261, 777, 70)):
+            for ta, tb in LAYOUTS[algo]:
+                a = ck.to_device(rng.uniform(-1, 1, (K, M) if ta else (M, K)).astype(dt), stream=s)
+                b = ck.to_device(rng.uniform(-1, 1, (N, K) if tb else (K, N)).astype(dt), stream=s)
+                c = ck.to_device(rng.uniform(-1, 1, (M, N)).astype(dt), stream=s)
+                matmul(a, b, c, alpha=1.5, beta=0.5, algo=algo, transpose_a=ta, transpose_b=tb, stream=s)
+                bias = ck.to_device(rng.uniform(-1, 1, (N,)).astype(dt), stream=s)
+                matmul(a, b, c, alpha=1.5, beta=0.5, bias=bias, activation="gelu", algo=algo, transpose_a=ta,
+                       transpose_b=tb, stream=s)
+        s.sync()
+        print(algo, "persistent ok")
+    _gemm_sm90.FORCE_BN = _gemm_sm90.FORCE_PERSIST = None

@@ -215,7 +215,8 @@ class Repitch:
 @dataclass(frozen=True)
 class Sm90:
     """gemm_sm90_<kind>_<bn>_<layout>: wgmma + TMA, a bm x bn tile per CTA (bn one of bn_narrow,
-    bn_wide), a ring of ``stages``, dynamic shared memory ``smem_bn<bn>``."""
+    bn_wide), a ring of ``stages``, dynamic shared memory ``smem_bn<bn>``; gemm_sm90_<kind>_<bn_wide>p_<layout>:
+    the persistent twins (each CTA walks tiles blockIdx.x, + gridDim.x, ...)."""
 
     bm: int
     bn_narrow: int
@@ -247,11 +248,21 @@ class Sm90:
     def tiles(self, M: int, N: int, bn: int) -> int:
         return _cdiv(M, self.bm) * _cdiv(N, bn)
 
-    def kernel(self, kind: str, bn: int, layout: str) -> str:
+    def kernel(self, kind: str, bn: int, layout: str, persistent: bool = False) -> str:
+        """The entry point's name; ``persistent``: the persistent twin (``<bn>p``), which exists
+        for the wide tiles only and runs on any grid of 1 .. tiles CTAs (:meth:`grid`)."""
         layout_flags(layout)
         if kind == "tf32" and layout != "nt":
             raise ValueError("the TF32 sm90 kernel reads K-major operands only: layout 'nt'")
-        return f"gemm_sm90_{kind}_{bn}_{layout}"
+        if persistent and bn != self.bn_wide:
+            raise ValueError(f"the persistent sm90 kernels have {self.bn_wide}-wide tiles, not {bn}")
+        return f"gemm_sm90_{kind}_{bn}{'p' if persistent else ''}_{layout}"
+
+    def grid(self, M: int, N: int, bn: int, persistent: bool, sms: int) -> int:
+        """CTAs of a launch: one per tile, or for the persistent kernels one per multiprocessor
+        (one CTA fits an SM: the shared memory), never more than there are tiles."""
+        tiles = self.tiles(M, N, bn)
+        return min(tiles, sms) if persistent else tiles
 
 
 LIMITS = Limits(portable_smem_optin=99 * 1024, static_smem=48 * 1024)

@@ -51,6 +51,9 @@ def unsupported(dev):
 
 
 FORCE_BN = None  # tests set 128 or 256 to run one tile shape whatever the problem size
+# tests and benchmarks set True / False to run (or not) the persistent wide kernels; an int n >= 1
+# runs them on at most n CTAs (many tiles per CTA at small sizes, for tests and the sanitizer)
+FORCE_PERSIST = None
 
 
 def pick_bn(M: int, N: int, sms: int) -> int:
@@ -65,6 +68,23 @@ def pick_bn(M: int, N: int, sms: int) -> int:
     def cost(bn, per_flop):
         return -(-SM90.tiles(M, N, bn) // sms) * bn * per_flop
     return wide if cost(wide, 1.0) <= cost(narrow, 1.1) else narrow
+
+
+def pick_tile(M: int, N: int, K: int, sms: int) -> tuple[int, bool]:
+    """(tile width, persistent): :func:`pick_bn`, and for the wide tiles the persistent kernel
+    when there are more tiles than multiprocessors (else every CTA has one tile either way)."""
+    bn = pick_bn(M, N, sms)
+    if bn != SM90.bn_wide:
+        return bn, False
+    if FORCE_PERSIST is not None:
+        return bn, bool(FORCE_PERSIST)
+    return bn, SM90.tiles(M, N, bn) > sms and persistent_wins(M, N, K)
+
+
+def persistent_wins(M: int, N: int, K: int) -> bool:
+    """Where the persistent wide kernel runs faster than the one-tile-per-CTA one (measured:
+    docs/matmul.md, tools/matmul_notes.md v16)."""
+    return False
 
 
 # --- TMA descriptors ----------------------------------------------------------------------------
@@ -266,22 +286,25 @@ NO_EPILOGUE = (0, np.int64(0), np.int64(0), np.int32(0))
 
 def _setup(kind: str, layout: str, M: int, N: int, K: int, lda: int, ldb: int, ldc: int, dev, epi: bool = False):
     """The kernel's :class:`LaunchPlan` (slots tmA, tmB, alpha, beta, C: see ``_SLOTS``), tile
-    width and the two tensor-map geometries (stored shape, pitch, box) for operands stored in
+    (width, persistent: :func:`pick_tile`) and the two tensor-map geometries (stored shape, pitch, box) for operands stored in
     ``layout``: A M x K ("n") or K x M ("t"), pitch lda; B K x N ("n") or N x K ("t"), pitch ldb;
     out's row pitch ldc. A K-major operand (A "n", B "t") is read in boxes of one 128-byte row of
     K; an MN-major one in boxes of SM90.mn_box elements of M or N."""
     ta, tb = layout[0] == "t", layout[1] == "t"
     it = _ITEMSIZE[kind]
-    bk, bn, box = SM90.bk(it), pick_bn(M, N, dev.multiprocessor_count), SM90.mn_box
-    kern = kit_kernel("gemm_sm90", SM90.kernel(kind, bn, layout) + ("_epi" if epi else ""))
+    sms = dev.multiprocessor_count
+    bn, persist = pick_tile(M, N, K, sms)
+    bk, box = SM90.bk(it), SM90.mn_box
+    kern = kit_kernel("gemm_sm90", SM90.kernel(kind, bn, layout, persist) + ("_epi" if epi else ""))
     args = (None, None, np.int32(M), np.int32(N), np.int32(K), np.float32(1), np.float32(0), 0, np.int32(ldc),
             *NO_EPILOGUE)
-    plan = LaunchPlan(kern, dev, SM90.tiles(M, N, bn), SM90.threads, args, slots=_SLOTS,
+    ctas = FORCE_PERSIST if type(FORCE_PERSIST) is int and persist else sms
+    plan = LaunchPlan(kern, dev, SM90.grid(M, N, bn, persist, ctas), SM90.threads, args, slots=_SLOTS,
                       shared_mem_bytes=SM90.smem_bytes(bn))
     a_shape, b_shape = ((K, M) if ta else (M, K)), ((N, K) if tb else (K, N))
     geo_a = (a_shape, _tma_ld(lda, a_shape[0], it), (bk, box) if ta else (SM90.bm, bk))
     geo_b = (b_shape, _tma_ld(ldb, b_shape[0], it), (bn, bk) if tb else (bk, box))
-    return plan, bn, geo_a, geo_b
+    return plan, (bn, persist), geo_a, geo_b
 
 
 def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb: int, ldc: int,
@@ -298,15 +321,15 @@ def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb
     try:
         a_ptr, lda, a_k = _operand(kind, A, K if ta else M, M if ta else K, lda, not ta, s, keep)
         b_ptr, ldb, b_k = _operand(kind, B, N if tb else K, K if tb else N, ldb, bool(tb), s, keep)
-        plan, bn, geo_a, geo_b = _setup(kind, layout_name(not a_k, b_k), M, N, K, lda, ldb, ldc, dev,
-                                        epi is not NO_EPILOGUE)
+        plan, (bn, persist), geo_a, geo_b = _setup(kind, layout_name(not a_k, b_k), M, N, K, lda, ldb, ldc, dev,
+                                                   epi is not NO_EPILOGUE)
         tmA, tmB = tensor_map(dev, kind, a_ptr, *geo_a), tensor_map(dev, kind, b_ptr, *geo_b)
         bias = epi[0] if type(epi[0]) is int else _pointer_of(epi[0], s, "matmul: bias")
         plan.launch(s, (tmA, tmB, alpha32, beta32, o_ptr, bias, *epi[1:]))
     finally:
         for w in keep:  # queued before the kernel on s: freed in s's order after it
             release(w, s)
-    return end_timing(plan.kernel.name, s, start, {"bn": bn}) if timed else None
+    return end_timing(plan.kernel.name, s, start, {"bn": bn, "persistent": persist}) if timed else None
 
 
 def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev, epi: tuple | None = None):
@@ -315,7 +338,7 @@ def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev, epi: t
     TMA-aligned, or None. As in :func:`run`, a TF32 B stored K x N is transposed into a
     :func:`workspace` on the stream first (a TF32 A stored K x M gets no plan), so the plan works
     inside a graph capture too. It looks the tensor maps up by pointer and launches; it declines
-    (returns False) when FORCE_BN has changed since it was made. ``epi``: the epilogue's last three
+    (returns False) when FORCE_BN or FORCE_PERSIST has changed since it was made. ``epi``: the epilogue's last three
     parameters come from it (bias strides, activation; the plan runs the ``_epi`` twin) and the
     bias pointer from each call's ``bias``."""
     it = _ITEMSIZE[kind]
@@ -326,7 +349,7 @@ def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev, epi: t
             (not transpose_b and b_rows > 1 and (b_pitch * it) % 16):
         return None
     ldt = -(-K // 4) * 4  # TF32: B^T (N x K) rows padded to 16 bytes, made by transpose_f32
-    plan, bn, geo_a, geo_b = _setup(kind, layout_name(ta, tb or transpose_b), M, N, K, a_pitch,
+    plan, _, geo_a, geo_b = _setup(kind, layout_name(ta, tb or transpose_b), M, N, K, a_pitch,
                                     ldt if transpose_b else b_pitch, N, dev, epi is not None)
     tail = NO_EPILOGUE[1:] if epi is None else tuple(epi[1:])
     if transpose_b:
@@ -336,10 +359,10 @@ def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev, epi: t
         # transpose_f32(in, rows, cols, ldi, out, ldo), as in _transposed: in and out are the slots
         t_plan = LaunchPlan(kit_kernel("gemm", "transpose_f32"), dev, t_grid, TRANSPOSE.block,
                             (0, np.int32(K), np.int32(N), np.int32(N), 0, np.int32(ldt)), slots=(0, 4))
-    ordinal, forced = dev.ordinal, FORCE_BN
+    ordinal, forced = dev.ordinal, (FORCE_BN, FORCE_PERSIST)
 
     def go(a: Array, b: Array, out: Array, alpha, beta, s, bias: Array | None = None) -> bool:
-        if FORCE_BN != forced:
+        if (FORCE_BN, FORCE_PERSIST) != forced:
             return False
         if bias is not None and bias.stream is not s:
             bias.record_stream(s)

@@ -172,16 +172,47 @@ def test_wmma_cp_partial_chunks(algo, dt, stream, rng):
     assert rel_fro(out.to_numpy(stream=stream), ref) < TOL[algo]
 
 
-@pytest.mark.parametrize("algo", SM90)
-@pytest.mark.parametrize("bn", [128, 256])
-@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
-def test_sm90_tiles_and_layouts(algo, bn, ta, tb, stream, rng, monkeypatch):
-    """Both tile widths, every operand layout (each a different kernel or staging path), several
-    CTAs and many k-tiles around the 4-stage ring, ragged edges in M, N and K."""
+# the Hopper kernels' schedules: (tile width, persistent); tests force each in turn
+SM90_TILES = [(128, False), (256, False), (256, True)]
+
+
+def force_tile(monkeypatch, bn, persist):
     from cudart_kit.ops import _gemm_sm90
 
     monkeypatch.setattr(_gemm_sm90, "FORCE_BN", bn)
+    monkeypatch.setattr(_gemm_sm90, "FORCE_PERSIST", persist)
+
+
+@pytest.mark.parametrize("algo", SM90)
+@pytest.mark.parametrize("bn,persist", SM90_TILES)
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+def test_sm90_tiles_and_layouts(algo, bn, persist, ta, tb, stream, rng, monkeypatch):
+    """Both tile widths and the persistent kernel, every operand layout (each a different kernel or
+    staging path), several CTAs and many k-tiles around the 4-stage ring, ragged edges in M, N and K."""
+    force_tile(monkeypatch, bn, persist)
     assert run(algo, 333, 700, 1031, stream, rng, alpha=-0.5, beta=0.25, ta=ta, tb=tb) < TOL[algo]
+
+
+@pytest.mark.parametrize("algo", SM90)
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
+def test_sm90_persistent_many_tiles_per_cta(algo, ta, tb, stream, rng, monkeypatch):
+    """The persistent kernel with several tiles per CTA (2100 x 2901: 17 x 12 wide tiles on at most
+    132 CTAs), ragged last tiles, an odd row pitch (element stores, not pairs), a K that wraps the
+    ring an odd number of times per tile (the barrier phases carry over from tile to tile), beta
+    on; the same on 5 CTAs (about 40 tiles each) and on one; then pair stores, and the record
+    names the kernel."""
+    for ctas in (True, 5, 1):
+        force_tile(monkeypatch, 256, ctas)
+        h = run(algo, 2100, 2901, 328, stream, rng, alpha=0.75, beta=-0.5, ta=ta, tb=tb)
+        assert h < TOL[algo], ctas
+    force_tile(monkeypatch, 256, True)
+    a = ck.to_device(rng.uniform(-1, 1, (300, 70)).astype(DT[algo]), stream=stream)
+    b = ck.to_device(rng.uniform(-1, 1, (70, 5000)).astype(DT[algo]), stream=stream)
+    out = ck.empty((300, 5000), DT[algo], stream=stream)
+    _, rec = matmul(a, b, out, algo=algo, stream=stream, timed=True)
+    assert "256p" in rec.name and rec.meta["persistent"] is True, (rec.name, rec.meta)
+    ref = a.to_numpy(stream=stream).astype(np.float64) @ b.to_numpy(stream=stream).astype(np.float64)
+    assert rel_fro(out.to_numpy(stream=stream), ref) < TOL[algo]
 
 
 @pytest.mark.parametrize("algo", SM90)
@@ -636,13 +667,11 @@ def test_view_operands_larger(algo, case, stream, rng):
 
 
 @pytest.mark.parametrize("algo", SM90)
-@pytest.mark.parametrize("bn", [128, 256])
+@pytest.mark.parametrize("bn,persist", SM90_TILES)
 @pytest.mark.parametrize("case", ["a_block", "T_of_blocks", "T_and_flags"])
-def test_view_operands_sm90_both_tiles(algo, bn, case, stream, rng, monkeypatch):
-    """The Hopper kernels on views at both tile widths, several k-tiles around the ring."""
-    from cudart_kit.ops import _gemm_sm90
-
-    monkeypatch.setattr(_gemm_sm90, "FORCE_BN", bn)
+def test_view_operands_sm90_both_tiles(algo, bn, persist, case, stream, rng, monkeypatch):
+    """The Hopper kernels on views at both tile widths and persistent, several k-tiles around the ring."""
+    force_tile(monkeypatch, bn, persist)
     assert _views_run(algo, case, "row_block", stream, rng, M=333, N=517, K=301) < TOL[algo]
 
 

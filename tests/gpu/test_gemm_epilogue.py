@@ -89,6 +89,20 @@ def test_epilogue_matches_numpy(algo, shape, bias_kind, activation, stream, rng)
     assert np.isnan(got[rest].astype(np.float64)).all(), "wrote outside the out block"
 
 
+@pytest.mark.parametrize("algo", SM90)
+@pytest.mark.parametrize("shape", [(127, 129, 131), (4097, 4095, 33), (1000, 1300, 300)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("bias_kind,activation", [("col", "relu"), ("row", "gelu"), ("full_T", "gelu"),
+                                                  ("scalar", None), (None, "gelu")])
+def test_epilogue_persistent_kernel(algo, shape, bias_kind, activation, stream, rng, monkeypatch):
+    """The persistent wide Hopper kernel's epilogue (stored from the registers): the checks above,
+    out rows an even pitch apart (pair stores) and an odd one (1300 + 5: element stores)."""
+    from test_gemm import force_tile
+
+    force_tile(monkeypatch, 256, True)
+    test_epilogue_matches_numpy(algo, shape, bias_kind, activation, stream, rng)
+
+
 @pytest.mark.parametrize("algo", ["simt", "simt256", "tf32", "bf16", "cublas"] + SM90)
 def test_epilogue_with_transposed_operands(algo, stream, rng):
     dt = _dtype(algo)
