@@ -58,6 +58,8 @@ struct sm90 {  // grid ceil(M / BM) * ceil(N / BN) CTAs (1-D), THREADS threads, 
   static constexpr int BIAS_FLOATS = 256;   // the epilogue's staged bias vector: max(BM, BN_WIDE) floats
   static constexpr int SMEM_BN128 = 133184;  // STAGES x (BM + BN) x ROW_BYTES + ALIGN_SLACK + 2 x STAGES barriers + 4 x BIAS_FLOATS
   static constexpr int SMEM_BN256 = 198720;
+  static constexpr int STAGING_BYTES = 32768;  // the persistent kernels' epilogue buffer (a pass of the tile)
+  static constexpr int SMEM_BN256P = 231488;   // SMEM_BN256 + STAGING_BYTES: the persistent wide kernels
   static constexpr int SMEM_OPTIN = 227 * 1024;  // the H100 / H200 per-block opt-in limit
   __host__ __device__ static constexpr int smem(int bn) { return bn == BN_WIDE ? SMEM_BN256 : SMEM_BN128; }
 };
@@ -76,7 +78,9 @@ static_assert(sm90::SMEM_BN128 == sm90::STAGES * (sm90::BM + sm90::BN_NARROW) * 
               sm90::SMEM_BN256 == sm90::STAGES * (sm90::BM + sm90::BN_WIDE) * sm90::ROW_BYTES + sm90::ALIGN_SLACK +
                                       2 * sm90::STAGES * 8 + 4 * sm90::BIAS_FLOATS, "sm90: shared-memory formula");
 static_assert(sm90::BIAS_FLOATS >= sm90::BM && sm90::BIAS_FLOATS >= sm90::BN_WIDE, "sm90: the staged bias holds a row or column of a tile");
-static_assert(sm90::SMEM_BN256 <= sm90::SMEM_OPTIN && sm90::SMEM_BN128 <= sm90::SMEM_OPTIN,
+static_assert(sm90::SMEM_BN256P == sm90::SMEM_BN256 + sm90::STAGING_BYTES && sm90::STAGING_BYTES % 1024 == 0,
+              "sm90: the persistent kernels' shared memory: the wide kernel's and the staging buffer");
+static_assert(sm90::SMEM_BN256P <= sm90::SMEM_OPTIN && sm90::SMEM_BN256 <= sm90::SMEM_OPTIN && sm90::SMEM_BN128 <= sm90::SMEM_OPTIN,
               "sm90: fits the 227 KiB opt-in shared memory");
 }  // namespace geo
 
@@ -257,42 +261,71 @@ __device__ __forceinline__ void epilogue_pass(const float* ts, int ct, int m0, i
   }
 }
 
-// The persistent kernels' epilogue, straight from the accumulator fragments (rows r and r + 8 of
-// the tile, r = 16 * warp + lane / 4 inside the consumer's 64 rows; columns 8j + 2 (lane % 4) (+1)):
-// alpha * acc + beta * C, then the _epi twin's bias and activation (Epi::operator(): the bias read
-// from global memory, the activation by selects), rounded once; pairs of elements stored together
-// where out's rows and start allow it, one by one otherwise. No shared memory: the ring keeps
-// filling with the next tile's stages meanwhile.
+// The persistent kernels' epilogue: the 128 x BN tile in passes of PW columns through a staging
+// buffer of out's type (STAGING_BYTES, next to the ring, which keeps filling with the next tile's
+// stages meanwhile). Per pass, each consumer thread finishes its fragment values (rows r, r + 8,
+// r = 64 cw + 16 warp + lane / 4; columns 8j + 2 (lane % 4) (+1)): alpha * acc + beta * C, the
+// _epi twin's bias and activation (Epi::operator(): bias from global memory, activation by
+// selects), one rounding — into the buffer, its 16-byte chunks XOR-swizzled by row (no bank
+// conflicts either way); then the 256 consumer threads copy the buffer out, a row's 256 bytes per
+// 16 threads, 16-byte stores where out's rows allow it, element by element otherwise. ct: the
+// thread's index over the consumer warpgroups (0 .. 255).
 template <typename T, int BN, class E>
-__device__ __forceinline__ void store_fragments(const float (&d)[BN / 2], int row0, int col0, int M, int N,
-                                                float alpha, float beta, T* C, int ldc, const E& epi) {
+__device__ __forceinline__ void epilogue_staged(const float (&d)[BN / 2], uint8_t* buf, int ct, int m0, int n0, int M,
+                                                int N, float alpha, float beta, T* C, int ldc, const E& epi) {
   using X = Mma<T>;
-  const bool pairs = ldc % 2 == 0 && reinterpret_cast<uintptr_t>(C) % (2 * sizeof(T)) == 0;
+  constexpr int PW = geo::sm90::STAGING_BYTES / (BM * (int)sizeof(T));  // columns per pass: 128 (16-bit), 64 (FP32)
+  constexpr int ROW = PW * (int)sizeof(T), CHUNKS = ROW / 16, VEC = 16 / (int)sizeof(T);
+  constexpr int CT = 128 * geo::sm90::CONSUMERS;
+  static_assert(BN % PW == 0 && CHUNKS == 16 && CT % CHUNKS == 0, "sm90: the staged passes cover the tile");
+  const int warp = (ct % 128) / 32, lane = ct % 32;
+  const int r0 = (ct / 128) * 64 + warp * 16 + lane / 4;
+  const bool vec = (ldc * sizeof(T)) % 16 == 0 && reinterpret_cast<uintptr_t>(C) % 16 == 0;
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int row = row0 + 8 * h;
-    if (row >= M) break;
-    T* crow = C + (size_t)row * ldc;
+  for (int p = 0; p < BN / PW; ++p) {
+    // the previous pass (or the previous tile's last one) has been copied out of the buffer
+    asm volatile("bar.sync %0, %1;" ::"n"(TILE_BAR), "n"(CT) : "memory");
 #pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-      const int col = col0 + 8 * j;
-      if (col >= N) break;
-      const bool two = col + 1 < N;
-      float v0 = alpha * d[4 * j + 2 * h], v1 = alpha * d[4 * j + 2 * h + 1];
-      if (beta != 0.0f) {
-        v0 = fmaf(beta, X::to_f(crow[col]), v0);
-        if (two) v1 = fmaf(beta, X::to_f(crow[col + 1]), v1);
+    for (int jj = 0; jj < PW / 8; ++jj) {
+      const int j = p * (PW / 8) + jj;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = r0 + 8 * h, row = m0 + r, col = n0 + 8 * j + 2 * (lane % 4);
+        float v0 = alpha * d[4 * j + 2 * h], v1 = alpha * d[4 * j + 2 * h + 1];
+        if (row < M) {  // C and the bias are read inside the matrix only
+          const T* c = C + (size_t)row * ldc + col;
+          if (beta != 0.0f) {
+            if (col < N) v0 = fmaf(beta, X::to_f(c[0]), v0);
+            if (col + 1 < N) v1 = fmaf(beta, X::to_f(c[1]), v1);
+          }
+          if constexpr (E::enabled) {
+            if (col < N) v0 = epi(v0, row, col);
+            if (col + 1 < N) v1 = epi(v1, row, col + 1);
+          }
+        }
+        const int byte = (8 * jj + 2 * (lane % 4)) * (int)sizeof(T);  // in the pass's row of ROW bytes
+        uint8_t* dst = buf + r * ROW + (((byte / 16) ^ (r & 7)) * 16) + byte % 16;
+        if constexpr (sizeof(T) == 4) *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+        else *reinterpret_cast<typename X::Pair*>(dst) = X::pair(v0, v1);
       }
-      if constexpr (E::enabled) {
-        v0 = epi(v0, row, col);
-        if (two) v1 = epi(v1, row, col + 1);  // never reads bias past column N - 1
-      }
-      if (two && pairs) {
-        if constexpr (sizeof(T) == 4) *reinterpret_cast<float2*>(crow + col) = make_float2(v0, v1);
-        else *reinterpret_cast<typename X::Pair*>(crow + col) = X::pair(v0, v1);
-      } else {
-        crow[col] = X::round(v0);
-        if (two) crow[col + 1] = X::round(v1);
+    }
+    asm volatile("bar.sync %0, %1;" ::"n"(TILE_BAR), "n"(CT) : "memory");
+    const int q = ct % CHUNKS, col = n0 + p * PW + q * VEC;
+    if (col < N) {
+#pragma unroll 2
+      for (int r = ct / CHUNKS; r < BM; r += CT / CHUNKS) {
+        const int row = m0 + r;
+        if (row >= M) break;
+        const uint4 u = *reinterpret_cast<const uint4*>(buf + r * ROW + ((q ^ (r & 7)) * 16));
+        T* o = C + (size_t)row * ldc + col;
+        if (vec && col + VEC <= N) {
+          *reinterpret_cast<uint4*>(o) = u;
+        } else {
+          const T* e = reinterpret_cast<const T*>(&u);
+#pragma unroll
+          for (int i = 0; i < VEC; ++i)
+            if (col + i < N) o[i] = e[i];
+        }
       }
     }
   }
@@ -302,7 +335,8 @@ __device__ __forceinline__ void store_fragments(const float (&d)[BN / 2], int ro
 // PERSIST: a persistent grid (gridDim.x <= the tile count, typically one CTA per SM): each CTA
 // walks the tiles blockIdx.x, blockIdx.x + gridDim.x, ... in the same grouped order; the producer
 // runs on into the next tile's stages while the consumers finish a tile (the ring's barriers count
-// stages over all of a CTA's tiles) and the epilogue stores from the registers (store_fragments).
+// stages over all of a CTA's tiles) and the epilogue goes through its own staging buffer
+// (epilogue_staged), not the ring.
 template <typename T, int BN, int TA, int TB, bool PERSIST, class E>
 __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensorMap* tmB, int M, int N, int K,
                                           float alpha, float beta, T* C, int ldc, const E epi) {
@@ -315,12 +349,15 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
   constexpr int A_BYTES = BM * BK * sizeof(T), B_BYTES = BN * BK * sizeof(T), STAGE = A_BYTES + B_BYTES;
   constexpr int CHUNK = G::MN_BOX * BK * sizeof(T);  // one 64-wide MN-major box (8 KiB)
   constexpr int NACC = BN / 2;
-  static_assert(STAGES * STAGE + G::ALIGN_SLACK + 2 * STAGES * sizeof(uint64_t) + 4 * G::BIAS_FLOATS == G::smem(BN),
+  constexpr int STAGING = PERSIST ? G::STAGING_BYTES : 0;  // the persistent epilogue's buffer, after the ring
+  static_assert(!PERSIST || BN == G::BN_WIDE, "sm90: the persistent kernels have the wide tiles");
+  static_assert(STAGES * STAGE + STAGING + G::ALIGN_SLACK + 2 * STAGES * sizeof(uint64_t) + 4 * G::BIAS_FLOATS ==
+                    (PERSIST ? G::SMEM_BN256P : G::smem(BN)),
                 "sm90: the table's shared-memory bytes");
 
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * STAGE);
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * STAGE + STAGING);
   uint64_t* empty = full + STAGES;
   float* sv = reinterpret_cast<float*>(empty + STAGES);  // the staged bias (E::vector())
 
@@ -432,8 +469,7 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
       origin(tile, tm0, tn0);
       mma_tile(it);
       if (lane == 0) mbar_arrive(&empty[(it + ktiles - 1) % STAGES]);  // the tile's last stage, too
-      store_fragments<T, BN>(d, tm0 + cw * 64 + warp * 16 + lane / 4, tn0 + 2 * (lane % 4), M, N, alpha, beta, C,
-                             ldc, epi);
+      epilogue_staged<T, BN>(d, smem + STAGES * STAGE, threadIdx.x - 128, tm0, tn0, M, N, alpha, beta, C, ldc, epi);
     }
     return;
   }
@@ -479,7 +515,7 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
 // gemm_sm90_<type>_<BN>_<layout> (layout: nn, nt, tn, tt, as above); dynamic shared memory
 // geo::sm90::SMEM_BN<BN>, grid ceil(M / BM) * ceil(N / BN) CTAs (1-D), THREADS threads.
 // gemm_sm90_<type>_<BN>p_<layout>: the persistent twins (PERSIST), any grid of 1 .. tile-count CTAs
-// (the host launches min(tiles, multiprocessors)).
+// (the host launches min(tiles, multiprocessors)), dynamic shared memory geo::sm90::SMEM_BN256P.
 #define KIT_SM90_KERNEL(NAME, T, BN, TA, TB, PERSIST)                                                       \
   extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
       NAME(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M, int N, \

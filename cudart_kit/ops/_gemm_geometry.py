@@ -216,7 +216,8 @@ class Repitch:
 class Sm90:
     """gemm_sm90_<kind>_<bn>_<layout>: wgmma + TMA, a bm x bn tile per CTA (bn one of bn_narrow,
     bn_wide), a ring of ``stages``, dynamic shared memory ``smem_bn<bn>``; gemm_sm90_<kind>_<bn_wide>p_<layout>:
-    the persistent twins (each CTA walks tiles blockIdx.x, + gridDim.x, ...)."""
+    the persistent twins (each CTA walks tiles blockIdx.x, + gridDim.x, ...), ``smem_bn256p``: the
+    ring and the epilogue's ``staging_bytes`` buffer."""
 
     bm: int
     bn_narrow: int
@@ -235,14 +236,20 @@ class Sm90:
     bias_floats: int
     smem_bn128: int
     smem_bn256: int
+    staging_bytes: int
+    smem_bn256p: int
     smem_optin: int
 
     def bk(self, itemsize: int) -> int:
         return self.bk_tf32 if itemsize == 4 else self.bk_b16
 
-    def smem_bytes(self, bn: int) -> int:
+    def smem_bytes(self, bn: int, persistent: bool = False) -> int:
         if bn not in (self.bn_narrow, self.bn_wide):
             raise ValueError(f"the sm90 kernels have tiles {self.bn_narrow} and {self.bn_wide} wide, not {bn}")
+        if persistent:
+            if bn != self.bn_wide:
+                raise ValueError(f"the persistent sm90 kernels have {self.bn_wide}-wide tiles, not {bn}")
+            return self.smem_bn256p
         return getattr(self, f"smem_bn{bn}")
 
     def tiles(self, M: int, N: int, bn: int) -> int:
@@ -284,7 +291,8 @@ REPITCH = Repitch(threads=256, blocks_per_sm=32)
 EPILOGUE = Repitch(threads=256, blocks_per_sm=32)
 SM90 = Sm90(bm=128, bn_narrow=128, bn_wide=256, stages=4, threads=384, consumers=2, group_m=16, producer_regs=40,
             consumer_regs=232, row_bytes=128, bk_b16=64, bk_tf32=32, mn_box=64, align_slack=1024,
-            bias_floats=256, smem_bn128=133184, smem_bn256=198720, smem_optin=227 * 1024)
+            bias_floats=256, smem_bn128=133184, smem_bn256=198720, staging_bytes=32768, smem_bn256p=231488,
+            smem_optin=227 * 1024)
 
 # source file -> geometry block name -> its mirror
 TABLE = {

@@ -300,7 +300,7 @@ def _setup(kind: str, layout: str, M: int, N: int, K: int, lda: int, ldb: int, l
             *NO_EPILOGUE)
     ctas = FORCE_PERSIST if type(FORCE_PERSIST) is int and persist else sms
     plan = LaunchPlan(kern, dev, SM90.grid(M, N, bn, persist, ctas), SM90.threads, args, slots=_SLOTS,
-                      shared_mem_bytes=SM90.smem_bytes(bn))
+                      shared_mem_bytes=SM90.smem_bytes(bn, persist))
     a_shape, b_shape = ((K, M) if ta else (M, K)), ((N, K) if tb else (K, N))
     geo_a = (a_shape, _tma_ld(lda, a_shape[0], it), (bk, box) if ta else (SM90.bm, bk))
     geo_b = (b_shape, _tma_ld(ldb, b_shape[0], it), (bn, bk) if tb else (bk, box))
