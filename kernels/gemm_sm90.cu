@@ -122,6 +122,21 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, u
       "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1)
       : "memory");
 }
+// a box of shared memory (SW128 layout) to global memory at coordinates (c0 = column, c1 = row);
+// the copy engine clips what lies outside the matrix. Committed as one bulk group per call site.
+__device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, const void* src, int c0, int c1) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(smem_u32(src)), "r"(c0), "r"(c1)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;" ::: "memory"); }
+// the committed bulk stores have finished reading shared memory (READ) or completed entirely
+template <bool READ>
+__device__ __forceinline__ void bulk_wait() {
+  if constexpr (READ) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+  else asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
+}
 // wgmma shared-memory matrix descriptor: start address, leading / stride byte offsets, SW128
 __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint32_t sbo) {
   return (uint64_t)((smem_u32(p) & 0x3FFFF) >> 4) | ((uint64_t)(lbo >> 4) << 16) | ((uint64_t)(sbo >> 4) << 32) |
@@ -263,27 +278,41 @@ __device__ __forceinline__ void epilogue_pass(const float* ts, int ct, int m0, i
 
 // The persistent kernels' epilogue: the 128 x BN tile in passes of PW columns through a staging
 // buffer of out's type (STAGING_BYTES, next to the ring, which keeps filling with the next tile's
-// stages meanwhile). Per pass, each consumer thread finishes its fragment values (rows r, r + 8,
-// r = 64 cw + 16 warp + lane / 4; columns 8j + 2 (lane % 4) (+1)): alpha * acc + beta * C, the
-// _epi twin's bias and activation (Epi::operator(): bias from global memory, activation by
-// selects), one rounding — into the buffer, its 16-byte chunks XOR-swizzled by row (no bank
-// conflicts either way); then the 256 consumer threads copy the buffer out, a row's 256 bytes per
-// 16 threads, 16-byte stores where out's rows allow it, element by element otherwise. ct: the
-// thread's index over the consumer warpgroups (0 .. 255).
+// stages meanwhile), laid out as the copy engine's 128-byte swizzle: sub-boxes of 128 rows x 128
+// bytes (64 16-bit or 32 FP32 columns), each row's 16-byte chunks XOR-ed with the row's low 3
+// bits (so the fragments' stores and the row reads below hit distinct banks). Per pass, each
+// consumer thread finishes its fragment values (rows r, r + 8, r = 64 cw + 16 warp + lane / 4;
+// columns 8j + 2 (lane % 4) (+1)): alpha * acc + beta * C, the _epi twin's bias and activation
+// (Epi::operator(): bias from global memory, activation by selects), one rounding — into the
+// buffer. Then either (tmC != nullptr: out 16-byte aligned with 16-byte row pitch) one thread
+// hands the pass to the copy engine (TMA stores, which clip the matrix edges) and the consumers
+// go on — the next pass or tile waits only until the engine has read the buffer — or the 256
+// consumer threads copy it out, 16 bytes each, element by element where out's rows are not
+// 16-byte aligned or at the N edge. ct: the thread's index over the consumer warpgroups (0 .. 255).
 template <typename T, int BN, class E>
-__device__ __forceinline__ void epilogue_staged(const float (&d)[BN / 2], uint8_t* buf, int ct, int m0, int n0, int M,
-                                                int N, float alpha, float beta, T* C, int ldc, const E& epi) {
+__device__ __forceinline__ void epilogue_staged(const float (&d)[BN / 2], uint8_t* buf, const CUtensorMap* tmC,
+                                                int ct, int m0, int n0, int M, int N, float alpha, float beta, T* C,
+                                                int ldc, const E& epi) {
   using X = Mma<T>;
   constexpr int PW = geo::sm90::STAGING_BYTES / (BM * (int)sizeof(T));  // columns per pass: 128 (16-bit), 64 (FP32)
-  constexpr int ROW = PW * (int)sizeof(T), CHUNKS = ROW / 16, VEC = 16 / (int)sizeof(T);
-  constexpr int CT = 128 * geo::sm90::CONSUMERS;
-  static_assert(BN % PW == 0 && CHUNKS == 16 && CT % CHUNKS == 0, "sm90: the staged passes cover the tile");
+  constexpr int SUB = 128 / (int)sizeof(T);                               // columns per 128-byte sub-box
+  constexpr int SUBS = PW / SUB, SUB_BYTES = BM * 128, VEC = 16 / (int)sizeof(T);
+  constexpr int CT = 128 * geo::sm90::CONSUMERS, CHUNKS = PW / VEC;      // 16-byte chunks per pass row
+  static_assert(BN % PW == 0 && SUBS == 2 && CT % CHUNKS == 0 && SUB_BYTES * SUBS == geo::sm90::STAGING_BYTES,
+                "sm90: the staged passes cover the tile");
   const int warp = (ct % 128) / 32, lane = ct % 32;
   const int r0 = (ct / 128) * 64 + warp * 16 + lane / 4;
+  // byte address in the buffer of column x (0 .. PW - 1) of tile row r
+  auto at = [&](int r, int x) {
+    const int byte = x * (int)sizeof(T);
+    return buf + (byte / 128) * SUB_BYTES + r * 128 + ((((byte % 128) / 16) ^ (r & 7)) * 16) + byte % 16;
+  };
   const bool vec = (ldc * sizeof(T)) % 16 == 0 && reinterpret_cast<uintptr_t>(C) % 16 == 0;
 #pragma unroll
   for (int p = 0; p < BN / PW; ++p) {
-    // the previous pass (or the previous tile's last one) has been copied out of the buffer
+    // the buffer is free: the previous pass (or the previous tile's last one) has been copied
+    // out by the threads, or read by the copy engine (its issuing thread waited for that)
+    if (tmC != nullptr && ct == 0) bulk_wait<true>();
     asm volatile("bar.sync %0, %1;" ::"n"(TILE_BAR), "n"(CT) : "memory");
 #pragma unroll
     for (int jj = 0; jj < PW / 8; ++jj) {
@@ -303,20 +332,33 @@ __device__ __forceinline__ void epilogue_staged(const float (&d)[BN / 2], uint8_
             if (col + 1 < N) v1 = epi(v1, row, col + 1);
           }
         }
-        const int byte = (8 * jj + 2 * (lane % 4)) * (int)sizeof(T);  // in the pass's row of ROW bytes
-        uint8_t* dst = buf + r * ROW + (((byte / 16) ^ (r & 7)) * 16) + byte % 16;
+        uint8_t* dst = at(r, 8 * jj + 2 * (lane % 4));
         if constexpr (sizeof(T) == 4) *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
         else *reinterpret_cast<typename X::Pair*>(dst) = X::pair(v0, v1);
       }
     }
+    if (tmC != nullptr) {
+      // the threads' shared-memory writes, visible to the copy engine (the async proxy)
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      asm volatile("bar.sync %0, %1;" ::"n"(TILE_BAR), "n"(CT) : "memory");
+      if (ct == 0) {
+#pragma unroll
+        for (int sb = 0; sb < SUBS; ++sb) {
+          const int col = n0 + p * PW + sb * SUB;
+          if (col < N) tma_store_2d(tmC, buf + sb * SUB_BYTES, col, m0);
+        }
+        bulk_commit();
+      }
+      continue;
+    }
     asm volatile("bar.sync %0, %1;" ::"n"(TILE_BAR), "n"(CT) : "memory");
-    const int q = ct % CHUNKS, col = n0 + p * PW + q * VEC;
+    const int q = ct % CHUNKS, x = q * VEC, col = n0 + p * PW + x;
     if (col < N) {
 #pragma unroll 2
       for (int r = ct / CHUNKS; r < BM; r += CT / CHUNKS) {
         const int row = m0 + r;
         if (row >= M) break;
-        const uint4 u = *reinterpret_cast<const uint4*>(buf + r * ROW + ((q ^ (r & 7)) * 16));
+        const uint4 u = *reinterpret_cast<const uint4*>(at(r, x));
         T* o = C + (size_t)row * ldc + col;
         if (vec && col + VEC <= N) {
           *reinterpret_cast<uint4*>(o) = u;
@@ -338,8 +380,8 @@ __device__ __forceinline__ void epilogue_staged(const float (&d)[BN / 2], uint8_
 // stages over all of a CTA's tiles) and the epilogue goes through its own staging buffer
 // (epilogue_staged), not the ring.
 template <typename T, int BN, int TA, int TB, bool PERSIST, class E>
-__device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensorMap* tmB, int M, int N, int K,
-                                          float alpha, float beta, T* C, int ldc, const E epi) {
+__device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensorMap* tmB, const CUtensorMap* tmC,
+                                          int M, int N, int K, float alpha, float beta, T* C, int ldc, const E epi) {
   using X = Mma<T>;
   using G = geo::sm90;
   constexpr int MN_A = TA, MN_B = !TB;  // which operands wgmma reads MN-major (transposed)
@@ -469,8 +511,10 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
       origin(tile, tm0, tn0);
       mma_tile(it);
       if (lane == 0) mbar_arrive(&empty[(it + ktiles - 1) % STAGES]);  // the tile's last stage, too
-      epilogue_staged<T, BN>(d, smem + STAGES * STAGE, threadIdx.x - 128, tm0, tn0, M, N, alpha, beta, C, ldc, epi);
+      epilogue_staged<T, BN>(d, smem + STAGES * STAGE, tmC, threadIdx.x - 128, tm0, tn0, M, N, alpha, beta, C, ldc,
+                             epi);
     }
+    if (tmC != nullptr && threadIdx.x == 128) bulk_wait<false>();  // the last stores, before the CTA ends
     return;
   }
   mma_tile(0);
@@ -514,44 +558,62 @@ __device__ __forceinline__ void gemm_sm90(const CUtensorMap* tmA, const CUtensor
 
 // gemm_sm90_<type>_<BN>_<layout> (layout: nn, nt, tn, tt, as above); dynamic shared memory
 // geo::sm90::SMEM_BN<BN>, grid ceil(M / BM) * ceil(N / BN) CTAs (1-D), THREADS threads.
-// gemm_sm90_<type>_<BN>p_<layout>: the persistent twins (PERSIST), any grid of 1 .. tile-count CTAs
-// (the host launches min(tiles, multiprocessors)), dynamic shared memory geo::sm90::SMEM_BN256P.
-#define KIT_SM90_KERNEL(NAME, T, BN, TA, TB, PERSIST)                                                       \
+#define KIT_SM90_KERNEL(NAME, T, BN, TA, TB)                                                                \
   extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
       NAME(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M, int N, \
            int K, float alpha, float beta, T* C, int ldc, KIT_EPI_PARAMS(T)) {                               \
-    gemm_sm90<T, BN, TA, TB, PERSIST>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc, KIT_EPI_OFF(T));           \
+    gemm_sm90<T, BN, TA, TB, false>(&tmA, &tmB, nullptr, M, N, K, alpha, beta, C, ldc, KIT_EPI_OFF(T));    \
   }                                                                                                          \
   extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
       NAME##_epi(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M,  \
                  int N, int K, float alpha, float beta, T* C, int ldc, KIT_EPI_PARAMS(T)) {                  \
-    gemm_sm90<T, BN, TA, TB, PERSIST>(&tmA, &tmB, M, N, K, alpha, beta, C, ldc, KIT_EPI(T));               \
+    gemm_sm90<T, BN, TA, TB, false>(&tmA, &tmB, nullptr, M, N, K, alpha, beta, C, ldc, KIT_EPI(T));        \
+  }
+// gemm_sm90_<type>_256p_<layout>: the persistent twins (PERSIST), wide tiles, any grid of 1 ..
+// tile-count CTAs (the host launches min(tiles, multiprocessors)), dynamic shared memory
+// geo::sm90::SMEM_BN256P. Two more parameters: tmC, a tensor map of out (SW128, boxes of 128 rows
+// x 128 bytes), and tma_store: 1 when out is 16-byte aligned with a 16-byte row pitch, so the
+// epilogue stores through tmC; 0: the threads store (tmC is then any valid map, never read).
+#define KIT_SM90_PERSISTENT(NAME, T, TA, TB)                                                                \
+  extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
+      NAME(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB,               \
+           const __grid_constant__ CUtensorMap tmC, int M, int N, int K, float alpha, float beta, T* C,     \
+           int ldc, int tma_store, KIT_EPI_PARAMS(T)) {                                                      \
+    gemm_sm90<T, geo::sm90::BN_WIDE, TA, TB, true>(&tmA, &tmB, tma_store ? &tmC : nullptr, M, N, K, alpha,  \
+                                                   beta, C, ldc, KIT_EPI_OFF(T));                            \
+  }                                                                                                          \
+  extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
+      NAME##_epi(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB,         \
+                 const __grid_constant__ CUtensorMap tmC, int M, int N, int K, float alpha, float beta,     \
+                 T* C, int ldc, int tma_store, KIT_EPI_PARAMS(T)) {                                          \
+    gemm_sm90<T, geo::sm90::BN_WIDE, TA, TB, true>(&tmA, &tmB, tma_store ? &tmC : nullptr, M, N, K, alpha,  \
+                                                   beta, C, ldc, KIT_EPI(T));                                \
   }
 
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_nn, __nv_bfloat16, 256, 0, 0, false)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_nt, __nv_bfloat16, 256, 0, 1, false)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_tn, __nv_bfloat16, 256, 1, 0, false)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256_tt, __nv_bfloat16, 256, 1, 1, false)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_nn, __nv_bfloat16, 128, 0, 0, false)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_nt, __nv_bfloat16, 128, 0, 1, false)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_tn, __nv_bfloat16, 128, 1, 0, false)
-KIT_SM90_KERNEL(gemm_sm90_bf16_128_tt, __nv_bfloat16, 128, 1, 1, false)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_nn, __half, 256, 0, 0, false)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_nt, __half, 256, 0, 1, false)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_tn, __half, 256, 1, 0, false)
-KIT_SM90_KERNEL(gemm_sm90_f16_256_tt, __half, 256, 1, 1, false)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_nn, __half, 128, 0, 0, false)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_nt, __half, 128, 0, 1, false)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_tn, __half, 128, 1, 0, false)
-KIT_SM90_KERNEL(gemm_sm90_f16_128_tt, __half, 128, 1, 1, false)
-KIT_SM90_KERNEL(gemm_sm90_tf32_256_nt, float, 256, 0, 1, false)
-KIT_SM90_KERNEL(gemm_sm90_tf32_128_nt, float, 128, 0, 1, false)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256p_nn, __nv_bfloat16, 256, 0, 0, true)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256p_nt, __nv_bfloat16, 256, 0, 1, true)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256p_tn, __nv_bfloat16, 256, 1, 0, true)
-KIT_SM90_KERNEL(gemm_sm90_bf16_256p_tt, __nv_bfloat16, 256, 1, 1, true)
-KIT_SM90_KERNEL(gemm_sm90_f16_256p_nn, __half, 256, 0, 0, true)
-KIT_SM90_KERNEL(gemm_sm90_f16_256p_nt, __half, 256, 0, 1, true)
-KIT_SM90_KERNEL(gemm_sm90_f16_256p_tn, __half, 256, 1, 0, true)
-KIT_SM90_KERNEL(gemm_sm90_f16_256p_tt, __half, 256, 1, 1, true)
-KIT_SM90_KERNEL(gemm_sm90_tf32_256p_nt, float, 256, 0, 1, true)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_nn, __nv_bfloat16, 256, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_nt, __nv_bfloat16, 256, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_tn, __nv_bfloat16, 256, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_256_tt, __nv_bfloat16, 256, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_nn, __nv_bfloat16, 128, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_nt, __nv_bfloat16, 128, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_tn, __nv_bfloat16, 128, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_bf16_128_tt, __nv_bfloat16, 128, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_nn, __half, 256, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_nt, __half, 256, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_tn, __half, 256, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_256_tt, __half, 256, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_nn, __half, 128, 0, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_nt, __half, 128, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_tn, __half, 128, 1, 0)
+KIT_SM90_KERNEL(gemm_sm90_f16_128_tt, __half, 128, 1, 1)
+KIT_SM90_KERNEL(gemm_sm90_tf32_256_nt, float, 256, 0, 1)
+KIT_SM90_KERNEL(gemm_sm90_tf32_128_nt, float, 128, 0, 1)
+KIT_SM90_PERSISTENT(gemm_sm90_bf16_256p_nn, __nv_bfloat16, 0, 0)
+KIT_SM90_PERSISTENT(gemm_sm90_bf16_256p_nt, __nv_bfloat16, 0, 1)
+KIT_SM90_PERSISTENT(gemm_sm90_bf16_256p_tn, __nv_bfloat16, 1, 0)
+KIT_SM90_PERSISTENT(gemm_sm90_bf16_256p_tt, __nv_bfloat16, 1, 1)
+KIT_SM90_PERSISTENT(gemm_sm90_f16_256p_nn, __half, 0, 0)
+KIT_SM90_PERSISTENT(gemm_sm90_f16_256p_nt, __half, 0, 1)
+KIT_SM90_PERSISTENT(gemm_sm90_f16_256p_tn, __half, 1, 0)
+KIT_SM90_PERSISTENT(gemm_sm90_f16_256p_tt, __half, 1, 1)
+KIT_SM90_PERSISTENT(gemm_sm90_tf32_256p_nt, float, 0, 1)

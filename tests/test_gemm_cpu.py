@@ -157,7 +157,7 @@ def test_layout_vocabulary():
 _ENTRY = re.compile(r'extern\s+"C"\s+__global__\s+(?:__launch_bounds__\([^)]*\)\s+)?void\s+'
                     r'(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(')
 _DEFINE = re.compile(r'^[ \t]*#[ \t]*define(?:[^\n]*\\\n)*[^\n]*|//[^\n]*', re.M)
-_INSTANCE = re.compile(r'^(SIMT256_KERNEL|KIT_WMMA_CP|KIT_SM90_KERNEL)\((\w+), ([^)]*)\)\s*$', re.M)
+_INSTANCE = re.compile(r'^(SIMT256_KERNEL|KIT_WMMA_CP|KIT_SM90_KERNEL|KIT_SM90_PERSISTENT)\((\w+), ([^)]*)\)\s*$', re.M)
 _PASS = re.compile(r'^KIT_EPILOGUE_PASS\((\w+),', re.M)      # one entry point
 
 
@@ -169,7 +169,7 @@ def _declared(source: str) -> dict:
     out = {n: None for n in _ENTRY.findall(_DEFINE.sub("", text))}
     for macro, name, args in _INSTANCE.findall(text):
         out[name] = (macro, [a.strip() for a in args.split(",")])
-        if macro == "KIT_SM90_KERNEL":  # the Hopper kernels: each with its epilogue twin <name>_epi
+        if macro.startswith("KIT_SM90"):  # the Hopper kernels: each with its epilogue twin <name>_epi
             out[name + "_epi"] = out[name]
     out.update({name: None for name in _PASS.findall(text)})
     return out
@@ -186,7 +186,8 @@ def test_kernel_names_speak_the_layout_vocabulary():
             macro, args = inst
             layout = re.search(r"_(\w\w)(?:_f32)?(?:_epi)?$", name).group(1)
             assert layout in geo.LAYOUTS, name
-            flags = {"SIMT256_KERNEL": args[0:2], "KIT_WMMA_CP": args[1:3], "KIT_SM90_KERNEL": args[2:4]}[macro]
+            flags = {"SIMT256_KERNEL": args[0:2], "KIT_WMMA_CP": args[1:3], "KIT_SM90_KERNEL": args[2:4],
+                     "KIT_SM90_PERSISTENT": args[1:3]}[macro]
             assert tuple(f in ("true", "1") for f in flags) == geo.layout_flags(layout), (name, args)
             checked += 1
     assert checked == 4 + 12 + 2 * (18 + 9)  # the Hopper kernels (and persistent ones) with their epilogue twins

@@ -281,7 +281,11 @@ def _operand(kind: str, src, rows: int, cols: int, ld: int, k_major: bool, s, ke
 # by value: cuda.core packs the descriptor objects), alpha, beta, C and the epilogue
 # (kernels/epilogue.cuh) are a plan's slots, bound per launch; M, N, K and ldc are packed once.
 _SLOTS = (0, 1, 5, 6, 7, 9, 10, 11, 12)
+# the persistent twins: (tmA, tmB, CUtensorMap tmC, M, N, K, alpha, beta, C, ldc, int tma_store,
+# bias, bias_sm, bias_sn, act); tmC (out's map) and tma_store are slots too (:func:`_bind`)
+_SLOTS_P = (0, 1, 2, 6, 7, 8, 10, 11, 12, 13, 14)
 NO_EPILOGUE = (0, np.int64(0), np.int64(0), np.int32(0))
+_TMA_STORE, _THREAD_STORE = np.int32(1), np.int32(0)
 
 
 def _setup(kind: str, layout: str, M: int, N: int, K: int, lda: int, ldb: int, ldc: int, dev, epi: bool = False):
@@ -296,15 +300,34 @@ def _setup(kind: str, layout: str, M: int, N: int, K: int, lda: int, ldb: int, l
     bn, persist = pick_tile(M, N, K, sms)
     bk, box = SM90.bk(it), SM90.mn_box
     kern = kit_kernel("gemm_sm90", SM90.kernel(kind, bn, layout, persist) + ("_epi" if epi else ""))
-    args = (None, None, np.int32(M), np.int32(N), np.int32(K), np.float32(1), np.float32(0), 0, np.int32(ldc),
-            *NO_EPILOGUE)
+    mnk = (np.int32(M), np.int32(N), np.int32(K), np.float32(1), np.float32(0), 0, np.int32(ldc))
+    if persist:
+        args, slots = (None, None, None, *mnk, _THREAD_STORE, *NO_EPILOGUE), _SLOTS_P
+    else:
+        args, slots = (None, None, *mnk, *NO_EPILOGUE), _SLOTS
     ctas = FORCE_PERSIST if type(FORCE_PERSIST) is int and persist else sms
-    plan = LaunchPlan(kern, dev, SM90.grid(M, N, bn, persist, ctas), SM90.threads, args, slots=_SLOTS,
+    plan = LaunchPlan(kern, dev, SM90.grid(M, N, bn, persist, ctas), SM90.threads, args, slots=slots,
                       shared_mem_bytes=SM90.smem_bytes(bn, persist))
     a_shape, b_shape = ((K, M) if ta else (M, K)), ((N, K) if tb else (K, N))
     geo_a = (a_shape, _tma_ld(lda, a_shape[0], it), (bk, box) if ta else (SM90.bm, bk))
     geo_b = (b_shape, _tma_ld(ldb, b_shape[0], it), (bn, bk) if tb else (bk, box))
-    return plan, (bn, persist), geo_a, geo_b
+    # out's tensor map for the persistent twins' TMA stores: boxes of 128 rows x 128 bytes
+    geo_c = ((M, N), _tma_ld(ldc, M, it), (SM90.bm, 128 // it)) if persist else None
+    return plan, (bn, persist), geo_a, geo_b, geo_c
+
+
+def _bind(dev, kind: str, geo_c, tma, tmb, o_ptr: int, alpha32, beta32, bias: int, tail: tuple) -> tuple:
+    """A plan's slot values: the tensor maps, alpha, beta, out and the epilogue; for a persistent
+    twin (``geo_c`` not None) also out's tensor map and whether the kernel stores through it —
+    when out starts 16-byte aligned with 16-byte row pitches (TMA's rule), else the threads store
+    and any valid map fills the slot (A's: never read)."""
+    if geo_c is None:
+        return (tma, tmb, alpha32, beta32, o_ptr, bias, *tail)
+    (M, _), ld, _ = geo_c
+    if o_ptr % 16 == 0 and (M == 1 or (ld * _ITEMSIZE[kind]) % 16 == 0):
+        tmc = _tmaps.get((dev.ordinal, kind, o_ptr, *geo_c)) or tensor_map(dev, kind, o_ptr, *geo_c)
+        return (tma, tmb, tmc, alpha32, beta32, o_ptr, _TMA_STORE, bias, *tail)
+    return (tma, tmb, tma, alpha32, beta32, o_ptr, _THREAD_STORE, bias, *tail)
 
 
 def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb: int, ldc: int,
@@ -321,11 +344,11 @@ def run(kind: str, A: Array, B: Array, O: Array, ta: int, tb: int, lda: int, ldb
     try:
         a_ptr, lda, a_k = _operand(kind, A, K if ta else M, M if ta else K, lda, not ta, s, keep)
         b_ptr, ldb, b_k = _operand(kind, B, N if tb else K, K if tb else N, ldb, bool(tb), s, keep)
-        plan, (bn, persist), geo_a, geo_b = _setup(kind, layout_name(not a_k, b_k), M, N, K, lda, ldb, ldc, dev,
-                                                   epi is not NO_EPILOGUE)
+        plan, (bn, persist), geo_a, geo_b, geo_c = _setup(kind, layout_name(not a_k, b_k), M, N, K, lda, ldb, ldc,
+                                                          dev, epi is not NO_EPILOGUE)
         tmA, tmB = tensor_map(dev, kind, a_ptr, *geo_a), tensor_map(dev, kind, b_ptr, *geo_b)
         bias = epi[0] if type(epi[0]) is int else _pointer_of(epi[0], s, "matmul: bias")
-        plan.launch(s, (tmA, tmB, alpha32, beta32, o_ptr, bias, *epi[1:]))
+        plan.launch(s, _bind(dev, kind, geo_c, tmA, tmB, o_ptr, alpha32, beta32, bias, epi[1:]))
     finally:
         for w in keep:  # queued before the kernel on s: freed in s's order after it
             release(w, s)
@@ -349,8 +372,8 @@ def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev, epi: t
             (not transpose_b and b_rows > 1 and (b_pitch * it) % 16):
         return None
     ldt = -(-K // 4) * 4  # TF32: B^T (N x K) rows padded to 16 bytes, made by transpose_f32
-    plan, _, geo_a, geo_b = _setup(kind, layout_name(ta, tb or transpose_b), M, N, K, a_pitch,
-                                    ldt if transpose_b else b_pitch, N, dev, epi is not None)
+    plan, _, geo_a, geo_b, geo_c = _setup(kind, layout_name(ta, tb or transpose_b), M, N, K, a_pitch,
+                                           ldt if transpose_b else b_pitch, N, dev, epi is not None)
     tail = NO_EPILOGUE[1:] if epi is None else tuple(epi[1:])
     if transpose_b:
         t_grid = TRANSPOSE.grid(K, N)
@@ -373,14 +396,14 @@ def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev, epi: t
         if not transpose_b:
             tma = _tmaps.get((ordinal, kind, a.ptr, *geo_a)) or tensor_map(dev, kind, a.ptr, *geo_a)
             tmb = _tmaps.get((ordinal, kind, b.ptr, *geo_b)) or tensor_map(dev, kind, b.ptr, *geo_b)
-            plan.launch(s, (tma, tmb, np.float32(alpha), np.float32(beta), out.ptr, bptr, *tail))
+            plan.launch(s, _bind(dev, kind, geo_c, tma, tmb, out.ptr, np.float32(alpha), np.float32(beta), bptr, tail))
             return True
         bt = workspace(N * ldt, np.float32, s)
         try:
             t_plan.launch(s, (b.ptr, bt.ptr))
             tma = _tmaps.get((ordinal, kind, a.ptr, *geo_a)) or tensor_map(dev, kind, a.ptr, *geo_a)
             tmb = _tmaps.get((ordinal, kind, bt.ptr, *geo_b)) or tensor_map(dev, kind, bt.ptr, *geo_b)
-            plan.launch(s, (tma, tmb, np.float32(alpha), np.float32(beta), out.ptr, bptr, *tail))
+            plan.launch(s, _bind(dev, kind, geo_c, tma, tmb, out.ptr, np.float32(alpha), np.float32(beta), bptr, tail))
         finally:
             release(bt, s)  # queued before the kernel: freed in s's order after it (the graph's, inside one)
         return True

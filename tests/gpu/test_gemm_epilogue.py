@@ -103,6 +103,39 @@ def test_epilogue_persistent_kernel(algo, shape, bias_kind, activation, stream, 
     test_epilogue_matches_numpy(algo, shape, bias_kind, activation, stream, rng)
 
 
+@pytest.mark.parametrize("algo", SM90)
+@pytest.mark.parametrize("M,N,K", [(1000, 1300, 300), (257, 520, 64), (1, 4100, 100)])
+@pytest.mark.parametrize("bias_kind,activation", [(None, None), ("col", "gelu"), ("row", "relu")])
+def test_persistent_tma_store(algo, M, N, K, bias_kind, activation, stream, rng, monkeypatch):
+    """out a block of a NaN-poisoned array whose rows are 16-byte aligned and a multiple of 16
+    bytes apart: the persistent kernel stores through out's tensor map (TMA), which must clip the
+    N and M edges (the poison right of and below the block stays), on 7 CTAs (many tiles each)."""
+    from test_gemm import force_tile
+
+    force_tile(monkeypatch, 256, 7)
+    dt = _dtype(algo)
+    pitch = -(-N // 8) * 8 + 8  # 16-byte rows for 2- and 4-byte types, columns past N to poison
+    ah = rng.uniform(-1, 1, (M, K)).astype(dt)
+    bh = rng.uniform(-1, 1, (K, N)).astype(dt)
+    ch = rng.uniform(-1, 1, (M, N)).astype(dt)
+    big = np.full((M + 2, pitch), np.nan, dt)
+    big[:M, :N] = ch
+    bigd = ck.to_device(big, stream=stream)
+    out = bigd[:M, :N]
+    assert out.ptr % 16 == 0 and (out.strides[0] % 16 == 0)
+    bias, ref_bias = (None, 0.0) if bias_kind is None else _bias(bias_kind, M, N, dt, stream, rng)
+    _, rec = matmul(ck.to_device(ah, stream=stream), ck.to_device(bh, stream=stream), out, alpha=0.75, beta=0.5,
+                    bias=bias, activation=activation, algo=algo, stream=stream, timed=True)
+    assert "256p" in rec.name, rec.name
+    got = bigd.to_numpy(stream=stream)
+    ref = ACT[activation](0.75 * (ah.astype(np.float64) @ bh.astype(np.float64)) + 0.5 * ch.astype(np.float64)
+                          + ref_bias)
+    assert not np.isnan(got[:M, :N]).any(), "outputs left unwritten (NaN poison)"
+    assert rel_fro(got[:M, :N], ref) < TOL.get(algo, 1e-5)
+    assert np.isnan(got[:M, N:].astype(np.float64)).all() and np.isnan(got[M:].astype(np.float64)).all(), \
+        "wrote outside the out block"
+
+
 @pytest.mark.parametrize("algo", ["simt", "simt256", "tf32", "bf16", "cublas"] + SM90)
 def test_epilogue_with_transposed_operands(algo, stream, rng):
     dt = _dtype(algo)
