@@ -140,15 +140,15 @@ if has nvtx; then
 fi
 
 if has ncu_gemm; then
-  # Nsight Compute on the Hopper BF16 kernel and cuBLAS's at each shape of NCU_SHAPE (default the
-  # short-K 4096x4096x256 where the kit runs 0.70x, and 4096^3): throughput, occupancy, launch, warp
-  # stalls, memory, scheduler, tail
+  # Nsight Compute on the Hopper BF16 kernels (one tile per CTA, persistent) and cuBLAS's at each
+  # shape of NCU_SHAPE (default the short-K 4096x4096x256 where the kit runs 0.70x, and 4096^3):
+  # throughput, occupancy, launch, warp stalls, memory, scheduler, tail; NCU_ALGOS: which
   for shape in ${NCU_SHAPE:-4096x4096x256 4096x4096x4096}; do
     timeout -k 10 ${NCU_TIMEOUT:-200} ncu --clock-control none -k "regex:gemm|nvjet|xmma|cutlass" \
       --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
       --section MemoryWorkloadAnalysis --section SchedulerStats --section ComputeWorkloadAnalysis \
       --section SourceCounters \
-      $PY tools/profile_gemm.py bf16_sm90 torch_bf16 --shape "$shape" > "$OUT/ncu_gemm_$shape.txt" 2>&1
+      $PY tools/profile_gemm.py ${NCU_ALGOS:-bf16_sm90 bf16_sm90_p torch_bf16} --shape "$shape" > "$OUT/ncu_gemm_$shape.txt" 2>&1
     summary+=("ncu over bf16_sm90 and cuBLAS at $shape (exit $?): $(grep -c 'Duration' "$OUT/ncu_gemm_$shape.txt") kernels profiled")
   done
 fi

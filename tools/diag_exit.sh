@@ -85,6 +85,30 @@ if [[ " ${DIAG_PARTS:-} " == *" crash "* ]]; then
   TAIL=2 run pytest_no_capture $PY -m pytest $T -q -s -p no:cacheprovider
   TAIL=2 run pytest_clear_adopted $PY -c "import atexit, sys, pytest; from cudart_kit import stream as st; atexit.register(st._adopted.clear); sys.exit(pytest.main(['$T', '-q', '-p', 'no:cacheprovider']))"
   TAIL=2 run pytest_clear_tplans $PY -c "import atexit, sys, pytest; from cudart_kit.ops import vector as v; atexit.register(v._tplans.clear); sys.exit(pytest.main(['$T', '-q', '-p', 'no:cacheprovider']))"
+  # the pattern as a test file outside the repository (no conftest: no report header, no fixtures),
+  # then with the repository's conftest copied next to it
+  mkdir -p /tmp/diag_min /tmp/diag_min_conf
+  cat > /tmp/diag_min/test_min.py <<'PYEOF'
+import torch
+
+import cudart_kit as ck  # noqa: F401
+from cudart_kit import ops
+
+
+def test_min():
+    x = torch.ones(1 << 20, device="cuda")
+    ts = torch.cuda.Stream()
+    with torch.cuda.stream(ts):
+        y = x * 3.0
+        out = torch.empty_like(y)
+        ops.scale(2.0, y, out, stream=ts)
+        z = out.sum()
+    ts.synchronize()
+    assert z.item() == 6.0 * (1 << 20)
+PYEOF
+  cp /tmp/diag_min/test_min.py /tmp/diag_min_conf/ && cp tests/conftest.py /tmp/diag_min_conf/conftest.py
+  TAIL=2 run pytest_minimal $PY -m pytest /tmp/diag_min/test_min.py -q -p no:cacheprovider --rootdir /tmp/diag_min
+  TAIL=2 run pytest_minimal_conftest $PY -m pytest /tmp/diag_min_conf/test_min.py -q -p no:cacheprovider --rootdir /tmp/diag_min_conf
   TAIL=2 run pytest_clear_both $PY -c "import atexit, sys, pytest; from cudart_kit import stream as st; from cudart_kit.ops import vector as v; atexit.register(st._adopted.clear); atexit.register(v._tplans.clear); sys.exit(pytest.main(['$T', '-q', '-p', 'no:cacheprovider']))"
 fi
 if part capture; then

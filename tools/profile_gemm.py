@@ -5,7 +5,8 @@
 Each algorithm runs twice (the first launch loads the module); size with --n (default 4096), or
 --shape MxNxK for a rectangular product (e.g. 4096x4096x256, the short-K case).
 The names "cupy" and "torch_bf16" run cuBLAS SGEMM (through CuPy) and cuBLAS BF16 (through
-PyTorch) on the same sizes, for a side-by-side profile with the peer.
+PyTorch) on the same sizes, for a side-by-side profile with the peer. A Hopper algorithm name
+with "_p" appended (bf16_sm90_p) runs its persistent wide kernel, "_1t" its one-tile-per-CTA one.
 """
 
 import argparse
@@ -42,6 +43,13 @@ for algo in args.algos:
             torch.cuda.synchronize()
         print(algo, "done")
         continue
+    from cudart_kit.ops import _gemm_sm90
+
+    _gemm_sm90.FORCE_BN = _gemm_sm90.FORCE_PERSIST = None
+    for tag, flag in (("_p", True), ("_1t", False)):
+        if algo.endswith(tag):
+            algo = algo[:-len(tag)]
+            _gemm_sm90.FORCE_BN, _gemm_sm90.FORCE_PERSIST = 256, flag
     dt = bfloat16 if algo.startswith("bf16") else np.float16 if algo.startswith("fp16") else np.float32
     a = ck.to_device(rng.uniform(-1, 1, (M, K)).astype(dt), stream=s)
     b = ck.to_device(rng.uniform(-1, 1, (K, N)).astype(dt), stream=s)
