@@ -1205,3 +1205,58 @@ def test_epilogue_plans_rebind_the_bias_emulated(algo, bias_shape, activation, m
     assert not [n for n, *_ in host.launches if n.endswith("_epi")]
     assert np.allclose(oh.astype(np.float64), ah.astype(np.float64) @ bh.astype(np.float64),
                        rtol=1e-5 if dt == np.float32 else 2e-3, atol=1e-5 if dt == np.float32 else 2e-3)
+
+
+def _macro_params(macro: str) -> list[str]:
+    """Parameter names of the first entry point a kernels/gemm_sm90.cu macro defines, with
+    KIT_EPI_PARAMS expanded (kernels/epilogue.cuh)."""
+    text = (KERNELS / "gemm_sm90.cu").read_text()
+    body = re.search(r"#define " + macro + r"\(.*?\n(.*?)\{", text, re.S).group(1)
+    params = re.search(r"NAME\((.*?)\)\s*$", body.replace("\\\n", " "), re.S).group(1)
+    names = []
+    for p in params.split(","):
+        p = p.strip()
+        if p.startswith("KIT_EPI_PARAMS"):
+            names += ["bias", "bias_sm", "bias_sn", "act"]
+        else:
+            names.append(re.findall(r"\w+", p)[-1])
+    return names
+
+
+def test_sm90_plan_slots_match_the_kernel_signatures():
+    """The plans' slot indices (what is bound per launch) name exactly the parameters the kernels
+    declare: tensor maps, alpha, beta, C and the epilogue — plus out's map and tma_store for the
+    persistent twins — and _bind's values line up with them."""
+    from cudart_kit.ops import _gemm_sm90 as sm
+
+    plain, persistent = _macro_params("KIT_SM90_KERNEL"), _macro_params("KIT_SM90_PERSISTENT")
+    assert [plain[i] for i in sm._SLOTS] == ["tmA", "tmB", "alpha", "beta", "C", "bias", "bias_sm", "bias_sn", "act"]
+    assert [persistent[i] for i in sm._SLOTS_P] == ["tmA", "tmB", "tmC", "alpha", "beta", "C", "tma_store", "bias",
+                                                    "bias_sm", "bias_sn", "act"]
+    tail = ("sm", "sn", "act")
+    assert sm._bind(None, "bf16", None, "A", "B", 4096, "al", "be", "bias", tail) == \
+        ("A", "B", "al", "be", 4096, "bias", *tail)
+    # out misaligned (start or pitch): the threads store; A's map fills tmC's slot
+    geo = ((300, 777), 777, (128, 64))
+    v = sm._bind(None, "bf16", geo, "A", "B", 4096, "al", "be", "bias", tail)
+    assert v == ("A", "B", "A", "al", "be", 4096, sm._THREAD_STORE, "bias", *tail)
+    assert sm._bind(None, "bf16", ((300, 520), 520, (128, 64)), "A", "B", 4098, "al", "be", 0, tail)[6] == 0
+    assert len(v) == len(sm._SLOTS_P)
+
+
+def test_sm90_bind_uses_tma_stores_for_aligned_out(monkeypatch):
+    """A 16-byte-aligned out with 16-byte row pitches (or a single row) gets out's own tensor map
+    (shape, pitch and the 128-row x 128-byte box of the staging buffer) and tma_store = 1."""
+    from cudart_kit.ops import _gemm_sm90 as sm
+
+    made = []
+    monkeypatch.setattr(sm, "tensor_map", lambda dev, kind, ptr, *geo: made.append((kind, ptr, *geo)) or "C-map")
+    monkeypatch.setattr(sm, "_tmaps", {})
+
+    class Dev:
+        ordinal = 0
+
+    for kind, geo in (("bf16", ((300, 520), 520, (128, 64))), ("tf32", ((1, 77), 80, (128, 32)))):
+        v = sm._bind(Dev(), kind, geo, "A", "B", 8192, "al", "be", 0, ("sm", "sn", "act"))
+        assert v[2] == "C-map" and v[6] == sm._TMA_STORE and v[5] == 8192
+        assert made[-1] == (kind, 8192, *geo)
