@@ -40,7 +40,8 @@
 
 namespace geo {
 // <geometry sm90>
-struct sm90 {  // grid ceil(M / BM) * ceil(N / BN) CTAs (1-D), THREADS threads, SMEM_BN<BN> dynamic bytes
+struct sm90 {  // grid ceil(M / BM) * ceil(N / BN) CTAs (1-D), THREADS threads, SMEM_BN<BN> dynamic bytes;
+                // the persistent wide kernels: min(tiles, SMs) CTAs, SMEM_BN256P bytes
   static constexpr int BM = 128;
   static constexpr int BN_NARROW = 128;   // the two tile widths: one kernel each
   static constexpr int BN_WIDE = 256;
@@ -281,16 +282,17 @@ __device__ __forceinline__ void epilogue_pass(const float* ts, int ct, int m0, i
 // stages meanwhile), laid out as the copy engine's 128-byte swizzle: sub-boxes of 128 rows x 128
 // bytes (64 16-bit or 32 FP32 columns), each row's 16-byte chunks XOR-ed with the row's low 3
 // bits (so the fragments' stores and the row reads below hit distinct banks). Per pass, each
-// consumer thread finishes its fragment values (rows r, r + 8, r = 64 cw + 16 warp + lane / 4;
-// columns 8j + 2 (lane % 4) (+1)): alpha * acc + beta * C, the _epi twin's bias and activation
-// (Epi::operator(): bias from global memory, activation by selects), one rounding — into the
-// buffer. Then either (tmC != nullptr: out 16-byte aligned with 16-byte row pitch) one thread
+// consumer thread finishes its fragment values in place (rows r, r + 8, r = 64 cw + 16 warp +
+// lane / 4; columns 8j + 2 (lane % 4) (+1)): alpha * acc + beta * C, the _epi twin's bias and
+// activation (Epi::operator(): bias from global memory, activation by selects), then, once the
+// buffer is free, writes them into it with one rounding (d holds the finished values afterwards).
+// Passes wholly right of N are skipped. Then either (tmC != nullptr: out 16-byte aligned with 16-byte row pitch) one thread
 // hands the pass to the copy engine (TMA stores, which clip the matrix edges) and the consumers
 // go on — the next pass or tile waits only until the engine has read the buffer — or the 256
 // consumer threads copy it out, 16 bytes each, element by element where out's rows are not
 // 16-byte aligned or at the N edge. ct: the thread's index over the consumer warpgroups (0 .. 255).
 template <typename T, int BN, class E>
-__device__ __forceinline__ void epilogue_staged(const float (&d)[BN / 2], uint8_t* buf, const CUtensorMap* tmC,
+__device__ __forceinline__ void epilogue_staged(float (&d)[BN / 2], uint8_t* buf, const CUtensorMap* tmC,
                                                 int ct, int m0, int n0, int M, int N, float alpha, float beta, T* C,
                                                 int ldc, const E& epi) {
   using X = Mma<T>;
@@ -310,17 +312,19 @@ __device__ __forceinline__ void epilogue_staged(const float (&d)[BN / 2], uint8_
   const bool vec = (ldc * sizeof(T)) % 16 == 0 && reinterpret_cast<uintptr_t>(C) % 16 == 0;
 #pragma unroll
   for (int p = 0; p < BN / PW; ++p) {
-    // the buffer is free: the previous pass (or the previous tile's last one) has been copied
-    // out by the threads, or read by the copy engine (its issuing thread waited for that)
-    if (tmC != nullptr && ct == 0) bulk_wait<true>();
-    asm volatile("bar.sync %0, %1;" ::"n"(TILE_BAR), "n"(CT) : "memory");
+    if (n0 + p * PW >= N) break;  // a pass wholly right of the matrix (the last column tile): nothing to store
+    // the pass's values, finished in place in the accumulators (their loads of C and the bias
+    // need not wait for the buffer)
 #pragma unroll
     for (int jj = 0; jj < PW / 8; ++jj) {
       const int j = p * (PW / 8) + jj;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const int r = r0 + 8 * h, row = m0 + r, col = n0 + 8 * j + 2 * (lane % 4);
-        float v0 = alpha * d[4 * j + 2 * h], v1 = alpha * d[4 * j + 2 * h + 1];
+        const int row = m0 + r0 + 8 * h, col = n0 + 8 * j + 2 * (lane % 4);
+        float& v0 = d[4 * j + 2 * h];
+        float& v1 = d[4 * j + 2 * h + 1];
+        v0 *= alpha;
+        v1 *= alpha;
         if (row < M) {  // C and the bias are read inside the matrix only
           const T* c = C + (size_t)row * ldc + col;
           if (beta != 0.0f) {
@@ -332,7 +336,19 @@ __device__ __forceinline__ void epilogue_staged(const float (&d)[BN / 2], uint8_
             if (col + 1 < N) v1 = epi(v1, row, col + 1);
           }
         }
-        uint8_t* dst = at(r, 8 * jj + 2 * (lane % 4));
+      }
+    }
+    // the buffer is free: the previous pass (or the previous tile's last one) has been copied
+    // out by the threads, or read by the copy engine (its issuing thread waited for that)
+    if (tmC != nullptr && ct == 0) bulk_wait<true>();
+    asm volatile("bar.sync %0, %1;" ::"n"(TILE_BAR), "n"(CT) : "memory");
+#pragma unroll
+    for (int jj = 0; jj < PW / 8; ++jj) {
+      const int j = p * (PW / 8) + jj;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        uint8_t* dst = at(r0 + 8 * h, 8 * jj + 2 * (lane % 4));
+        const float v0 = d[4 * j + 2 * h], v1 = d[4 * j + 2 * h + 1];
         if constexpr (sizeof(T) == 4) *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
         else *reinterpret_cast<typename X::Pair*>(dst) = X::pair(v0, v1);
       }

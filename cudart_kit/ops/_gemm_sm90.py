@@ -294,7 +294,8 @@ _TMA_STORE, _THREAD_STORE = np.int32(1), np.int32(0)
 
 
 def _setup(kind: str, layout: str, M: int, N: int, K: int, lda: int, ldb: int, ldc: int, dev, epi: bool = False):
-    """The kernel's :class:`LaunchPlan` (slots tmA, tmB, alpha, beta, C: see ``_SLOTS``), tile
+    """The kernel's :class:`LaunchPlan` (slots tmA, tmB, alpha, beta, C and the epilogue: see
+    ``_SLOTS``; a persistent twin's also tmC and tma_store: ``_SLOTS_P``, filled by :func:`_bind`), tile
     (width, persistent: :func:`pick_tile`) and the two tensor-map geometries (stored shape, pitch, box) for operands stored in
     ``layout``: A M x K ("n") or K x M ("t"), pitch lda; B K x N ("n") or N x K ("t"), pitch ldb;
     out's row pitch ldc. A K-major operand (A "n", B "t") is read in boxes of one 128-byte row of
