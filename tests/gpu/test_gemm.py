@@ -194,6 +194,27 @@ def test_sm90_tiles_and_layouts(algo, bn, persist, ta, tb, stream, rng, monkeypa
 
 
 @pytest.mark.parametrize("algo", SM90)
+def test_sm90_persistent_is_deterministic(algo, stream, rng, monkeypatch):
+    """Each tile's K reduction runs in one CTA in a fixed order, so the persistent kernel's out is
+    bitwise the same on any grid (all SMs, 3 CTAs), run after run, and the same as the
+    one-tile-per-CTA kernel's (same main loop, same epilogue arithmetic)."""
+    if DT[algo] is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    dt = DT[algo]
+    a = ck.to_device(rng.uniform(-1, 1, (700, 900)).astype(dt), stream=stream)
+    b = ck.to_device(rng.uniform(-1, 1, (900, 1100)).astype(dt), stream=stream)
+    c = rng.uniform(-1, 1, (700, 1100)).astype(dt)
+    outs = []
+    for persist in (False, True, True, 3):
+        force_tile(monkeypatch, 256, persist)
+        out = ck.to_device(c, stream=stream)
+        matmul(a, b, out, alpha=1.5, beta=-0.75, algo=algo, stream=stream)
+        outs.append(out.to_numpy(stream=stream))
+    for got in outs[1:]:
+        assert np.array_equal(got.view(np.uint8), outs[0].view(np.uint8))
+
+
+@pytest.mark.parametrize("algo", SM90)
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
 def test_sm90_persistent_many_tiles_per_cta(algo, ta, tb, stream, rng, monkeypatch):
     """The persistent kernel with several tiles per CTA (2100 x 2901: 17 x 12 wide tiles on at most
