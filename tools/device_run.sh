@@ -55,11 +55,22 @@ fi
 if has test; then
   # a hung kernel blocks inside a CUDA call where pytest-timeout cannot reach it: bound it from outside
   # PYTHONFAULTHANDLER: a crash (also one at interpreter exit) prints every thread's Python stack
-  CUDART_KIT_REQUIRE_GPU=1 PYTHONFAULTHANDLER=1 timeout -k 10 ${TEST_TIMEOUT:-900} $PY -m pytest ${TESTS:-tests/gpu} -q -rfEs -p no:cacheprovider ${PYTEST_ARGS:-} \
-    --junitxml="$OUT/gpu-tests.xml" 2>&1 | tee "$OUT/gpu-tests.log"
-  rc=${PIPESTATUS[0]}
-  summary+=("gpu tests (pytest exit $rc): $(grep -E '^(=+ )?[0-9]+ (passed|failed)|(passed|failed|error).* in [0-9.]+s' "$OUT/gpu-tests.log" | tail -1)")
-  [ "$rc" -gt 1 ] && summary+=("pytest exit $rc: tail of the log: $(tail -c 1500 "$OUT/gpu-tests.log" | tr '\n' '|')")
+  # TEST_SPLIT_K="expr": the tests matching -k expr run in a second pytest process after the rest
+  # (new kernels that could hang: a hang then costs only their own results)
+  gpu_tests() {  # name, extra args...
+    local name=$1; shift
+    CUDART_KIT_REQUIRE_GPU=1 PYTHONFAULTHANDLER=1 timeout -k 10 ${TEST_TIMEOUT:-900} $PY -m pytest ${TESTS:-tests/gpu} -q -rfEs -p no:cacheprovider ${PYTEST_ARGS:-} \
+      "$@" --junitxml="$OUT/$name.xml" 2>&1 | tee "$OUT/$name.log"
+    local rc=${PIPESTATUS[0]}
+    summary+=("$name (pytest exit $rc): $(grep -E '^(=+ )?[0-9]+ (passed|failed)|(passed|failed|error).* in [0-9.]+s' "$OUT/$name.log" | tail -1)")
+    [ "$rc" -gt 1 ] && summary+=("pytest exit $rc: tail of the log: $(tail -c 1500 "$OUT/$name.log" | tr '\n' '|')")
+  }
+  if [ -n "${TEST_SPLIT_K:-}" ]; then
+    gpu_tests gpu-tests -k "not (${TEST_SPLIT_K})"
+    gpu_tests gpu-tests-split -k "${TEST_SPLIT_K}"
+  else
+    gpu_tests gpu-tests
+  fi
 fi
 
 if has cli; then

@@ -174,6 +174,7 @@ def test_wmma_cp_partial_chunks(algo, dt, stream, rng):
 
 # the Hopper kernels' schedules: (tile width, persistent); tests force each in turn
 SM90_TILES = [(128, False), (256, False), (256, True)]
+SM90_TILE_IDS = ["128", "256", "256persistent"]  # -k persistent selects the persistent kernels' tests
 
 
 def force_tile(monkeypatch, bn, persist):
@@ -184,7 +185,7 @@ def force_tile(monkeypatch, bn, persist):
 
 
 @pytest.mark.parametrize("algo", SM90)
-@pytest.mark.parametrize("bn,persist", SM90_TILES)
+@pytest.mark.parametrize("bn,persist", SM90_TILES, ids=SM90_TILE_IDS)
 @pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
 def test_sm90_tiles_and_layouts(algo, bn, persist, ta, tb, stream, rng, monkeypatch):
     """Both tile widths and the persistent kernel, every operand layout (each a different kernel or
@@ -688,7 +689,7 @@ def test_view_operands_larger(algo, case, stream, rng):
 
 
 @pytest.mark.parametrize("algo", SM90)
-@pytest.mark.parametrize("bn,persist", SM90_TILES)
+@pytest.mark.parametrize("bn,persist", SM90_TILES, ids=SM90_TILE_IDS)
 @pytest.mark.parametrize("case", ["a_block", "T_of_blocks", "T_and_flags"])
 def test_view_operands_sm90_both_tiles(algo, bn, persist, case, stream, rng, monkeypatch):
     """The Hopper kernels on views at both tile widths and persistent, several k-tiles around the ring."""
