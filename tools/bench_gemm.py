@@ -5,7 +5,8 @@
     python tools/bench_gemm.py --host-only   # only the host cost per call (small shapes, cuBLAS at 256^3)
 
 Rows ``<algo>_p`` / ``<algo>_1t`` run the Hopper kernels' wide tiles with the persistent schedule
-forced on / off (one tile per CTA), next to the row of what matmul picks itself.
+forced on / off (one tile per CTA), next to the row of what matmul picks itself; ``<algo>_pt``
+the persistent kernel with its threads storing out instead of TMA stores.
 
 GPU figures come from cudart_kit.bench.benchmark (warm-up by time until stable, at least
 --repeat samples and --min-time-ms of GPU time, a ``~`` marks a noisy figure); host costs are
@@ -35,9 +36,11 @@ from cudart_kit.ops.gemm import SIMT, matmul
 PEER = {"cublas": "sgemm", "cublas_bf16": "bf16", "naive": "sgemm", "tiled": "sgemm",
         **{k: "sgemm" for k in SIMT}, "simt_nt": "sgemm", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16",
         "tf32_sm90": "tf32", "tf32_sm90_nt": "tf32", "bf16_sm90": "bf16", "bf16_sm90_nt": "bf16", "fp16_sm90": "fp16"}
-# the Hopper kernels' wide tiles with the persistent schedule forced on (_p) or off (_1t: one tile
-# per CTA), next to what matmul picks by itself (_gemm_sm90.pick_tile)
-FORCED = {f"{k}_{tag}": (k, flag) for k in ("bf16_sm90", "fp16_sm90", "tf32_sm90_nt") for tag, flag in (("p", True), ("1t", False))}
+# the Hopper kernels' wide tiles with the persistent schedule forced on (_p; _pt: its threads
+# store out instead of the copy engine) or off (_1t: one tile per CTA), next to what matmul picks
+# by itself (_gemm_sm90.pick_tile)
+FORCED = {f"{k}_{tag}": (k, flag) for k in ("bf16_sm90", "fp16_sm90", "tf32_sm90_nt")
+          for tag, flag in (("p", True), ("pt", True), ("1t", False))}
 PEER.update({k: PEER[base] for k, (base, _) in FORCED.items()})
 
 
@@ -151,10 +154,12 @@ def main(argv=None) -> int:
             runs = {"naive": lambda st: matmul(a32, b32, c32, algo="naive", stream=st), **runs}
         for algo, fn in runs.items():
             _gemm_sm90.FORCE_BN, _gemm_sm90.FORCE_PERSIST = (256, FORCED[algo][1]) if algo in FORCED else (None, None)
+            _gemm_sm90.FORCE_THREAD_STORE = algo.endswith("_pt")
             try:
                 ms, tf, noisy, spread = bench(fn, algo)
             finally:
                 _gemm_sm90.FORCE_BN = _gemm_sm90.FORCE_PERSIST = None
+                _gemm_sm90.FORCE_THREAD_STORE = False
             pms, ptf, pnoisy, _ = peers[PEER[algo]]
             rows.append({"M": M, "N": N, "K": K, "algo": algo, "ms": ms, "tflops": tf, "spread": spread,
                          "noisy": noisy, "peer": PEER[algo], "peer_tflops": ptf, "peer_noisy": pnoisy,

@@ -54,6 +54,7 @@ FORCE_BN = None  # tests set 128 or 256 to run one tile shape whatever the probl
 # tests and benchmarks set True / False to run (or not) the persistent wide kernels; an int n >= 1
 # runs them on at most n CTAs (many tiles per CTA at small sizes, for tests and the sanitizer)
 FORCE_PERSIST = None
+FORCE_THREAD_STORE = False  # benchmarks set True: the persistent twins' threads store even where TMA could
 
 
 def pick_bn(M: int, N: int, sms: int) -> int:
@@ -330,7 +331,7 @@ def _bind(dev, kind: str, geo_c, tma, tmb, o_ptr: int, alpha32, beta32, bias: in
     if geo_c is None:
         return (tma, tmb, alpha32, beta32, o_ptr, bias, *tail)
     (M, _), ld, _ = geo_c
-    if o_ptr % 16 == 0 and (M == 1 or (ld * _ITEMSIZE[kind]) % 16 == 0):
+    if o_ptr % 16 == 0 and (M == 1 or (ld * _ITEMSIZE[kind]) % 16 == 0) and not FORCE_THREAD_STORE:
         tmc = _tmaps.get((dev.ordinal, kind, o_ptr, *geo_c)) or tensor_map(dev, kind, o_ptr, *geo_c)
         return (tma, tmb, tmc, alpha32, beta32, o_ptr, _TMA_STORE, bias, *tail)
     return (tma, tmb, tma, alpha32, beta32, o_ptr, _THREAD_STORE, bias, *tail)
