@@ -1256,9 +1256,9 @@ def test_sm90_bind_uses_tma_stores_for_aligned_out(monkeypatch):
     class Dev:
         ordinal = 0
 
-    for kind, geo in (("bf16", ((300, 520), 520, (128, 64))), ("tf32", ((1, 77), 80, (128, 32)))):
-        v = sm._bind(Dev(), kind, geo, "A", "B", 8192, "al", "be", 0, ("sm", "sn", "act"))
+    for kind, geo_c in (("bf16", ((300, 520), 520, (128, 64))), ("tf32", ((1, 77), 80, (128, 32)))):
+        v = sm._bind(Dev(), kind, geo_c, "A", "B", 8192, "al", "be", 0, ("sm", "sn", "act"))
         assert v[2] == "C-map" and v[6] == sm._TMA_STORE and v[5] == 8192
-        assert made[-1] == (kind, 8192, *geo)
+        assert made[-1] == (kind, 8192, *geo_c)
     monkeypatch.setattr(sm, "FORCE_THREAD_STORE", True)  # the benchmarks' switch: threads store anyway
     assert sm._bind(Dev(), "bf16", ((300, 520), 520, (128, 64)), "A", "B", 8192, 1, 0, 0, ())[6] == sm._THREAD_STORE
