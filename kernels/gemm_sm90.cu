@@ -17,6 +17,10 @@
 // with one value per row or column is staged in shared memory by producer warp 1 during the MMAs.
 // (Storing each fragment straight from the registers, 4 bytes per access, was slower: the plain
 // product ran 0.93x / 0.95x of cuBLAS at 4096^3 / 8192^3 that way on the H200.)
+// Persistent twins (gemm_sm90_<type>_256p_<layout>, wide tiles): min(tiles, SMs) CTAs, each
+// walking tiles blockIdx.x, + gridDim.x, ...; the ring's barriers count stages across a CTA's
+// tiles, so the producer loads the next tile while the consumers finish one; their epilogue
+// (epilogue_staged) has its own staging buffer and stores through TMA where out allows it.
 //
 // Layout vocabulary (as in gemm.cu and cudart_kit/ops/_gemm_geometry.py): a kernel name's two
 // letters are the stored layouts of A then B, n = stored as op() reads it (A M x K, B K x N),
