@@ -546,15 +546,20 @@ def test_overlap_samples_runs_by_time():
 
 # --- tools/bench_stability.py (the H200 acceptance run), its pure parts ---------------------------
 
-def _stability_tool():
+def _tool(name: str):
+    """tools/<name>.py as a module (the tools are scripts, not a package)."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "tools" / "bench_stability.py"
-    spec = importlib.util.spec_from_file_location("bench_stability", path)
+    path = Path(__file__).resolve().parent.parent / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _stability_tool():
+    return _tool("bench_stability")
 
 
 BT_CSV = """[CUDA Bandwidth Test] - Starting...
@@ -631,3 +636,35 @@ def test_stability_main_without_a_gpu(monkeypatch, tmp_path, capsys):
     assert doc["passed"] is True and [s["bytes"] for s in doc["sizes"]] == [32 << 20, 256 << 20]
     text = capsys.readouterr().out
     assert text.startswith("bench_stability: Fake H200") and "verdict: PASS" in text
+
+
+# --- tools/compare_persistent.py (reads bench_gemm's JSON) -----------------------------------------
+
+def _gemm_row(M, N, K, algo, ms, ratio):
+    return {"M": M, "N": N, "K": K, "algo": algo, "ms": ms, "ratio": ratio}
+
+
+def test_compare_persistent_pairs_schedules_and_finds_the_k_rule(tmp_path, capsys):
+    tool = _tool("compare_persistent")
+    rows = [_gemm_row(4096, 4096, 256, "bf16_sm90_1t", 0.030, 0.70), _gemm_row(4096, 4096, 256, "bf16_sm90_p", 0.024, 0.87),
+            _gemm_row(4096, 4096, 256, "bf16_sm90_pt", 0.026, 0.80), _gemm_row(4096, 4096, 256, "bf16_sm90", 0.030, 0.70),
+            _gemm_row(4096, 4096, 1024, "bf16_sm90_1t", 0.090, 0.85), _gemm_row(4096, 4096, 1024, "bf16_sm90_p", 0.085, 0.90),
+            _gemm_row(4096, 4096, 4096, "bf16_sm90_1t", 0.300, 0.96), _gemm_row(4096, 4096, 4096, "bf16_sm90_p", 0.310, 0.93),
+            _gemm_row(4096, 4096, 256, "tf32_sm90_nt_1t", 0.050, 0.88), _gemm_row(4096, 4096, 256, "tf32_sm90_nt_p", 0.045, 0.95)]
+    tab = tool.table(rows)
+    assert set(tab) == {(4096, 4096, 256, "bf16_sm90"), (4096, 4096, 1024, "bf16_sm90"), (4096, 4096, 4096, "bf16_sm90"),
+                        (4096, 4096, 256, "tf32_sm90_nt")}  # the plain bf16_sm90 row is not a schedule row
+    sp = tool.speedups(tab)
+    assert [t[2] for t in sp] == [256, 1024, 4096, 256] and sp[0][6] == pytest.approx(0.030 / 0.024)
+    assert tool.k_threshold(sp) == (1024, False)  # won at 256 and 1024, lost at 4096
+    f = tmp_path / "b.json"
+    f.write_text(json.dumps({"device": "H200", "date": "2026-12-05", "rows": rows}))
+    assert tool.main([str(f), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| 4096x4096x256 | bf16_sm90 | 0.030 (0.700) | 0.024 (0.870) | 0.026 (0.800) | 1.250 |" in out
+    assert "persistent_wins(M, N, K) = K <= 1024" in out
+    # lost at the smallest K: no rule; won everywhere: always
+    assert tool.k_threshold([(1, 1, 256, "f", 1.0, 1.1, 0.9, 0, 0)]) == (None, False)
+    assert tool.k_threshold([(1, 1, 256, "f", 1.0, 0.9, 1.1, 0, 0), (1, 1, 512, "f", 1.0, 0.9, 1.1, 0, 0)]) == (512, True)
+    f.write_text(json.dumps({"rows": [_gemm_row(1, 1, 1, "bf16_sm90", 1.0, 1.0)]}))
+    assert tool.main([str(f)]) == 1
