@@ -84,7 +84,7 @@ for algo, dt in epi_algos:
     print(algo, "epilogue ok")
 
 # The persistent wide Hopper kernels: several tiles per CTA (3 CTAs), ragged edges, plain and
-# fused, pair stores (even pitch) and element stores (odd pitch)
+# fused, TMA stores (N = 520: 16-byte rows) and the threads' stores (N = 777: rows off 16 bytes)
 if s.device.compute_capability == (9, 0) and "persistent" in parts:
     from cudart_kit.ops import _gemm_sm90
 

@@ -247,10 +247,13 @@ class Sm90:
         if bn not in (self.bn_narrow, self.bn_wide):
             raise ValueError(f"the sm90 kernels have tiles {self.bn_narrow} and {self.bn_wide} wide, not {bn}")
         if persistent:
-            if bn != self.bn_wide:
-                raise ValueError(f"the persistent sm90 kernels have {self.bn_wide}-wide tiles, not {bn}")
+            self._persistent_width(bn)
             return self.smem_bn256p
         return getattr(self, f"smem_bn{bn}")
+
+    def _persistent_width(self, bn: int) -> None:
+        if bn != self.bn_wide:
+            raise ValueError(f"the persistent sm90 kernels have {self.bn_wide}-wide tiles, not {bn}")
 
     def tiles(self, M: int, N: int, bn: int) -> int:
         return _cdiv(M, self.bm) * _cdiv(N, bn)
@@ -261,8 +264,8 @@ class Sm90:
         layout_flags(layout)
         if kind == "tf32" and layout != "nt":
             raise ValueError("the TF32 sm90 kernel reads K-major operands only: layout 'nt'")
-        if persistent and bn != self.bn_wide:
-            raise ValueError(f"the persistent sm90 kernels have {self.bn_wide}-wide tiles, not {bn}")
+        if persistent:
+            self._persistent_width(bn)
         return f"gemm_sm90_{kind}_{bn}{'p' if persistent else ''}_{layout}"
 
     def grid(self, M: int, N: int, bn: int, persistent: bool, sms: int) -> int:

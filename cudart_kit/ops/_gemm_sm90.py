@@ -82,11 +82,6 @@ def pick_tile(M: int, N: int, K: int, sms: int) -> tuple[int, bool]:
     return bn, SM90.tiles(M, N, bn) > sms and persistent_wins(M, N, K)
 
 
-def _forcing() -> tuple:
-    """The test switches' state, as a plan compares it (True and 1 differ: 1 is a CTA count)."""
-    return FORCE_BN, FORCE_PERSIST, type(FORCE_PERSIST)
-
-
 def persistent_wins(M: int, N: int, K: int) -> bool:
     """Where the persistent wide kernel runs faster than the one-tile-per-CTA one (measured:
     docs/matmul.md, tools/matmul_notes.md v16)."""
@@ -389,10 +384,12 @@ def fast_plan(kind: str, M: int, N: int, K: int, ta: bool, tb: bool, dev, epi: t
         # transpose_f32(in, rows, cols, ldi, out, ldo), as in _transposed: in and out are the slots
         t_plan = LaunchPlan(kit_kernel("gemm", "transpose_f32"), dev, t_grid, TRANSPOSE.block,
                             (0, np.int32(K), np.int32(N), np.int32(N), 0, np.int32(ldt)), slots=(0, 4))
-    ordinal, forced = dev.ordinal, _forcing()
+    # the test switches as the plan was made, compared by identity on each call (two global reads;
+    # True and 1 differ: 1 is a CTA count; an equal int that is another object only re-plans)
+    ordinal, forced_bn, forced_p = dev.ordinal, FORCE_BN, FORCE_PERSIST
 
     def go(a: Array, b: Array, out: Array, alpha, beta, s, bias: Array | None = None) -> bool:
-        if _forcing() != forced:
+        if FORCE_BN is not forced_bn or FORCE_PERSIST is not forced_p:
             return False
         if bias is not None and bias.stream is not s:
             bias.record_stream(s)

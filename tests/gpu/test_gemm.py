@@ -219,10 +219,10 @@ def test_sm90_persistent_is_deterministic(algo, stream, rng, monkeypatch):
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
 def test_sm90_persistent_many_tiles_per_cta(algo, ta, tb, stream, rng, monkeypatch):
     """The persistent kernel with several tiles per CTA (2100 x 2901: 17 x 12 wide tiles on at most
-    132 CTAs), ragged last tiles, an odd row pitch (element stores, not pairs), a K that wraps the
-    ring an odd number of times per tile (the barrier phases carry over from tile to tile), beta
-    on; the same on 5 CTAs (about 40 tiles each) and on one; then pair stores, and the record
-    names the kernel."""
+    132 CTAs), ragged last tiles, rows off 16 bytes (the threads store out, element by element at
+    the N edge), a K that wraps the ring an odd number of times per tile (the barrier phases carry
+    over from tile to tile), beta on; the same on 5 CTAs (about 40 tiles each) and on one; then a
+    contiguous out with 16-byte rows (TMA stores), and the record names the kernel."""
     for ctas in (True, 5, 1):
         force_tile(monkeypatch, 256, ctas)
         h = run(algo, 2100, 2901, 328, stream, rng, alpha=0.75, beta=-0.5, ta=ta, tb=tb)

@@ -95,8 +95,9 @@ def test_epilogue_matches_numpy(algo, shape, bias_kind, activation, stream, rng)
 @pytest.mark.parametrize("bias_kind,activation", [("col", "relu"), ("row", "gelu"), ("full_T", "gelu"),
                                                   ("scalar", None), (None, "gelu")])
 def test_epilogue_persistent_kernel(algo, shape, bias_kind, activation, stream, rng, monkeypatch):
-    """The persistent wide Hopper kernel's epilogue (stored from the registers): the checks above,
-    out rows an even pitch apart (pair stores) and an odd one (1300 + 5: element stores)."""
+    """The persistent wide Hopper kernel's epilogue, the checks above: out a block whose rows are
+    off 16 bytes, so its threads store (16 bytes where they can, element by element at the edges);
+    its TMA stores: test_persistent_tma_store."""
     from test_gemm import force_tile
 
     force_tile(monkeypatch, 256, True)
